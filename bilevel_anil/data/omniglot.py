@@ -1,0 +1,157 @@
+"""Omniglot in torchvision's layout: find or download it, decode it once, cache the pixels.
+
+Protocol: meta-training and meta-validation use disjoint characters of the 30 background
+alphabets (a fixed split, the same for every run); meta-testing uses the 659 characters of
+the 20 evaluation alphabets.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError
+
+FOLDER = "omniglot-py"
+SPLIT_DIRS = {"background": "images_background", "evaluation": "images_evaluation"}
+VALIDATION_CHARACTERS = 164  # of the 964 background characters; the other 800 meta-train
+SPLIT_SEED = 0  # fixes which background characters are held out for validation
+CACHE_VERSION = 1
+
+
+@dataclass
+class ClassImages:
+    """Images ``[n, 1, S, S]`` in [0, 1] (strokes 1, background 0) and their class ids."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+
+    def subset(self, class_ids: list[int]) -> "ClassImages":
+        keep = torch.isin(self.labels, torch.tensor(class_ids))
+        remap = torch.full((len(self.classes),), -1, dtype=torch.long)
+        remap[torch.tensor(class_ids)] = torch.arange(len(class_ids))
+        return ClassImages(self.images[keep], remap[self.labels[keep]], [self.classes[i] for i in class_ids])
+
+    def images_per_class(self) -> int:
+        return int(torch.bincount(self.labels).min()) if len(self.labels) else 0
+
+
+def locate(root: Path, download: bool) -> Path:
+    """Return ``root/omniglot-py``, downloading it with torchvision when it is missing."""
+    base = root / FOLDER
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist: create it or pass --data-root DIR "
+                        f"holding {FOLDER}/{SPLIT_DIRS['background']} and {FOLDER}/{SPLIT_DIRS['evaluation']}")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise DataError(f"data root {root} is not readable: fix its permissions or pass another --data-root")
+    missing = [d for d in SPLIT_DIRS.values() if not (base / d).is_dir()]
+    if missing and download:
+        try:
+            from torchvision.datasets import Omniglot
+
+            for background in (True, False):
+                Omniglot(str(root), background=background, download=True)
+        except Exception as exc:  # network errors, checksum errors, read-only folders
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(
+                f"Omniglot is not under {base} and downloading it failed ({reason}); put the "
+                f"torchvision layout there ({', '.join(SPLIT_DIRS.values())}) or pass --data-root DIR"
+            ) from None
+        missing = [d for d in SPLIT_DIRS.values() if not (base / d).is_dir()]
+    if missing:
+        raise DataError(f"Omniglot is not under {base} (missing {', '.join(missing)}): put the torchvision "
+                        f"layout there or allow the download")
+    return base
+
+
+def _character_dirs(split_dir: Path) -> list[Path]:
+    try:
+        return sorted(c for a in sorted(split_dir.iterdir()) if a.is_dir() for c in sorted(a.iterdir()) if c.is_dir())
+    except PermissionError as exc:
+        raise DataError(f"cannot read {exc.filename}: fix its permissions") from None
+
+
+def resize_gray(image: Image.Image, size: int) -> np.ndarray:
+    """Grey-scale pixels ``[size, size]`` (uint8) of an image, resized with Lanczos filtering."""
+    return np.asarray(image.convert("L").resize((size, size), Image.LANCZOS), dtype=np.uint8)
+
+
+def to_input(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 grey pixels ``[..., S, S]`` to model inputs ``[..., 1, S, S]``: ink 1, paper 0."""
+    return 1.0 - torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255.0).unsqueeze(-3)
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return resize_gray(im, size)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise DataError(f"cannot decode image {path} ({type(exc).__name__}): replace the file or re-download Omniglot") from None
+
+
+def _cache_file(split_dir: Path, files: list[Path], size: int) -> Path | None:
+    digest = hashlib.sha1(f"{CACHE_VERSION}|{split_dir.resolve()}|{size}".encode())
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    cache_dir = Path(os.environ.get("BILEVEL_ANIL_CACHE", Path.home() / ".cache" / "bilevel_anil"))
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return cache_dir / f"omniglot-{split_dir.name}-{size}-{digest.hexdigest()[:16]}.npz"
+
+
+def load_split(base: Path, split: str, image_size: int = 28) -> ClassImages:
+    """Decode one split (``"background"`` or ``"evaluation"``) to a :class:`ClassImages`.
+
+    The decoded pixels are cached under ``$BILEVEL_ANIL_CACHE`` (default ``~/.cache/bilevel_anil``),
+    keyed by the files' names, sizes and modification times, so PNGs are read once.
+    """
+    split_dir = base / SPLIT_DIRS[split]
+    chars = _character_dirs(split_dir)
+    files_by_char = [sorted(c.glob("*.png")) for c in chars]
+    files = [f for fs in files_by_char for f in fs]
+    if not files:
+        raise DataError(f"no PNG images under {split_dir}: re-download Omniglot or fix --data-root")
+    labels = np.repeat(np.arange(len(chars)), [len(fs) for fs in files_by_char])
+    names = [f"{c.parent.name}/{c.name}" for c in chars]
+    cache = _cache_file(split_dir, files, image_size)
+    pixels = None
+    if cache is not None and cache.exists():
+        try:
+            with np.load(cache) as z:
+                pixels = z["pixels"]
+        except (OSError, ValueError, KeyError):
+            pixels = None
+    if pixels is None or len(pixels) != len(files):
+        pixels = np.stack([_decode(f, image_size) for f in files])
+        if cache is not None:
+            tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
+            try:
+                np.savez(tmp, pixels=pixels)
+                os.replace(tmp, cache)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+    images = to_input(pixels)
+    return ClassImages(images, torch.from_numpy(labels), names)
+
+
+def load_omniglot(root: Path, download: bool = True, image_size: int = 28) -> dict[str, ClassImages]:
+    """The three meta-splits: ``train`` and ``val`` (background characters), ``test`` (evaluation)."""
+    base = locate(root, download)
+    background = load_split(base, "background", image_size)
+    order = np.random.RandomState(SPLIT_SEED).permutation(len(background.classes))
+    val_ids = sorted(order[:VALIDATION_CHARACTERS].tolist())
+    train_ids = sorted(order[VALIDATION_CHARACTERS:].tolist())
+    return {
+        "train": background.subset(train_ids),
+        "val": background.subset(val_ids),
+        "test": load_split(base, "evaluation", image_size),
+    }

@@ -1,0 +1,150 @@
+"""The Engine: orders each outer step, validates, keeps checkpoints, writes metrics."""
+from __future__ import annotations
+
+import csv
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from betty.configs import EngineConfig
+from betty.engine import Engine
+from betty.logging.logger_base import get_logger
+from tqdm import tqdm
+
+from .. import checkpoint
+from ..envs.episodic import EpisodicEnv
+from ..evaluation import Interval
+from ..problems import AdaptProblem, MetaProblem
+
+get_logger().setLevel(logging.WARNING)  # Betty logs its set-up at INFO on stdout
+
+METRICS = ["step", "train_loss", "train_score", "val_score", "val_ci95", "elapsed_s", "train_s", "steps_per_s"]
+
+
+@dataclass
+class EngineSettings:
+    """How long to train and how often to validate, and where the run's files go."""
+
+    iterations: int
+    inner_steps: int
+    val_every: int
+    out_dir: Path
+    device: str = "cpu"
+    higher_is_better: bool = True  # accuracy; False for a loss such as MSE
+    progress: Optional[bool] = None  # None: show the bar only on a terminal
+
+
+class MetaEngine(Engine):
+    """One outer step = the Env draws a meta-batch, then ``inner_steps`` lower steps run;
+    Betty calls the upper step after the last of them (``unroll_steps``).
+
+    ``validate`` returns the validation :class:`Interval`; ``run_info`` is stored in every
+    checkpoint (what is needed to rebuild and evaluate the model).
+    """
+
+    def __init__(self, upper: MetaProblem, lower: AdaptProblem, env: EpisodicEnv, settings: EngineSettings,
+                 validate: Callable[[], Interval], run_info: dict[str, Any]):
+        self.settings = settings
+        self.validate_fn = validate
+        self.run_info = run_info
+        self.best: Optional[dict[str, Any]] = None
+        self.history: list[dict[str, Any]] = []
+        config = EngineConfig(train_iters=settings.iterations * settings.inner_steps,
+                              valid_step=settings.val_every * settings.inner_steps,
+                              strategy="gpu" if settings.device.startswith("cuda") else "cpu")
+        super().__init__(problems=[upper, lower], config=config, env=env,
+                         dependencies={"u2l": {upper: [lower]}, "l2u": {lower: [upper]}})
+
+    # ordering --------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One outer step; returns the upper problem's query loss and score."""
+        upper_steps = self.upper.count
+        self.env.step()
+        for _ in range(self.settings.inner_steps):
+            self.global_step += 1
+            for leaf in self.leaves:
+                leaf.step(global_step=self.global_step)
+        if self.upper.count != upper_steps + 1:
+            raise RuntimeError("the upper problem did not step once per outer step: check unroll_steps")
+        self.lower.release()
+        return dict(self.upper.last_stats)
+
+    def validation(self) -> dict[str, float]:
+        interval = self.validate_fn()
+        return {"val_score": interval.mean, "val_ci95": interval.ci95}
+
+    # persistence -----------------------------------------------------------------------
+    def _state(self, step: int) -> dict[str, Any]:
+        return {
+            **self.run_info,
+            "step": step,
+            "model": self.upper.module.state_dict(),
+            "optimizer": self.upper.optimizer.state_dict(),
+            "best": self.best,
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+        }
+
+    def restore(self, state: dict[str, Any]) -> int:
+        """Continue from a ``last.pt`` state; returns the step it was saved at."""
+        self.upper.module.load_state_dict(state["model"])
+        self.upper.optimizer.load_state_dict(state["optimizer"])
+        self.best = state["best"]
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        return int(state["step"])
+
+    def _better(self, score: float) -> bool:
+        if self.best is None:
+            return True
+        return score > self.best["val_score"] if self.settings.higher_is_better else score < self.best["val_score"]
+
+    # the loop --------------------------------------------------------------------------
+    def run(self, start_step: int = 0) -> Optional[dict[str, Any]]:
+        """Train from ``start_step`` to ``iterations``; returns the best validation record."""
+        s = self.settings
+        s.out_dir.mkdir(parents=True, exist_ok=True)
+        metrics_path = s.out_dir / "metrics.csv"
+        new_file = start_step == 0 or not metrics_path.exists()
+        with open(metrics_path, "w" if new_file else "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=METRICS)
+            if new_file:
+                writer.writeheader()
+            bar = tqdm(total=s.iterations, initial=start_step, disable=(not s.progress) if s.progress is not None else None,
+                       unit="step", dynamic_ncols=True)
+            started, train_time, done = time.perf_counter(), 0.0, 0
+            self.train()
+            for step in range(start_step + 1, s.iterations + 1):
+                t0 = time.perf_counter()
+                stats = self.train_step()
+                train_time += time.perf_counter() - t0
+                done += 1
+                row = {"step": step, "train_loss": stats["loss"], "train_score": stats.get("score", ""),
+                       "val_score": "", "val_ci95": "", "elapsed_s": round(time.perf_counter() - started, 3),
+                       "train_s": round(train_time, 3), "steps_per_s": round(done / train_time, 3)}
+                if step % s.val_every == 0 or step == s.iterations:
+                    self.eval()
+                    val = self.validation()
+                    self.train()
+                    row.update(val)
+                    if self._better(val["val_score"]):
+                        self.best = {"step": step, **val}
+                        checkpoint.save(s.out_dir / "best.pt", self._state(step))
+                    checkpoint.save(s.out_dir / "last.pt", self._state(step))
+                    if bar.disable:
+                        print(f"step {step}/{s.iterations}  loss {stats['loss']:.4f}  val {val['val_score']:.4f}"
+                              f" ± {val['val_ci95']:.4f}  {row['steps_per_s']:.2f} steps/s", flush=True)
+                writer.writerow(row)
+                fh.flush()
+                self.history.append(row)
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", score=f"{stats.get('score', float('nan')):.3f}",
+                                val="" if self.best is None else f"{self.best['val_score']:.3f}", refresh=False)
+                bar.update(1)
+            bar.close()
+        self.train_seconds, self.steps_done = train_time, done
+        return self.best

@@ -1,0 +1,60 @@
+"""Few-shot evaluation: per-task scores before and after adaptation, with 95% intervals."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from .data.episodes import EpisodeBatch
+from .learner import Learner
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean of per-task values with the half-width of its normal 95% confidence interval."""
+
+    mean: float
+    ci95: float
+    tasks: int
+
+    @staticmethod
+    def of(values: Tensor) -> "Interval":
+        n = values.numel()
+        half = 1.96 * values.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
+        return Interval(values.mean().item(), half, n)
+
+    def percent(self) -> str:
+        return f"{100 * self.mean:.2f}% ± {100 * self.ci95:.2f}%"
+
+    def plain(self, digits: int = 3) -> str:
+        return f"{self.mean:.{digits}f} ± {self.ci95:.{digits}f}"
+
+
+def task_scores(learner: Learner, theta: Mapping[str, Tensor], episodes: EpisodeBatch,
+                steps: Sequence[int], lr: float, chunk: int = 16) -> dict[int, Tensor]:
+    """Per-task query score (accuracy for classification, MSE for regression) after each
+    number of inner steps in ``steps``."""
+    wanted = sorted(set(steps))
+    scores: dict[int, list[Tensor]] = {k: [] for k in wanted}
+    device = next(iter(theta.values())).device
+    with torch.no_grad():
+        for part in episodes.chunks(chunk):
+            part = part.to(device)
+            query = learner.predictor(theta, part.query.x)
+            for k, fast in enumerate(learner.adapt_path(theta, part.support.x, part.support.y, wanted[-1], lr)):
+                if k in scores:
+                    out = query(fast)
+                    if learner.loss == "cross_entropy":
+                        scores[k].append(learner.task_accuracies(out, part.query.y).cpu())
+                    else:
+                        scores[k].append(learner.task_losses(out, part.query.y).cpu())
+    return {k: torch.cat(v) for k, v in scores.items()}
+
+
+def evaluate(learner: Learner, theta: Mapping[str, Tensor], episodes: EpisodeBatch,
+             steps: Sequence[int], lr: float) -> dict[int, Interval]:
+    """Mean and 95% interval of the per-task query score after each number of inner steps."""
+    return {k: Interval.of(v) for k, v in task_scores(learner, theta, episodes, steps, lr).items()}

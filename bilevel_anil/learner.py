@@ -1,0 +1,91 @@
+"""A learner: a body/head network, the algorithm's choice of adapted parameters, and a loss.
+
+Both the Betty problems and evaluation go through this one definition of prediction,
+task loss and inner-loop adaptation.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .algorithms import Algorithm
+from .fast_weights import sgd_step
+
+Params = Mapping[str, Tensor]
+Predictor = Callable[[Params], Tensor]
+
+
+class Learner:
+    """Binds a network (with ``body_forward``/``head_forward``) to an algorithm and a loss.
+
+    loss: ``"cross_entropy"`` (classification, labels ``[B, n]``) or ``"mse"`` (regression,
+    targets ``[B, n, out]``).
+    """
+
+    def __init__(self, model: nn.Module, algorithm: Algorithm, loss: str = "cross_entropy"):
+        if loss not in ("cross_entropy", "mse"):
+            raise ValueError(f"unknown loss {loss!r}")
+        self.model = model
+        self.algorithm = algorithm
+        self.loss = loss
+        self.adapted_names = [n for n, _ in model.named_parameters() if algorithm.adapts(n)]
+        self.adapts_body = any(n.startswith("body.") for n in self.adapted_names)
+
+    def meta_params(self) -> dict[str, Tensor]:
+        """The meta-parameters (the initialisation) by name."""
+        return dict(self.model.named_parameters())
+
+    def initial_fast_params(self, theta: Params, tasks: int) -> dict[str, Tensor]:
+        """Per-task copies ``[B, ...]`` of the adapted meta-parameters, differentiable in theta."""
+        return {n: theta[n].unsqueeze(0).expand(tasks, *theta[n].shape) for n in self.adapted_names}
+
+    def predictor(self, theta: Params, x: Tensor) -> Predictor:
+        """Return ``fast -> outputs [B, n, out]`` for inputs ``x`` of shape ``[B, n, ...]``.
+
+        When the body is not adapted (ANIL) its features are computed here once and reused by
+        every call, so inner steps only run the head.
+        """
+        model = self.model
+        if not self.adapts_body:
+            features = model.body_forward(theta, x)
+            return lambda fast: model.head_forward({**theta, **fast}, features)
+        return lambda fast: model.head_forward({**theta, **fast}, model.body_forward({**theta, **fast}, x))
+
+    def task_losses(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Mean loss of each task ``[B]``."""
+        if self.loss == "cross_entropy":
+            per_example = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
+            return per_example.view(targets.shape).mean(dim=1)
+        return (outputs - targets).pow(2).flatten(1).mean(dim=1)
+
+    def task_accuracies(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Fraction of correct predictions of each task ``[B]`` (classification only)."""
+        return (outputs.argmax(dim=-1) == targets).float().mean(dim=1)
+
+    def inner_loss(self, predict: Predictor, fast: Params, targets: Tensor) -> Tensor:
+        """Sum over tasks of each task's mean support loss: its gradient with respect to
+        per-task fast weights is each task's own gradient."""
+        return self.task_losses(predict(fast), targets).sum()
+
+    def adapt_path(self, theta: Params, x: Tensor, y: Tensor, steps: int, lr: float) -> Iterator[dict[str, Tensor]]:
+        """Yield the fast weights after 0, 1, ..., ``steps`` SGD steps on the support set
+        ``(x, y)``, detached from theta (for evaluation and prediction)."""
+        theta = {n: p.detach() for n, p in theta.items()}
+        predict = self.predictor(theta, x)
+        fast = {n: p.clone() for n, p in self.initial_fast_params(theta, x.shape[0]).items()}
+        yield fast
+        for _ in range(steps):
+            with torch.enable_grad():
+                fast = {n: p.requires_grad_() for n, p in fast.items()}
+                grads = torch.autograd.grad(self.inner_loss(predict, fast, y), list(fast.values()))
+            fast = {n: p.detach() for n, p in sgd_step(fast, grads, lr).items()}
+            yield fast
+
+    def adapt(self, theta: Params, x: Tensor, y: Tensor, steps: int, lr: float) -> dict[str, Tensor]:
+        """Fast weights after ``steps`` SGD steps on the support set (no meta-graph)."""
+        for fast in self.adapt_path(theta, x, y, steps, lr):
+            pass
+        return fast

@@ -1,0 +1,48 @@
+"""Layers over a batch of tasks: inputs are ``[B, n, ...]`` (B tasks, n examples each).
+
+A parameter is either shared by all tasks (its usual shape) or per task (a leading B
+dimension). Each op picks the batched kernel for the per-task case, so B tasks run as one
+call instead of a Python loop.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``x @ weight.T + bias`` for ``x`` of shape ``[B, n, d_in]``."""
+    if weight.dim() == 2:
+        return F.linear(x, weight, bias)
+    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor, padding: int) -> Tensor:
+    """2-D convolution of ``x`` of shape ``[B, n, C, H, W]``; per-task kernels use groups=B."""
+    tasks, shots = x.shape[:2]
+    if weight.dim() == 4:
+        return F.conv2d(x.flatten(0, 1), weight, bias, padding=padding).unflatten(0, (tasks, shots))
+    grouped = x.transpose(0, 1).flatten(1, 2)  # [n, B*C, H, W]
+    out = F.conv2d(grouped, weight.flatten(0, 1), bias.flatten(), padding=padding, groups=tasks)
+    return out.unflatten(1, (tasks, -1)).transpose(0, 1)
+
+
+def task_batch_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+    """Batch normalisation with each task's own statistics over its n examples (and H, W).
+
+    This is what a standard ``BatchNorm2d`` in training mode computes when it is called on
+    one task's set at a time, as the MAML reference implementation does.
+    """
+    tasks, shots, channels = x.shape[:3]
+    flat = x.transpose(0, 1).flatten(1, 2)  # [n, B*C, H, W]
+    w = weight.flatten() if weight.dim() == 2 else weight.repeat(tasks)
+    b = bias.flatten() if bias.dim() == 2 else bias.repeat(tasks)
+    out = F.batch_norm(flat, None, None, w, b, training=True, eps=eps)
+    return out.unflatten(1, (tasks, channels)).transpose(0, 1)
+
+
+def relu_maxpool(x: Tensor) -> Tensor:
+    """ReLU followed by 2x2 max pooling, for ``x`` of shape ``[B, n, C, H, W]``."""
+    tasks, shots = x.shape[:2]
+    return F.max_pool2d(F.relu(x.flatten(0, 1)), 2).unflatten(0, (tasks, shots))

@@ -1,0 +1,70 @@
+"""Use a trained checkpoint from Python: ``model = bilevel_anil.load(path)``."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from . import checkpoint
+from .algorithms import get_algorithm
+from .data.omniglot import resize_gray, to_input
+from .errors import UsageError
+from .learner import Learner
+from .models import build_model
+
+
+class FewShotModel:
+    """A meta-trained initialisation with its inner loop, ready to adapt to a new task.
+
+    Attributes: ``ways`` (classes per task), ``inner_steps`` and ``inner_lr`` (the adaptation
+    used at test time), ``algorithm`` and ``bn_mode`` (how BatchNorm normalises).
+    """
+
+    def __init__(self, state: dict, device: str = "cpu"):
+        self.model = build_model(state["arch"]).to(device)
+        self.model.load_state_dict(state["model"])
+        self.model.eval()
+        self.learner = Learner(self.model, get_algorithm(state["algorithm"]), state["loss"])
+        self.ways = state["arch"].get("ways")
+        self.inner_steps = int(state["test_inner_steps"])
+        self.inner_lr = float(state["inner_lr"])
+        self.image_size = state["arch"].get("image_size")
+        self.bn_mode = state.get("bn_mode", "batch")
+        self.algorithm = state["algorithm"]
+        self.device = device
+
+    def transform(self, image: Image.Image) -> Tensor:
+        """A PIL image to the model's input ``[1, S, S]`` (the training preprocessing)."""
+        if self.image_size is None:
+            raise UsageError("this model does not take images")
+        return to_input(resize_gray(image, self.image_size))
+
+    def adapt_and_predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor,
+                          steps: Optional[int] = None) -> Tensor:
+        """Adapt on one task's support set and return query outputs.
+
+        support_x ``[n, ...]``, support_y ``[n]`` with labels 0..N-1 (N ≤ ``ways``), query_x
+        ``[m, ...]``; returns logits ``[m, ways]`` (or predictions ``[m, out]`` for regression).
+        ``steps`` defaults to the inner steps the model was evaluated with.
+        """
+        if support_x.shape[0] != support_y.shape[0]:
+            raise UsageError(f"support_x has {support_x.shape[0]} examples but support_y {support_y.shape[0]} labels")
+        if self.learner.loss == "cross_entropy":
+            if support_y.dtype not in (torch.int64, torch.int32) or support_y.min() < 0 or support_y.max() >= self.ways:
+                raise UsageError(f"support labels must be integers 0..{self.ways - 1}")
+            support_y = support_y.long()
+        if support_x.shape[1:] != query_x.shape[1:]:
+            raise UsageError(f"support and query inputs differ in shape: {tuple(support_x.shape[1:])} vs {tuple(query_x.shape[1:])}")
+        theta = {n: p.detach() for n, p in self.model.named_parameters()}
+        sx, sy, qx = (t.unsqueeze(0).to(self.device) for t in (support_x, support_y, query_x))
+        with torch.no_grad():
+            fast = self.learner.adapt(theta, sx, sy, self.inner_steps if steps is None else steps, self.inner_lr)
+            return self.learner.predictor(theta, qx)(fast)[0]
+
+
+def load(path: str | os.PathLike, device: str = "cpu") -> FewShotModel:
+    """Load a ``best.pt`` or ``last.pt`` written by ``run.py``."""
+    return FewShotModel(checkpoint.load(path), device)
