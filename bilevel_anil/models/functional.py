@@ -19,10 +19,21 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor, padding: int) -> Tensor:
-    """2-D convolution of ``x`` of shape ``[B, n, C, H, W]``; per-task kernels use groups=B."""
+    """2-D convolution (stride 1) of ``x`` of shape ``[B, n, C, H, W]``.
+
+    Per-task kernels ``[B, C_out, C, k, k]`` run as one grouped convolution. With a single
+    input channel that grouped call would be a depthwise convolution, whose CPU kernel
+    (Winograd) loses about three digits in the weight gradient; that case is computed as
+    an explicit patch matrix product instead, which is cheap for one channel.
+    """
     tasks, shots = x.shape[:2]
     if weight.dim() == 4:
         return F.conv2d(x.flatten(0, 1), weight, bias, padding=padding).unflatten(0, (tasks, shots))
+    if weight.shape[2] == 1:
+        height = x.shape[-2] + 2 * padding - weight.shape[-2] + 1
+        patches = F.unfold(x.flatten(0, 1), weight.shape[-2:], padding=padding).unflatten(0, (tasks, shots))
+        out = torch.matmul(weight.flatten(2).unsqueeze(1), patches) + bias[:, None, :, None]
+        return out.unflatten(-1, (height, -1))
     grouped = x.transpose(0, 1).flatten(1, 2)  # [n, B*C, H, W]
     out = F.conv2d(grouped, weight.flatten(0, 1), bias.flatten(), padding=padding, groups=tasks)
     return out.unflatten(1, (tasks, -1)).transpose(0, 1)
