@@ -19,7 +19,7 @@ from ..errors import DataError
 
 FOLDER = "omniglot-py"
 SPLIT_DIRS = {"background": "images_background", "evaluation": "images_evaluation"}
-VALIDATION_CHARACTERS = 164  # of the 964 background characters; the other 800 meta-train
+VALIDATION_FRACTION = 0.17  # of the background characters: 164 of 964 validate, 800 meta-train
 SPLIT_SEED = 0  # fixes which background characters are held out for validation
 CACHE_VERSION = 1
 
@@ -33,9 +33,10 @@ class ClassImages:
     classes: list[str]
 
     def subset(self, class_ids: list[int]) -> "ClassImages":
-        keep = torch.isin(self.labels, torch.tensor(class_ids))
+        ids = torch.tensor(class_ids, dtype=torch.long)
+        keep = torch.isin(self.labels, ids)
         remap = torch.full((len(self.classes),), -1, dtype=torch.long)
-        remap[torch.tensor(class_ids)] = torch.arange(len(class_ids))
+        remap[ids] = torch.arange(len(class_ids))
         return ClassImages(self.images[keep], remap[self.labels[keep]], [self.classes[i] for i in class_ids])
 
     def images_per_class(self) -> int:
@@ -45,6 +46,8 @@ class ClassImages:
 def locate(root: Path, download: bool) -> Path:
     """Return ``root/omniglot-py``, downloading it with torchvision when it is missing."""
     base = root / FOLDER
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data root {root} is a file, not a folder: pass --data-root DIR holding {FOLDER}/")
     if not root.is_dir():
         raise DataError(f"data root {root} does not exist: create it or pass --data-root DIR "
                         f"holding {FOLDER}/{SPLIT_DIRS['background']} and {FOLDER}/{SPLIT_DIRS['evaluation']}")
@@ -148,8 +151,9 @@ def load_omniglot(root: Path, download: bool = True, image_size: int = 28) -> di
     base = locate(root, download)
     background = load_split(base, "background", image_size)
     order = np.random.RandomState(SPLIT_SEED).permutation(len(background.classes))
-    val_ids = sorted(order[:VALIDATION_CHARACTERS].tolist())
-    train_ids = sorted(order[VALIDATION_CHARACTERS:].tolist())
+    n_val = max(1, round(VALIDATION_FRACTION * len(order)))
+    val_ids = sorted(order[:n_val].tolist())
+    train_ids = sorted(order[n_val:].tolist())
     return {
         "train": background.subset(train_ids),
         "val": background.subset(val_ids),

@@ -1,0 +1,125 @@
+"""Bad input: one line on stderr, exit code 2, no traceback."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bilevel_anil.cli import main
+from bilevel_anil.data import omniglot as og
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_main(capsys, *args):
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    err = capsys.readouterr().err
+    return code, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--problem", "reptile"], "unknown problem 'reptile'"),
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--inner-lr", "0"], "--inner-lr must be a positive number"),
+    (["--meta-lr=-1e-3"], "--meta-lr must be a positive number"),
+    (["--inner-lr", "nan"], "--inner-lr must be a positive number"),
+    (["--ways", "0"], "--ways must be a positive integer"),
+    (["--shots", "-1"], "--shots must be a positive integer"),
+    (["--meta-batch", "0"], "--meta-batch must be a positive integer"),
+    (["--iterations", "0"], "--iterations must be a positive integer"),
+    (["--inner-steps", "0"], "--inner-steps must be a positive integer"),
+    (["--ways", "1"], "--ways must be at least 2"),
+    (["--ways", "five"], "invalid int value"),
+    (["--resume"], "--resume needs --out"),
+])
+def test_bad_arguments(capsys, args, fragment):
+    assert_one_line_error(*run_main(capsys, *args), fragment)
+
+
+def test_missing_data_root(capsys, tmp_path):
+    assert_one_line_error(*run_main(capsys, "--data-root", str(tmp_path / "nowhere")), "does not exist")
+
+
+def test_data_root_that_is_a_file(capsys, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert_one_line_error(*run_main(capsys, "--data-root", str(f)), "is a file, not a folder")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder, so permissions cannot make one unreadable")
+def test_unreadable_data_root(capsys, tmp_path):
+    root = tmp_path / "locked"
+    root.mkdir()
+    root.chmod(0)
+    try:
+        assert_one_line_error(*run_main(capsys, "--data-root", str(root)), "not readable")
+    finally:
+        root.chmod(0o700)
+
+
+def test_offline_without_a_copy_says_where_to_put_the_data(capsys, tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def no_network(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torchvision.datasets, "Omniglot", no_network)
+    code, err = run_main(capsys, "--data-root", str(tmp_path))
+    assert_one_line_error(code, err, "downloading it failed", str(tmp_path / "omniglot-py"), "images_background")
+
+
+def test_no_download_without_a_copy(capsys, tmp_path):
+    assert_one_line_error(*run_main(capsys, "--data-root", str(tmp_path), "--no-download"), "Omniglot is not under")
+
+
+@pytest.fixture()
+def small_copy(omniglot_root, tmp_path, monkeypatch):
+    """A data root with 6 characters per split copied from the real Omniglot."""
+    monkeypatch.setenv("BILEVEL_ANIL_CACHE", str(tmp_path / "cache"))
+    for split in og.SPLIT_DIRS.values():
+        src = omniglot_root / og.FOLDER / split
+        alphabet = sorted(src.iterdir())[0]
+        for char in sorted(alphabet.iterdir())[:6]:
+            shutil.copytree(char, tmp_path / "root" / og.FOLDER / split / alphabet.name / char.name)
+    return tmp_path / "root"
+
+
+def test_more_ways_than_classes(capsys, small_copy):
+    code, err = run_main(capsys, "--data-root", str(small_copy), "--ways", "6")
+    assert_one_line_error(code, err, "--ways 6 is larger than the", "classes of the meta-train split")
+
+
+def test_more_examples_than_images_per_class(capsys, small_copy):
+    code, err = run_main(capsys, "--data-root", str(small_copy), "--ways", "2", "--shots", "10", "--queries", "11")
+    assert_one_line_error(code, err, "need 21 images per class", "has 20")
+
+
+def test_corrupt_image_is_named(capsys, small_copy):
+    victim = sorted((small_copy / og.FOLDER / "images_evaluation").rglob("*.png"))[3]
+    victim.write_bytes(b"not a png")
+    code, err = run_main(capsys, "--data-root", str(small_copy), "--ways", "2")
+    assert_one_line_error(code, err, "cannot decode image", str(victim))
+
+
+def test_script_exit_code_and_help():
+    bad = subprocess.run([sys.executable, "run.py", "--problem", "nope"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown problem" in bad.stderr
+    ok = subprocess.run([sys.executable, "run.py", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert ok.returncode == 0
+    for flag in ("--ways", "--shots", "--queries", "--inner-steps", "--inner-lr", "--meta-lr", "--meta-batch",
+                 "--iterations", "--seed", "--device", "--out", "--first-order", "--val-every"):
+        assert flag in ok.stdout
