@@ -40,8 +40,8 @@ class RunConfig:
     inner_lr: float = 0.4
     meta_lr: float = 0.003
     meta_batch: int = 32
-    iterations: int = 2000
-    val_every: int = 200
+    iterations: int = 1000
+    val_every: int = 100
     val_tasks: int = 100
     test_tasks: int = 600
     first_order: bool = False
