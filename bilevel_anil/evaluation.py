@@ -29,9 +29,6 @@ class Interval:
     def percent(self) -> str:
         return f"{100 * self.mean:.2f}% ± {100 * self.ci95:.2f}%"
 
-    def plain(self, digits: int = 3) -> str:
-        return f"{self.mean:.{digits}f} ± {self.ci95:.{digits}f}"
-
 
 def task_scores(learner: Learner, theta: Mapping[str, Tensor], episodes: EpisodeBatch,
                 steps: Sequence[int], lr: float, chunk: int = 16) -> dict[int, Tensor]:

@@ -53,7 +53,6 @@ class MetaEngine(Engine):
         self.validate_fn = validate
         self.run_info = run_info
         self.best: Optional[dict[str, Any]] = None
-        self.history: list[dict[str, Any]] = []
         config = EngineConfig(train_iters=settings.iterations * settings.inner_steps,
                               valid_step=settings.val_every * settings.inner_steps,
                               strategy="gpu" if settings.device.startswith("cuda") else "cpu")
@@ -141,7 +140,6 @@ class MetaEngine(Engine):
                               f" ± {val['val_ci95']:.4f}  {row['steps_per_s']:.2f} steps/s", flush=True)
                 writer.writerow(row)
                 fh.flush()
-                self.history.append(row)
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", score=f"{stats.get('score', float('nan')):.3f}",
                                 val="" if self.best is None else f"{self.best['val_score']:.3f}", refresh=False)
                 bar.update(1)

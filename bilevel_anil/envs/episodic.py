@@ -20,9 +20,7 @@ class EpisodicEnv(Env):
         self.sampler = sampler
         self.meta_batch = meta_batch
         self.batch: Optional[EpisodeBatch] = None
-        self.steps = 0
 
     def step(self) -> EpisodeBatch:
         self.batch = self.sampler.sample(self.meta_batch).to(self.device)
-        self.steps += 1
         return self.batch
