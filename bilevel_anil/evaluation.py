@@ -1,12 +1,13 @@
 """Few-shot evaluation: per-task scores before and after adaptation, with 95% intervals."""
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .data.episodes import EpisodeBatch
 from .learner import Learner
@@ -30,14 +31,25 @@ class Interval:
         return f"{100 * self.mean:.2f}% ± {100 * self.ci95:.2f}%"
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run ``model`` in evaluation mode (matters for BatchNorm with running statistics)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def task_scores(learner: Learner, theta: Mapping[str, Tensor], episodes: EpisodeBatch,
                 steps: Sequence[int], lr: float, chunk: int = 16) -> dict[int, Tensor]:
     """Per-task query score (accuracy for classification, MSE for regression) after each
-    number of inner steps in ``steps``."""
+    number of inner steps in ``steps``, with the network in evaluation mode."""
     wanted = sorted(set(steps))
     scores: dict[int, list[Tensor]] = {k: [] for k in wanted}
     device = next(iter(theta.values())).device
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(learner.model):
         for part in episodes.chunks(chunk):
             part = part.to(device)
             query = learner.predictor(theta, part.query.x)

@@ -45,6 +45,9 @@ def assert_one_line_error(code, err, *fragments):
     (["--ways", "1"], "--ways must be at least 2"),
     (["--ways", "five"], "invalid int value"),
     (["--resume"], "--resume needs --out"),
+    (["--bn", "group"], "unknown BatchNorm mode 'group'"),
+    (["--dataset", "sine", "--ways", "5"], "--ways applies to classification"),
+    (["--dataset", "sine", "--bn", "running"], "--bn applies to the Conv4 network"),
 ])
 def test_bad_arguments(capsys, args, fragment):
     assert_one_line_error(*run_main(capsys, *args), fragment)

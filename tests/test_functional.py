@@ -44,3 +44,31 @@ def test_mlp_per_task_and_rebuild():
     torch.testing.assert_close(got, torch.stack([model(x[b]) for b in range(4)]))
     clone = build_model(model.arch)
     assert [n for n, _ in clone.named_parameters()] == [n for n, _ in model.named_parameters()]
+
+
+def test_running_statistics_mode_matches_batch_norm_2d():
+    """Training mode: batch statistics and BatchNorm2d's running update (pooled over the
+    meta-batch); evaluation mode: each example normalised with the running statistics."""
+    torch.manual_seed(0)
+    model = Conv4(ways=5, hidden=8, bn="running")
+    reference = Conv4(ways=5, hidden=8, bn="running")
+    reference.load_state_dict(model.state_dict())
+    x = torch.rand(3, 4, 1, 28, 28)
+    theta = dict(model.named_parameters())
+    model.train()
+    model.body_forward(theta, x)
+    reference.train()
+    reference.body[0](x.flatten(0, 1))  # the first block sees the same inputs pooled over all tasks
+    ours, ref = model.body[0].bn, reference.body[0].bn
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    torch.testing.assert_close(ours.running_var, ref.running_var)
+    assert not torch.equal(ref.running_var, torch.ones(8))
+    reference.load_state_dict(model.state_dict())
+    model.eval()
+    reference.eval()
+    per_task = {n: p.unsqueeze(0).repeat(3, *[1] * p.dim()) + 0.01 * torch.randn(3, *p.shape) for n, p in theta.items()}
+    got = model.head_forward(per_task, model.body_forward(per_task, x))
+    want = _per_task(reference, [{n: p[b] for n, p in per_task.items()} for b in range(3)], x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    one = model.head_forward(theta, model.body_forward(theta, x[:, :1]))
+    torch.testing.assert_close(one, model.head_forward(theta, model.body_forward(theta, x))[:, :1])  # per example

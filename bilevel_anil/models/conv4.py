@@ -8,13 +8,16 @@ from torch import Tensor, nn
 from . import functional as TF
 
 
-class ConvBlock(nn.Module):
-    """3x3 convolution, batch norm (batch statistics), ReLU, 2x2 max pooling."""
+BN_MODES = ("batch", "running")
 
-    def __init__(self, in_channels: int, out_channels: int):
+
+class ConvBlock(nn.Module):
+    """3x3 convolution, batch norm, ReLU, 2x2 max pooling."""
+
+    def __init__(self, in_channels: int, out_channels: int, bn: str = "batch"):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.bn = nn.BatchNorm2d(out_channels, track_running_stats=False)
+        self.bn = nn.BatchNorm2d(out_channels, track_running_stats=(bn == "running"))
         self.pool = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -24,21 +27,30 @@ class ConvBlock(nn.Module):
 class Conv4(nn.Module):
     """Four conv blocks (the body) and a linear classifier (the head).
 
+    bn: ``"batch"`` normalises with the statistics of the set being processed, in training
+    and at test time (each task's support set and query set separately: transductive, as
+    in the MAML reference). ``"running"`` does so in training mode and also accumulates
+    running statistics; in evaluation mode (``model.eval()``) every example is normalised
+    with those running statistics alone (not transductive).
+
     ``forward`` takes one task's images ``[n, C, H, W]``; ``body_forward`` and
     ``head_forward`` take a batch of tasks ``[B, n, ...]`` with parameters given by name,
     shared or per task (see :mod:`bilevel_anil.models.functional`).
     """
 
-    def __init__(self, ways: int, in_channels: int = 1, hidden: int = 64, image_size: int = 28):
+    def __init__(self, ways: int, in_channels: int = 1, hidden: int = 64, image_size: int = 28, bn: str = "batch"):
         super().__init__()
+        if bn not in BN_MODES:
+            raise ValueError(f"unknown BatchNorm mode {bn!r}: choose one of {', '.join(BN_MODES)}")
+        self.bn_mode = bn
         blocks, channels, size = [], in_channels, image_size
         for _ in range(4):
-            blocks.append(ConvBlock(channels, hidden))
+            blocks.append(ConvBlock(channels, hidden, bn))
             channels, size = hidden, size // 2
         self.body = nn.Sequential(*blocks, nn.Flatten())
         self.head = nn.Linear(hidden * size * size, ways)
         self.arch = {"name": "conv4", "ways": ways, "in_channels": in_channels,
-                     "hidden": hidden, "image_size": image_size}
+                     "hidden": hidden, "image_size": image_size, "bn": bn}
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.body(x))
@@ -49,7 +61,13 @@ class Conv4(nn.Module):
         for i, block in enumerate(self.body[:-1]):
             p = f"body.{i}."
             h = TF.conv2d(h, params[p + "conv.weight"], params[p + "conv.bias"], padding=1)
-            h = TF.task_batch_norm(h, params[p + "bn.weight"], params[p + "bn.bias"], block.bn.eps)
+            bn, weight, bias = block.bn, params[p + "bn.weight"], params[p + "bn.bias"]
+            if self.bn_mode == "running" and not self.training:
+                h = TF.running_batch_norm(h, weight, bias, bn.running_mean, bn.running_var, bn.eps)
+            else:
+                if self.bn_mode == "running":
+                    TF.update_running_stats(h, bn.running_mean, bn.running_var, bn.momentum)
+                h = TF.task_batch_norm(h, weight, bias, bn.eps)
             h = TF.relu_maxpool(h)
         return h.flatten(2)
 

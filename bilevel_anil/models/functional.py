@@ -53,6 +53,26 @@ def task_batch_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tens
     return out.unflatten(1, (tasks, channels)).transpose(0, 1)
 
 
+def update_running_stats(x: Tensor, running_mean: Tensor, running_var: Tensor, momentum: float) -> None:
+    """Move running per-channel statistics towards those of ``x`` ``[B, n, C, H, W]`` pooled
+    over all tasks (``BatchNorm2d``'s update rule: unbiased variance, ``lerp`` by momentum)."""
+    with torch.no_grad():
+        pooled = x.detach().transpose(0, 2).flatten(1)  # [C, B*n*H*W]
+        running_mean.lerp_(pooled.mean(dim=1), momentum)
+        running_var.lerp_(pooled.var(dim=1, unbiased=True), momentum)
+
+
+def running_batch_norm(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor,
+                       eps: float) -> Tensor:
+    """Normalise ``x`` ``[B, n, C, H, W]`` with fixed running statistics: each example on its
+    own, as ``BatchNorm2d`` does in evaluation mode (weights shared ``[C]`` or per task ``[B, C]``)."""
+    scale = torch.rsqrt(running_var + eps)
+    w = (weight * scale).unsqueeze(-2) if weight.dim() == 2 else (weight * scale).view(1, 1, -1)
+    shift = bias.unsqueeze(-2) if bias.dim() == 2 else bias.view(1, 1, -1)
+    w, shift = w.view(*w.shape[:2], -1, 1, 1), shift.view(*shift.shape[:2], -1, 1, 1)
+    return (x - running_mean.view(1, 1, -1, 1, 1)) * w + shift
+
+
 def relu_maxpool(x: Tensor) -> Tensor:
     """ReLU followed by 2x2 max pooling, for ``x`` of shape ``[B, n, C, H, W]``."""
     tasks, shots = x.shape[:2]

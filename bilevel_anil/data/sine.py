@@ -1,0 +1,54 @@
+"""Sine-wave regression tasks of the MAML paper (Finn et al., 2017, section 5.1).
+
+Each task is ``y = A sin(x - phase)`` with ``A ~ U[0.1, 5.0]``, ``phase ~ U[0, pi]`` and
+inputs ``x ~ U[-5, 5]``. Tasks are generated on the fly from torch's global generator, so
+``torch.manual_seed`` (or :func:`bilevel_anil.data.episodes.seeded`) makes them reproducible.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .episodes import EpisodeBatch, TaskSet
+
+
+@dataclass(frozen=True)
+class SineFamily:
+    """The ranges tasks are drawn from."""
+
+    amplitude: tuple[float, float] = (0.1, 5.0)
+    phase: tuple[float, float] = (0.0, math.pi)
+    x_range: tuple[float, float] = (-5.0, 5.0)
+
+
+def _uniform(shape: tuple[int, ...], bounds: tuple[float, float]) -> Tensor:
+    low, high = bounds
+    return torch.rand(shape) * (high - low) + low
+
+
+def sine(x: Tensor, amplitude: Tensor, phase: Tensor) -> Tensor:
+    """``amplitude * sin(x - phase)`` with per-task amplitude and phase broadcast over ``x``."""
+    return amplitude * torch.sin(x - phase)
+
+
+class SineTasks:
+    """K-shot sine regression tasks: ``shots`` support points and ``queries`` query points,
+    inputs and targets of shape ``[B, n, 1]``."""
+
+    def __init__(self, shots: int, queries: int, family: SineFamily = SineFamily()):
+        self.shots, self.queries, self.family = shots, queries, family
+
+    def sample(self, tasks: int) -> EpisodeBatch:
+        return self.sample_with_truth(tasks)[0]
+
+    def sample_with_truth(self, tasks: int) -> tuple[EpisodeBatch, Tensor, Tensor]:
+        """Tasks together with their amplitudes and phases (``[B, 1, 1]`` each)."""
+        amplitude = _uniform((tasks, 1, 1), self.family.amplitude)
+        phase = _uniform((tasks, 1, 1), self.family.phase)
+        x = _uniform((tasks, self.shots + self.queries, 1), self.family.x_range)
+        y = sine(x, amplitude, phase)
+        k = self.shots
+        return EpisodeBatch(TaskSet(x[:, :k], y[:, :k]), TaskSet(x[:, k:], y[:, k:])), amplitude, phase

@@ -1,0 +1,125 @@
+"""One run: build the task suite, meta-train through the Engine, test the best checkpoint, report."""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .algorithms import get_algorithm
+from .cli import RunConfig
+from .engines import EngineSettings, MetaEngine
+from .envs import EpisodicEnv
+from .evaluation import Interval, evaluate
+from .learner import Learner
+from .problems import AdaptProblem, MetaProblem
+from .suite import TaskSuite, build_suite
+
+BN_NOTES = {
+    "batch": "batch statistics of each task's support set and query set, normalised separately "
+             "(transductive, as in the MAML reference)",
+    "running": "running statistics accumulated during meta-training; each test example normalised on its own "
+               "(not transductive)",
+    "none": "none (the network has no BatchNorm)",
+}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_and_test(cfg: RunConfig) -> dict:
+    """Meta-train with a resolved config, then evaluate the best checkpoint; returns the report
+    (also written to ``results.json`` in the output folder)."""
+    seed_everything(cfg.seed)
+    algo = get_algorithm(cfg.problem)
+    suite = build_suite(cfg)
+    model = suite.model.to(cfg.device)
+    learner = Learner(model, algo, suite.loss)
+    upper = MetaProblem(learner, torch.optim.Adam(model.parameters(), lr=cfg.meta_lr))
+    lower = AdaptProblem(learner, cfg.inner_lr, cfg.inner_steps, algo.first_order)
+    env = EpisodicEnv(suite.train, cfg.meta_batch)
+    out = Path(cfg.out)
+    settings = EngineSettings(cfg.iterations, cfg.inner_steps, cfg.val_every, out, cfg.device,
+                              higher_is_better=suite.higher_is_better, progress=cfg.progress)
+    run_info = {"algorithm": algo.name, "arch": model.arch, "loss": suite.loss, "inner_lr": cfg.inner_lr,
+                "inner_steps": cfg.inner_steps, "test_inner_steps": cfg.test_inner_steps, "bn_mode": cfg.bn,
+                "config": asdict(cfg)}
+
+    def validate() -> Interval:
+        theta = learner.meta_params()
+        return evaluate(learner, theta, suite.val_set, [cfg.test_inner_steps], cfg.inner_lr)[cfg.test_inner_steps]
+
+    engine = MetaEngine(upper, lower, env, settings, validate, run_info)
+    start = engine.restore(checkpoint.load(out / "last.pt")) if cfg.resume else 0
+    order = "first-order" if algo.first_order else "second-order"
+    shape = f"{cfg.ways}-way {cfg.shots}-shot, {cfg.queries} query/class" if cfg.ways else \
+        f"K={cfg.shots} support and {cfg.queries} query points"
+    print(f"{algo.name} on {cfg.dataset}: {shape}, meta-batch {cfg.meta_batch}, {cfg.inner_steps} inner step(s) "
+          f"at lr {cfg.inner_lr} ({order}, unrolled), Adam meta-lr {cfg.meta_lr}, {cfg.iterations} outer steps "
+          f"on {cfg.device}, BatchNorm: {cfg.bn}; output {out}", flush=True)
+    t0 = time.perf_counter()
+    best = engine.run(start)
+    wall_time = time.perf_counter() - t0
+    train_time, steps_done = engine.train_seconds, engine.steps_done
+
+    model.load_state_dict(checkpoint.load(out / "best.pt")["model"])
+    theta = learner.meta_params()
+    t1 = time.perf_counter()
+    results = {label: evaluate(learner, theta, tasks, suite.test_steps, cfg.inner_lr)
+               for label, tasks in suite.test_sets.items()}
+    plot = None
+    if suite.plot_samplers:
+        from .plots import plot_sine_tasks
+        plot = plot_sine_tasks(learner, theta, suite.plot_samplers, cfg.inner_lr, [0, 1, 10],
+                               out / "sine_tasks.png", f"{algo.name}, trained with K={cfg.shots} "
+                               f"({steps_done} outer steps this session, best step {best['step']})",
+                               seed=cfg.seed + 10)
+    test_time = time.perf_counter() - t1
+    report = {
+        "algorithm": algo.name, "dataset": cfg.dataset, "metric": suite.metric, "bn_mode": cfg.bn,
+        "test_tasks": cfg.test_tasks, "test_queries": cfg.test_queries, "test_inner_steps": cfg.test_inner_steps,
+        "inner_lr": cfg.inner_lr,
+        "test": {label: {str(k): asdict(v) for k, v in r.items()} for label, r in results.items()},
+        "best_step": best["step"], "best_val": best["val_score"], "wall_seconds": round(wall_time, 1),
+        "train_seconds": round(train_time, 1),
+        "steps_per_second": round(steps_done / train_time, 3) if train_time > 0 else None,
+        "test_seconds": round(test_time, 1), "plot": str(plot) if plot else None, "config": asdict(cfg),
+    }
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    print(format_report(report, suite, out))
+    return report
+
+
+def format_report(report: dict, suite: TaskSuite, out: Path) -> str:
+    """The human-readable summary printed at the end of a run."""
+    lines = [f"meta-test: {suite.description}; {report['test_inner_steps']} inner step(s) at lr "
+             f"{report['inner_lr']} unless stated",
+             f"  BatchNorm at test time: {BN_NOTES[report['bn_mode']]}"]
+    if report["metric"] == "accuracy":
+        for label, by_steps in report["test"].items():
+            before, after = Interval(**by_steps["0"]), Interval(**by_steps[str(report["test_inner_steps"])])
+            lines.append(f"  accuracy before adaptation: {before.percent()}  (95% interval)")
+            lines.append(f"  accuracy after adaptation:  {after.percent()}  (95% interval)")
+        best = f"validation {100 * report['best_val']:.2f}%"
+    else:
+        steps = list(next(iter(report["test"].values())))
+        lines.append("  query MSE, mean ± 95% interval, after this many inner steps:")
+        lines.append("        " + "".join(f"{k + ' steps':>18}" for k in steps))
+        for label, by_steps in report["test"].items():
+            cells = "".join(f"{v['mean']:>10.3f} ± {v['ci95']:<5.3f}" for v in by_steps.values())
+            lines.append(f"  {label:<6}" + cells)
+        best = f"validation MSE {report['best_val']:.4f}"
+    lines.append(f"  best checkpoint: {out / 'best.pt'} (step {report['best_step']}, {best})")
+    if report["plot"]:
+        lines.append(f"  plot of test tasks: {report['plot']}")
+    lines.append(f"  training: {report['steps_per_second']} steps/s over {report['train_seconds']} s of outer steps; "
+                 f"{report['wall_seconds']} s wall time with validation; test evaluation {report['test_seconds']} s")
+    return "\n".join(lines)

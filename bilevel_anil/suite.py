@@ -1,0 +1,81 @@
+"""What a run trains and is tested on: network, loss, task samplers and fixed held-out tasks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from torch import nn
+
+from .data.episodes import EpisodeBatch, TaskSampler, fixed_tasks
+
+SINE_TEST_SHOTS = (5, 10)  # the MAML paper's K
+SINE_TEST_STEPS = (0, 1, 5, 10)  # its evaluation curve
+
+
+@dataclass
+class TaskSuite:
+    """One benchmark, ready for the Env (``train``) and for evaluation (fixed task sets)."""
+
+    model: nn.Module
+    loss: str  # "cross_entropy" or "mse"
+    train: TaskSampler
+    val_set: EpisodeBatch
+    test_sets: dict[str, EpisodeBatch]  # label (e.g. "K=5") -> tasks
+    test_steps: list[int]  # inner steps after which the test score is reported
+    description: str  # where the test tasks come from
+    plot_samplers: Optional[dict[str, TaskSampler]] = None  # sine: samplers for the task plot
+
+    @property
+    def metric(self) -> str:
+        return "accuracy" if self.loss == "cross_entropy" else "mse"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric == "accuracy"
+
+
+def omniglot_suite(cfg) -> TaskSuite:
+    """N-way K-shot Omniglot: meta-train/validation on disjoint background characters,
+    meta-test on the evaluation alphabets."""
+    from .data import ClassificationTasks, load_omniglot
+    from .models import Conv4
+
+    explicit_root = cfg.data_root is not None
+    root = Path(cfg.data_root if explicit_root else "data")
+    if not explicit_root:
+        root.mkdir(exist_ok=True)
+    splits = load_omniglot(root, download=cfg.download)
+    train = ClassificationTasks(splits["train"], cfg.ways, cfg.shots, cfg.queries, cfg.rotate, "meta-train")
+    val = ClassificationTasks(splits["val"], cfg.ways, cfg.shots, cfg.test_queries, False, "meta-validation")
+    test = ClassificationTasks(splits["test"], cfg.ways, cfg.shots, cfg.test_queries, False, "meta-test")
+    label = f"{cfg.ways}-way {cfg.shots}-shot"
+    return TaskSuite(
+        model=Conv4(cfg.ways, bn=cfg.bn), loss="cross_entropy", train=train,
+        val_set=fixed_tasks(val, cfg.val_tasks, seed=cfg.seed + 1),
+        test_sets={label: fixed_tasks(test, cfg.test_tasks, seed=cfg.seed + 2)},
+        test_steps=sorted({0, cfg.test_inner_steps}),
+        description=f"{cfg.test_tasks} tasks from the Omniglot evaluation alphabets, {label}, "
+                    f"{cfg.test_queries} queries/class")
+
+
+def sine_suite(cfg) -> TaskSuite:
+    """Sine-wave regression with the MLP 1-40-40-1; tested at K=5 and K=10 after 0, 1, 5 and
+    10 inner steps (the MAML paper's protocol) on tasks never seen in training."""
+    from .data.sine import SineTasks
+    from .models import MLP
+
+    tests = {f"K={k}": SineTasks(k, cfg.test_queries) for k in SINE_TEST_SHOTS}
+    return TaskSuite(
+        model=MLP(), loss="mse", train=SineTasks(cfg.shots, cfg.queries),
+        val_set=fixed_tasks(SineTasks(cfg.shots, cfg.test_queries), cfg.val_tasks, seed=cfg.seed + 1),
+        test_sets={label: fixed_tasks(s, cfg.test_tasks, seed=cfg.seed + 2 + i)
+                   for i, (label, s) in enumerate(tests.items())},
+        test_steps=sorted({*SINE_TEST_STEPS, cfg.test_inner_steps}),
+        description=f"{cfg.test_tasks} new sine tasks per K, {cfg.test_queries} query points each",
+        plot_samplers=tests)
+
+
+def build_suite(cfg) -> TaskSuite:
+    """The task suite of ``cfg.dataset`` (a resolved :class:`bilevel_anil.cli.RunConfig`)."""
+    return {"omniglot": omniglot_suite, "sine": sine_suite}[cfg.dataset](cfg)
