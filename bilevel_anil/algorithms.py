@@ -1,13 +1,19 @@
-"""The algorithm family: which parameters the inner loop adapts and whether it is differentiated.
+"""The algorithm family: which parameters the inner loop adapts, on which objective, and how
+the meta-gradient is computed.
 
 MAML and ANIL are one definition that differs only in ``adapt``; the first-order variants
-differ only in ``first_order``. Everything else (Env, Problems, Engine, evaluation) is shared.
+differ only in ``first_order``; iMAML adds the proximal term to the inner objective and by
+default differentiates it implicitly (``grad="implicit"``). Everything else (Env, Problems,
+Engine, evaluation) is shared.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Optional
 
 from .errors import UsageError
+
+GRADS = ("unrolled", "implicit")
 
 
 @dataclass(frozen=True)
@@ -17,11 +23,16 @@ class Algorithm:
     adapt: ``"head"`` adapts only the classifier head in the inner loop (ANIL);
            ``"all"`` adapts every parameter (MAML).
     first_order: drop the second-order terms of the unrolled meta-gradient.
+    proximal: the inner objective adds ``(λ/2)·‖φ − θ‖²`` to the support loss (iMAML).
+    grad: ``"unrolled"`` differentiates through the inner SGD steps; ``"implicit"`` uses the
+          implicit function theorem at the inner solution (Betty's hypergradients).
     """
 
     name: str
     adapt: str
-    first_order: bool
+    first_order: bool = False
+    proximal: bool = False
+    grad: str = "unrolled"
 
     def adapts(self, param_name: str) -> bool:
         """Whether the inner loop adapts the parameter called ``param_name``."""
@@ -29,20 +40,41 @@ class Algorithm:
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "anil": Algorithm("anil", adapt="head", first_order=False),
+    "anil": Algorithm("anil", adapt="head"),
     "foanil": Algorithm("foanil", adapt="head", first_order=True),
-    "maml": Algorithm("maml", adapt="all", first_order=False),
+    "maml": Algorithm("maml", adapt="all"),
     "fomaml": Algorithm("fomaml", adapt="all", first_order=True),
+    "imaml": Algorithm("imaml", adapt="all", proximal=True, grad="implicit"),
+    "ianil": Algorithm("ianil", adapt="head", proximal=True, grad="implicit"),
 }
 
 
-def get_algorithm(name: str, first_order: bool = False) -> Algorithm:
-    """Look up ``name``; ``first_order=True`` turns any member into its first-order variant."""
+def get_algorithm(name: str, first_order: bool = False, head_only: bool = False,
+                  grad: Optional[str] = None) -> Algorithm:
+    """Look up ``name`` and apply the general switches.
+
+    ``first_order`` turns any unrolled member into its first-order variant; ``head_only``
+    restricts the inner loop to the head (``maml`` becomes ``anil``, ``imaml`` becomes
+    ``ianil``); ``grad`` swaps the unrolled and the implicit meta-gradient.
+    """
     if name not in ALGORITHMS:
-        raise UsageError(
-            f"unknown problem {name!r}: choose one of {', '.join(sorted(ALGORITHMS))}"
-        )
+        raise UsageError(f"unknown problem {name!r}: choose one of {', '.join(ALGORITHMS)}")
     algo = ALGORITHMS[name]
+    if head_only and algo.adapt != "head":
+        partner = [a for a in ALGORITHMS.values()
+                   if a.adapt == "head" and (a.first_order, a.proximal) == (algo.first_order, algo.proximal)]
+        algo = partner[0]
+    if grad is not None:
+        if grad not in GRADS:
+            raise UsageError(f"unknown --grad {grad!r}: choose one of {', '.join(GRADS)}")
+        if grad == "implicit" and not algo.proximal:
+            raise UsageError(f"--grad implicit needs the proximal inner objective of imaml/ianil (the implicit "
+                             f"gradient of {algo.name}'s inner loop is not defined): use --problem imaml")
+        algo = replace(algo, grad=grad)
     if first_order and not algo.first_order:
-        algo = Algorithm(algo.name, algo.adapt, True)
+        if algo.grad == "implicit":
+            raise UsageError("--first-order applies to the unrolled meta-gradient: add --grad unrolled, "
+                             "or use the implicit gradient without it")
+        fo = {"anil": "foanil", "maml": "fomaml"}.get(algo.name)
+        algo = ALGORITHMS[fo] if fo else replace(algo, first_order=True)
     return algo

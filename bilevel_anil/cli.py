@@ -11,9 +11,10 @@ from typing import Optional, Sequence
 
 import torch
 
-from .algorithms import ALGORITHMS, get_algorithm
+from .algorithms import ALGORITHMS, GRADS, get_algorithm
 from .errors import UsageError
 from .models.conv4 import BN_MODES
+from .problems.hypergradients import HYPERGRADS
 
 DATASETS = ("omniglot", "sine")
 
@@ -41,7 +42,7 @@ class RunConfig:
     shots: Optional[int] = None
     queries: Optional[int] = None
     test_queries: Optional[int] = None
-    inner_steps: int = 1
+    inner_steps: Optional[int] = None
     test_inner_steps: Optional[int] = None
     inner_lr: Optional[float] = None
     meta_lr: Optional[float] = None
@@ -51,6 +52,13 @@ class RunConfig:
     val_tasks: Optional[int] = None
     test_tasks: int = 600
     first_order: bool = False
+    head_only: bool = False
+    grad: Optional[str] = None
+    lam: float = 2.0
+    hypergrad: str = "cg"
+    hypergrad_iterations: int = 5
+    neumann_alpha: float = 0.1
+    darts_alpha: float = 0.01
     bn: Optional[str] = None
     rotate: bool = True
     seed: int = 0
@@ -76,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     dd = _dataset_default
     p.add_argument("--problem", default=d.problem, metavar="NAME",
-                   help=f"algorithm: {', '.join(ALGORITHMS)} (anil/foanil adapt only the head in the inner loop)")
+                   help=f"algorithm: {', '.join(ALGORITHMS)} (anil/foanil/ianil adapt only the head in the inner loop; "
+                        "imaml/ianil add a proximal term to it and use the implicit meta-gradient)")
     p.add_argument("--dataset", default=d.dataset, metavar="NAME",
                    help=f"benchmark: {', '.join(DATASETS)} (sine: the MAML paper's sine-wave regression)")
     p.add_argument("--data-root", default=None, metavar="DIR",
@@ -89,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"query examples per class (sine: query points) in meta-training; {dd('queries')}")
     p.add_argument("--test-queries", type=int, default=None,
                    help=f"query examples per class (sine: points) in validation and test tasks; {dd('test_queries')}")
-    p.add_argument("--inner-steps", type=int, default=d.inner_steps, help="SGD steps of the inner loop (unrolled)")
+    p.add_argument("--inner-steps", type=int, default=None,
+                   help="SGD steps of the inner loop (default: 5 for imaml/ianil, 1 otherwise)")
     p.add_argument("--test-inner-steps", type=int, default=None,
                    help="inner steps at validation/test time (default: --inner-steps)")
     p.add_argument("--inner-lr", type=float, default=None, help=f"inner-loop SGD step size; {dd('inner_lr')}")
@@ -102,7 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-tasks", type=int, default=None,
                    help=f"held-out validation tasks (fixed for the run); {dd('val_tasks')}")
     p.add_argument("--test-tasks", type=int, default=d.test_tasks, help="meta-test tasks for the final report")
-    p.add_argument("--first-order", action="store_true", help="drop second-order terms of the meta-gradient")
+    p.add_argument("--first-order", action="store_true",
+                   help="drop second-order terms of the unrolled meta-gradient (maml -> fomaml, anil -> foanil)")
+    p.add_argument("--head-only", action="store_true",
+                   help="adapt only the head in the inner loop (maml -> anil, imaml -> ianil)")
+    p.add_argument("--grad", default=None, metavar="HOW",
+                   help=f"meta-gradient: {' or '.join(GRADS)} (default: implicit for imaml/ianil, unrolled "
+                        "otherwise); the inner objective stays the same, only the Betty lower problem changes")
+    p.add_argument("--lam", type=float, default=d.lam,
+                   help="imaml/ianil: proximal strength λ of the inner objective support loss + (λ/2)·‖φ − θ‖²")
+    p.add_argument("--hypergrad", default=d.hypergrad, metavar="METHOD",
+                   help=f"implicit gradient's inverse-Hessian approximation: {', '.join(HYPERGRADS)} "
+                        "(cg: textbook conjugate gradient; betty-cg: Betty 0.2.1's own CG, kept for comparison)")
+    p.add_argument("--hypergrad-iterations", type=int, default=d.hypergrad_iterations,
+                   help="CG iterations (Hessian-vector products) or Neumann series terms")
+    p.add_argument("--neumann-alpha", type=float, default=d.neumann_alpha,
+                   help="Neumann series step size (converges when below 2 / largest eigenvalue of the inner Hessian)")
+    p.add_argument("--darts-alpha", type=float, default=d.darts_alpha, help="DARTS finite-difference radius")
     p.add_argument("--bn", default=None, metavar="MODE",
                    help=f"BatchNorm statistics (Conv4): {', '.join(BN_MODES)}; {dd('bn')}. batch: each set's own "
                         "statistics, also at test time (transductive, the MAML reference); running: running "
@@ -128,7 +154,9 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> RunConfig:
 
 def validate_config(cfg: RunConfig) -> None:
     """Reject bad input with one actionable sentence (before dataset defaults are filled in)."""
-    get_algorithm(cfg.problem)
+    get_algorithm(cfg.problem, cfg.first_order, cfg.head_only, cfg.grad)
+    if cfg.hypergrad not in HYPERGRADS:
+        raise UsageError(f"unknown --hypergrad {cfg.hypergrad!r}: choose one of {', '.join(HYPERGRADS)}")
     if cfg.dataset not in DATASETS:
         raise UsageError(f"unknown dataset {cfg.dataset!r}: choose one of {', '.join(DATASETS)}")
     if cfg.dataset == "sine":
@@ -141,13 +169,15 @@ def validate_config(cfg: RunConfig) -> None:
     counts = {"ways": cfg.ways, "shots": cfg.shots, "queries": cfg.queries, "test-queries": cfg.test_queries,
               "inner-steps": cfg.inner_steps, "test-inner-steps": cfg.test_inner_steps,
               "meta-batch": cfg.meta_batch, "iterations": cfg.iterations, "val-every": cfg.val_every,
-              "val-tasks": cfg.val_tasks, "test-tasks": cfg.test_tasks}
+              "val-tasks": cfg.val_tasks, "test-tasks": cfg.test_tasks,
+              "hypergrad-iterations": cfg.hypergrad_iterations}
     for name, value in counts.items():
         if value is not None and value < 1:
             raise UsageError(f"--{name} must be a positive integer, got {value}")
     if cfg.ways is not None and cfg.ways < 2:
         raise UsageError(f"--ways must be at least 2 for classification, got {cfg.ways}")
-    for name, value in (("inner-lr", cfg.inner_lr), ("meta-lr", cfg.meta_lr)):
+    for name, value in (("inner-lr", cfg.inner_lr), ("meta-lr", cfg.meta_lr), ("lam", cfg.lam),
+                        ("neumann-alpha", cfg.neumann_alpha), ("darts-alpha", cfg.darts_alpha)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise UsageError(f"--{name} must be a positive number, got {value}")
     if cfg.device is not None and cfg.device not in ("cpu", "cuda") and not cfg.device.startswith("cuda:"):
@@ -168,10 +198,12 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
         if getattr(cfg, field) is None:
             setattr(cfg, field, value)
     cfg.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    algo = get_algorithm(cfg.problem, cfg.first_order, cfg.head_only, cfg.grad)
+    cfg.problem, cfg.first_order, cfg.grad, cfg.head_only = algo.name, algo.first_order, algo.grad, False
+    if cfg.inner_steps is None:
+        cfg.inner_steps = 5 if algo.proximal else 1
     if cfg.test_inner_steps is None:
         cfg.test_inner_steps = cfg.inner_steps
-    algo = get_algorithm(cfg.problem, cfg.first_order)
-    cfg.problem, cfg.first_order = algo.name, algo.first_order
     if cfg.out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         shape = f"{cfg.ways}w{cfg.shots}s" if cfg.ways else f"K{cfg.shots}"

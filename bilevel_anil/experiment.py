@@ -17,7 +17,7 @@ from .engines import EngineSettings, MetaEngine
 from .envs import EpisodicEnv
 from .evaluation import Interval, evaluate
 from .learner import Learner
-from .problems import AdaptProblem, MetaProblem
+from .problems import HypergradConfig, MetaProblem, build_lower
 from .suite import TaskSuite, build_suite
 
 BN_NOTES = {
@@ -39,17 +39,19 @@ def train_and_test(cfg: RunConfig) -> dict:
     """Meta-train with a resolved config, then evaluate the best checkpoint; returns the report
     (also written to ``results.json`` in the output folder)."""
     seed_everything(cfg.seed)
-    algo = get_algorithm(cfg.problem)
+    algo = get_algorithm(cfg.problem, cfg.first_order, grad=cfg.grad)
     suite = build_suite(cfg)
     model = suite.model.to(cfg.device)
-    learner = Learner(model, algo, suite.loss)
+    learner = Learner(model, algo, suite.loss, lam=cfg.lam)
     upper = MetaProblem(learner, torch.optim.Adam(model.parameters(), lr=cfg.meta_lr))
-    lower = AdaptProblem(learner, cfg.inner_lr, cfg.inner_steps, algo.first_order)
+    hypergrad = HypergradConfig(cfg.hypergrad, cfg.hypergrad_iterations, cfg.neumann_alpha, cfg.darts_alpha)
+    lower = build_lower(learner, cfg.inner_lr, cfg.inner_steps, cfg.meta_batch, hypergrad)
     env = EpisodicEnv(suite.train, cfg.meta_batch)
     out = Path(cfg.out)
     settings = EngineSettings(cfg.iterations, cfg.inner_steps, cfg.val_every, out, cfg.device,
                               higher_is_better=suite.higher_is_better, progress=cfg.progress)
-    run_info = {"algorithm": algo.name, "arch": model.arch, "loss": suite.loss, "inner_lr": cfg.inner_lr,
+    run_info = {"algorithm": algo.name, "arch": model.arch, "loss": suite.loss, "lam": learner.lam,
+                "inner_lr": cfg.inner_lr,
                 "inner_steps": cfg.inner_steps, "test_inner_steps": cfg.test_inner_steps, "bn_mode": cfg.bn,
                 "config": asdict(cfg)}
 
@@ -59,11 +61,17 @@ def train_and_test(cfg: RunConfig) -> dict:
 
     engine = MetaEngine(upper, lower, env, settings, validate, run_info)
     start = engine.restore(checkpoint.load(out / "last.pt")) if cfg.resume else 0
-    order = "first-order" if algo.first_order else "second-order"
+    if algo.grad == "implicit":
+        how = (f"implicit, {cfg.hypergrad}" + ("" if cfg.hypergrad == "darts" else
+                                               f" with {cfg.hypergrad_iterations} iterations"))
+    else:
+        how = ("first-order" if algo.first_order else "second-order") + ", unrolled"
+    if algo.proximal:
+        how += f", proximal λ={cfg.lam}"
     shape = f"{cfg.ways}-way {cfg.shots}-shot, {cfg.queries} query/class" if cfg.ways else \
         f"K={cfg.shots} support and {cfg.queries} query points"
     print(f"{algo.name} on {cfg.dataset}: {shape}, meta-batch {cfg.meta_batch}, {cfg.inner_steps} inner step(s) "
-          f"at lr {cfg.inner_lr} ({order}, unrolled), Adam meta-lr {cfg.meta_lr}, {cfg.iterations} outer steps "
+          f"at lr {cfg.inner_lr} ({how}), Adam meta-lr {cfg.meta_lr}, {cfg.iterations} outer steps "
           f"on {cfg.device}, BatchNorm: {cfg.bn}; output {out}", flush=True)
     t0 = time.perf_counter()
     best = engine.run(start)
@@ -84,7 +92,7 @@ def train_and_test(cfg: RunConfig) -> dict:
                                seed=cfg.seed + 10)
     test_time = time.perf_counter() - t1
     report = {
-        "algorithm": algo.name, "dataset": cfg.dataset, "metric": suite.metric, "bn_mode": cfg.bn,
+        "algorithm": algo.name, "grad": algo.grad, "dataset": cfg.dataset, "metric": suite.metric, "bn_mode": cfg.bn,
         "test_tasks": cfg.test_tasks, "test_queries": cfg.test_queries, "test_inner_steps": cfg.test_inner_steps,
         "inner_lr": cfg.inner_lr,
         "test": {label: {str(k): asdict(v) for k, v in r.items()} for label, r in results.items()},

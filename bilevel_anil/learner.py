@@ -23,14 +23,19 @@ class Learner:
 
     loss: ``"cross_entropy"`` (classification, labels ``[B, n]``) or ``"mse"`` (regression,
     targets ``[B, n, out]``).
+    lam: strength λ of the proximal term ``(λ/2)·‖φ − θ‖²`` of the inner objective, per task
+    (the iMAML paper's definition); used only when the algorithm is proximal.
     """
 
-    def __init__(self, model: nn.Module, algorithm: Algorithm, loss: str = "cross_entropy"):
+    def __init__(self, model: nn.Module, algorithm: Algorithm, loss: str = "cross_entropy", lam: float = 0.0):
         if loss not in ("cross_entropy", "mse"):
             raise ValueError(f"unknown loss {loss!r}")
+        if algorithm.proximal and not lam > 0:
+            raise ValueError(f"{algorithm.name} needs a proximal strength lam > 0, got {lam}")
         self.model = model
         self.algorithm = algorithm
         self.loss = loss
+        self.lam = lam if algorithm.proximal else 0.0
         self.adapted_names = [n for n, _ in model.named_parameters() if algorithm.adapts(n)]
         self.adapts_body = any(n.startswith("body.") for n in self.adapted_names)
 
@@ -65,10 +70,14 @@ class Learner:
         """Fraction of correct predictions of each task ``[B]`` (classification only)."""
         return (outputs.argmax(dim=-1) == targets).float().mean(dim=1)
 
-    def inner_loss(self, predict: Predictor, fast: Params, targets: Tensor) -> Tensor:
-        """Sum over tasks of each task's mean support loss: its gradient with respect to
-        per-task fast weights is each task's own gradient."""
-        return self.task_losses(predict(fast), targets).sum()
+    def inner_loss(self, predict: Predictor, fast: Params, targets: Tensor, theta: Params) -> Tensor:
+        """The inner objective summed over tasks: each task's mean support loss, plus
+        ``(λ/2)·‖φ_b − θ‖²`` for proximal algorithms. Its gradient with respect to per-task
+        fast weights ``φ_b`` is each task's own gradient."""
+        loss = self.task_losses(predict(fast), targets).sum()
+        if self.lam:
+            loss = loss + 0.5 * self.lam * sum((p - theta[n]).pow(2).sum() for n, p in fast.items())
+        return loss
 
     def adapt_path(self, theta: Params, x: Tensor, y: Tensor, steps: int, lr: float) -> Iterator[dict[str, Tensor]]:
         """Yield the fast weights after 0, 1, ..., ``steps`` SGD steps on the support set
@@ -80,7 +89,7 @@ class Learner:
         for _ in range(steps):
             with torch.enable_grad():
                 fast = {n: p.requires_grad_() for n, p in fast.items()}
-                grads = torch.autograd.grad(self.inner_loss(predict, fast, y), list(fast.values()))
+                grads = torch.autograd.grad(self.inner_loss(predict, fast, y, theta), list(fast.values()))
             fast = {n: p.detach() for n, p in sgd_step(fast, grads, lr).items()}
             yield fast
 

@@ -13,7 +13,7 @@ from bilevel_anil.engines import EngineSettings, MetaEngine
 from bilevel_anil.envs import EpisodicEnv
 from bilevel_anil.evaluation import Interval
 from bilevel_anil.learner import Learner
-from bilevel_anil.problems import AdaptProblem, MetaProblem
+from bilevel_anil.problems import HypergradConfig, MetaProblem, build_lower
 
 
 class FixedSampler:
@@ -35,17 +35,19 @@ def random_episodes(tasks: int, ways: int, shots: int, queries: int, shape=(1, 2
 
 
 def build_engine(learner: Learner, batch: EpisodeBatch, inner_steps: int, inner_lr: float, tmp: Path,
-                 meta_lr: float = 1e-3) -> MetaEngine:
+                 meta_lr: float = 1e-3, hypergrad: HypergradConfig = None) -> MetaEngine:
     upper = MetaProblem(learner, torch.optim.Adam(learner.model.parameters(), lr=meta_lr))
-    lower = AdaptProblem(learner, inner_lr, inner_steps, learner.algorithm.first_order)
+    lower = build_lower(learner, inner_lr, inner_steps, batch.tasks, hypergrad)
     settings = EngineSettings(iterations=1, inner_steps=inner_steps, val_every=1, out_dir=tmp, progress=False)
     return MetaEngine(upper, lower, EpisodicEnv(FixedSampler(batch), batch.tasks), settings,
                       lambda: Interval(0.0, 0.0, 1), {})
 
 
 def reference_meta_gradient(model: torch.nn.Module, algorithm: Algorithm, batch: EpisodeBatch,
-                            inner_steps: int, inner_lr: float, loss: str = "cross_entropy") -> list[torch.Tensor]:
-    """Plain torch.autograd, one task at a time, through the network's ordinary forward."""
+                            inner_steps: int, inner_lr: float, loss: str = "cross_entropy",
+                            lam: float = 0.0) -> list[torch.Tensor]:
+    """Plain torch.autograd, one task at a time, through the network's ordinary forward
+    (with the proximal term (λ/2)‖φ − θ‖² in the inner objective when ``lam`` > 0)."""
     loss_fn = F.cross_entropy if loss == "cross_entropy" else F.mse_loss
     theta = dict(model.named_parameters())
     adapted = [n for n in theta if algorithm.adapts(n)]
@@ -54,6 +56,8 @@ def reference_meta_gradient(model: torch.nn.Module, algorithm: Algorithm, batch:
         params = dict(theta)
         for _ in range(inner_steps):
             support_loss = loss_fn(functional_call(model, params, (batch.support.x[b],)), batch.support.y[b])
+            if lam:
+                support_loss = support_loss + 0.5 * lam * sum((params[n] - theta[n]).pow(2).sum() for n in adapted)
             grads = torch.autograd.grad(support_loss, [params[n] for n in adapted],
                                         create_graph=not algorithm.first_order)
             params.update({n: params[n] - inner_lr * g for n, g in zip(adapted, grads)})

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from .. import checkpoint
 from ..envs.episodic import EpisodicEnv
 from ..evaluation import Interval
-from ..problems import AdaptProblem, MetaProblem
+from ..problems import InnerObjective, MetaProblem
 
 get_logger().setLevel(logging.WARNING)  # Betty logs its set-up at INFO on stdout
 
@@ -47,7 +47,7 @@ class MetaEngine(Engine):
     checkpoint (what is needed to rebuild and evaluate the model).
     """
 
-    def __init__(self, upper: MetaProblem, lower: AdaptProblem, env: EpisodicEnv, settings: EngineSettings,
+    def __init__(self, upper: MetaProblem, lower: InnerObjective, env: EpisodicEnv, settings: EngineSettings,
                  validate: Callable[[], Interval], run_info: dict[str, Any]):
         self.settings = settings
         self.validate_fn = validate

@@ -1,57 +1,147 @@
 """The two levels of meta-learning as Betty problems.
 
-Lower (``AdaptProblem``, name ``"lower"``): adapts the algorithm's adapted parameters on
-each task's support set, starting from the upper problem's parameters.
-Upper (``MetaProblem``, name ``"upper"``): owns the meta-parameters (body and head
-initialisation); its loss is the mean query loss of the adapted learners over the B tasks.
-Both read the current meta-batch from the Env.
+Lower (name ``"lower"``): adapts the algorithm's adapted parameters on each task's support
+set, starting from the upper problem's parameters. Its objective is written once
+(:class:`InnerObjective`, via :meth:`Learner.inner_loss`) and used by two Betty bases:
+
+* :class:`UnrolledAdapt` (our ``IterativeProblem``): fast weights, the meta-gradient is the
+  derivative through the inner SGD steps;
+* :class:`ImplicitAdapt` (Betty's ``ImplicitProblem``): per-task parameters updated in place
+  by SGD, the meta-gradient is Betty's implicit hypergradient at the last iterate.
+
+Upper (:class:`MetaProblem`, name ``"upper"``): owns the meta-parameters θ; its loss is the
+mean query loss of the adapted learners over the B tasks. Both levels read the current
+meta-batch from the Env.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from betty.configs import Config
 from betty.problems import ImplicitProblem
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..learner import Learner
+from ..learner import Learner, Params, Predictor
+from .hypergradients import HypergradConfig
 from .iterative import IterativeProblem
 
 
-class AdaptProblem(IterativeProblem):
-    """Inner loop: SGD on the support loss of every task of the meta-batch at once."""
+class InnerObjective:
+    """The lower problem's loss: ``learner.inner_loss`` on the support set, with the proximal
+    anchor θ and (for ANIL) the body features taken from the upper problem at the start of
+    each inner loop. Subclasses say where the per-task parameters live (:meth:`task_params`)."""
 
-    def __init__(self, learner: Learner, lr: float, steps: int, first_order: bool, name: str = "lower"):
-        super().__init__(name, Config(unroll_steps=steps), module=learner.model, lr=lr, first_order=first_order)
-        self.learner = learner
-        self._predict = None
+    learner: Learner
+    _predict: Optional[Predictor] = None
+    _theta: Optional[Params] = None
 
-    def on_inner_loop_start(self) -> None:
+    def begin_tasks(self) -> dict[str, Tensor]:
+        """Read θ and the support set for a new inner loop; returns the starting φ ``[B, ...]``."""
         theta = self.upper.meta_params()
         support = self.env.batch.support
+        self._theta = theta
         self._predict = self.learner.predictor(theta, support.x)
-        self.reset(self.learner.initial_fast_params(theta, support.x.shape[0]))
+        return self.learner.initial_fast_params(theta, support.x.shape[0])
+
+    def task_params(self) -> dict[str, Tensor]:
+        raise NotImplementedError
 
     def get_batch(self):
         return self.env.batch.support
 
-    def training_step(self, batch) -> dict:
-        loss = self.learner.inner_loss(self._predict, self.fast_params, batch.y)
-        return {"loss": loss}
+    def training_step(self, batch) -> Tensor:
+        # a bare tensor: Betty's hypergradient functions re-evaluate this and differentiate it
+        return self.learner.inner_loss(self._predict, self.task_params(), batch.y, self._theta)
+
+    def end_tasks(self) -> None:
+        self._predict = None
+        self._theta = None
+
+
+class UnrolledAdapt(InnerObjective, IterativeProblem):
+    """Inner loop with unrolled differentiation (MAML, ANIL, and iMAML with ``--grad unrolled``)."""
+
+    def __init__(self, learner: Learner, lr: float, steps: int, first_order: bool, name: str = "lower"):
+        IterativeProblem.__init__(self, name, Config(unroll_steps=steps), module=learner.model, lr=lr,
+                                  first_order=first_order)
+        self.learner = learner
+
+    def on_inner_loop_start(self) -> None:
+        self.reset(self.begin_tasks())
+
+    def task_params(self) -> dict[str, Tensor]:
+        return self.fast_params
 
     def release(self) -> None:
-        super().release()
-        self._predict = None
+        IterativeProblem.release(self)
+        self.end_tasks()
+
+
+class TaskParams(nn.Module):
+    """Per-task copies ``[B, ...]`` of some of a network's parameters, as real parameters
+    (so that Betty's ``ImplicitProblem`` and a torch optimizer can own them)."""
+
+    def __init__(self, model: nn.Module, names: list[str], tasks: int):
+        super().__init__()
+        params = dict(model.named_parameters())
+        self.names = names
+        self.values = nn.ParameterList([nn.Parameter(params[n].detach().new_zeros((tasks, *params[n].shape)))
+                                        for n in names])
+
+    def as_dict(self) -> dict[str, Tensor]:
+        return dict(zip(self.names, self.values))
+
+
+class ImplicitAdapt(InnerObjective, ImplicitProblem):
+    """Inner loop differentiated implicitly (iMAML): ``steps`` SGD steps on the proximal
+    objective from θ, then Betty's hypergradient (``hypergrad``) at the last iterate."""
+
+    def __init__(self, learner: Learner, lr: float, steps: int, tasks: int, hypergrad: HypergradConfig,
+                 name: str = "lower"):
+        if not learner.lam > 0:
+            raise ValueError("the implicit meta-gradient needs a proximal term (lam > 0)")
+        module = TaskParams(learner.model, learner.adapted_names, tasks)
+        # retain_graph: ANIL's body features (computed once from θ) are reused by every step
+        config = hypergrad.betty_config(unroll_steps=steps, retain_graph=True)
+        ImplicitProblem.__init__(self, name, config, module=module,
+                                 optimizer=torch.optim.SGD(module.parameters(), lr=lr))
+        self.learner = learner
+
+    def on_inner_loop_start(self) -> None:
+        start = self.begin_tasks()
+        with torch.no_grad():
+            for name, p in self.module.as_dict().items():
+                p.copy_(start[name])
+
+    def task_params(self) -> dict[str, Tensor]:
+        return self.module.as_dict()
+
+    def release(self) -> None:
+        self.end_tasks()
+
+
+def build_lower(learner: Learner, lr: float, steps: int, tasks: int,
+                hypergrad: Optional[HypergradConfig] = None) -> InnerObjective:
+    """The lower problem for ``learner.algorithm``: its ``grad`` picks the Betty base class."""
+    algo = learner.algorithm
+    if algo.grad == "implicit":
+        return ImplicitAdapt(learner, lr, steps, tasks, hypergrad or HypergradConfig())
+    return UnrolledAdapt(learner, lr, steps, algo.first_order)
 
 
 class MetaProblem(ImplicitProblem):
-    """Outer loop: query loss of the adapted learners; Betty's optimizer updates theta.
+    """Outer loop: query loss of the adapted learners; Betty's optimizer updates θ.
 
-    ``Config(first_order=False)`` switches off Betty's implicit hypergradient: the
-    meta-gradient is the plain gradient through the unrolled inner loop.
+    ``implicit=False`` (``Config(first_order=False)``) switches off Betty's hypergradient:
+    the meta-gradient is the plain gradient through the unrolled inner loop. ``implicit=True``
+    switches it on: Betty adds the implicit term of the lower problem's ``config.type``.
     """
 
     def __init__(self, learner: Learner, optimizer: torch.optim.Optimizer, name: str = "upper"):
-        super().__init__(name, Config(first_order=False), module=learner.model, optimizer=optimizer)
+        implicit = learner.algorithm.grad == "implicit"
+        super().__init__(name, Config(first_order=implicit, retain_graph=implicit), module=learner.model,
+                         optimizer=optimizer)
         self.learner = learner
         self.last_grads: list[Tensor] = []
         self.last_stats: dict[str, float] = {}
@@ -63,7 +153,7 @@ class MetaProblem(ImplicitProblem):
         return self.env.batch.query
 
     def training_step(self, batch) -> dict:
-        outputs = self.learner.predictor(self.meta_params(), batch.x)(self.lower.fast_params)
+        outputs = self.learner.predictor(self.meta_params(), batch.x)(self.lower.task_params())
         loss = self.learner.task_losses(outputs, batch.y).mean()
         if self.learner.loss == "cross_entropy":
             score = self.learner.task_accuracies(outputs.detach(), batch.y).mean().item()
