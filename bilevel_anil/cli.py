@@ -25,7 +25,7 @@ DATASET_DEFAULTS: dict[str, dict[str, object]] = {
                  "meta_batch": 32, "iterations": 1000, "val_every": 100, "val_tasks": 100, "bn": "batch"},
     # Sine-wave regression as in the MAML paper (K=10, 10 query points, inner lr 0.01, meta-batch 25).
     "sine": {"ways": None, "shots": 10, "queries": 10, "test_queries": 100, "inner_lr": 0.01, "meta_lr": 0.001,
-             "meta_batch": 25, "iterations": 20000, "val_every": 1000, "val_tasks": 200, "bn": "none"},
+             "meta_batch": 25, "iterations": 70000, "val_every": 5000, "val_tasks": 200, "bn": "none"},
 }
 
 
@@ -51,6 +51,7 @@ class RunConfig:
     val_every: Optional[int] = None
     val_tasks: Optional[int] = None
     test_tasks: int = 600
+    time_budget: Optional[float] = None
     first_order: bool = False
     head_only: bool = False
     grad: Optional[str] = None
@@ -112,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-tasks", type=int, default=None,
                    help=f"held-out validation tasks (fixed for the run); {dd('val_tasks')}")
     p.add_argument("--test-tasks", type=int, default=d.test_tasks, help="meta-test tasks for the final report")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="stop meta-training after this many seconds of outer steps (validation excluded), "
+                        "validating and checkpointing there: compares algorithms at equal compute; "
+                        "the step count then depends on the machine")
     p.add_argument("--first-order", action="store_true",
                    help="drop second-order terms of the unrolled meta-gradient (maml -> fomaml, anil -> foanil)")
     p.add_argument("--head-only", action="store_true",
@@ -176,6 +181,8 @@ def validate_config(cfg: RunConfig) -> None:
             raise UsageError(f"--{name} must be a positive integer, got {value}")
     if cfg.ways is not None and cfg.ways < 2:
         raise UsageError(f"--ways must be at least 2 for classification, got {cfg.ways}")
+    if cfg.time_budget is not None and not (math.isfinite(cfg.time_budget) and cfg.time_budget > 0):
+        raise UsageError(f"--time-budget must be a positive number of seconds, got {cfg.time_budget}")
     for name, value in (("inner-lr", cfg.inner_lr), ("meta-lr", cfg.meta_lr), ("lam", cfg.lam),
                         ("neumann-alpha", cfg.neumann_alpha), ("darts-alpha", cfg.darts_alpha)):
         if value is not None and not (math.isfinite(value) and value > 0):
@@ -212,6 +219,10 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare-grads"]:
+        from .compare import main as compare_main
+        return compare_main(argv[1:])
     try:
         cfg = parse_config(argv)
         from .experiment import train_and_test

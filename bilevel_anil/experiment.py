@@ -49,7 +49,8 @@ def train_and_test(cfg: RunConfig) -> dict:
     env = EpisodicEnv(suite.train, cfg.meta_batch)
     out = Path(cfg.out)
     settings = EngineSettings(cfg.iterations, cfg.inner_steps, cfg.val_every, out, cfg.device,
-                              higher_is_better=suite.higher_is_better, progress=cfg.progress)
+                              higher_is_better=suite.higher_is_better, progress=cfg.progress,
+                              time_budget=cfg.time_budget)
     run_info = {"algorithm": algo.name, "arch": model.arch, "loss": suite.loss, "lam": learner.lam,
                 "inner_lr": cfg.inner_lr,
                 "inner_steps": cfg.inner_steps, "test_inner_steps": cfg.test_inner_steps, "bn_mode": cfg.bn,
@@ -99,6 +100,7 @@ def train_and_test(cfg: RunConfig) -> dict:
         "best_step": best["step"], "best_val": best["val_score"], "wall_seconds": round(wall_time, 1),
         "train_seconds": round(train_time, 1),
         "steps_per_second": round(steps_done / train_time, 3) if train_time > 0 else None,
+        "steps_done": steps_done,
         "test_seconds": round(test_time, 1), "plot": str(plot) if plot else None, "config": asdict(cfg),
     }
     (out / "results.json").write_text(json.dumps(report, indent=2))
@@ -128,6 +130,6 @@ def format_report(report: dict, suite: TaskSuite, out: Path) -> str:
     lines.append(f"  best checkpoint: {out / 'best.pt'} (step {report['best_step']}, {best})")
     if report["plot"]:
         lines.append(f"  plot of test tasks: {report['plot']}")
-    lines.append(f"  training: {report['steps_per_second']} steps/s over {report['train_seconds']} s of outer steps; "
+    lines.append(f"  training: {report['steps_done']} outer steps this session, {report['steps_per_second']} steps/s over {report['train_seconds']} s of outer steps; "
                  f"{report['wall_seconds']} s wall time with validation; test evaluation {report['test_seconds']} s")
     return "\n".join(lines)

@@ -8,23 +8,12 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from bilevel_anil.algorithms import Algorithm
-from bilevel_anil.data.episodes import EpisodeBatch, TaskSet
+from bilevel_anil.data.episodes import EpisodeBatch, RepeatBatch, TaskSet
 from bilevel_anil.engines import EngineSettings, MetaEngine
 from bilevel_anil.envs import EpisodicEnv
 from bilevel_anil.evaluation import Interval
 from bilevel_anil.learner import Learner
 from bilevel_anil.problems import HypergradConfig, MetaProblem, build_lower
-
-
-class FixedSampler:
-    """Always returns the same episodes (so a test knows exactly what the Env served)."""
-
-    def __init__(self, batch: EpisodeBatch):
-        self.batch = batch
-
-    def sample(self, tasks: int) -> EpisodeBatch:
-        assert tasks == self.batch.tasks
-        return self.batch
 
 
 def random_episodes(tasks: int, ways: int, shots: int, queries: int, shape=(1, 28, 28), seed: int = 0) -> EpisodeBatch:
@@ -39,7 +28,7 @@ def build_engine(learner: Learner, batch: EpisodeBatch, inner_steps: int, inner_
     upper = MetaProblem(learner, torch.optim.Adam(learner.model.parameters(), lr=meta_lr))
     lower = build_lower(learner, inner_lr, inner_steps, batch.tasks, hypergrad)
     settings = EngineSettings(iterations=1, inner_steps=inner_steps, val_every=1, out_dir=tmp, progress=False)
-    return MetaEngine(upper, lower, EpisodicEnv(FixedSampler(batch), batch.tasks), settings,
+    return MetaEngine(upper, lower, EpisodicEnv(RepeatBatch(batch), batch.tasks), settings,
                       lambda: Interval(0.0, 0.0, 1), {})
 
 

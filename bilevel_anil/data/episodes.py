@@ -60,6 +60,19 @@ class TaskSampler(Protocol):
     def sample(self, tasks: int) -> EpisodeBatch: ...
 
 
+class RepeatBatch:
+    """A sampler that always serves the same episodes (one fixed meta-batch, e.g. to compare
+    meta-gradients or to benchmark an outer step)."""
+
+    def __init__(self, batch: EpisodeBatch):
+        self.batch = batch
+
+    def sample(self, tasks: int) -> EpisodeBatch:
+        if tasks != self.batch.tasks:
+            raise ValueError(f"this fixed batch holds {self.batch.tasks} tasks, {tasks} were asked for")
+        return self.batch
+
+
 def _rotate(sample: tuple[Tensor, int], turns: int) -> tuple[Tensor, int]:
     return torch.rot90(sample[0], turns, dims=(-2, -1)), sample[1]
 

@@ -37,6 +37,7 @@ class EngineSettings:
     device: str = "cpu"
     higher_is_better: bool = True  # accuracy; False for a loss such as MSE
     progress: Optional[bool] = None  # None: show the bar only on a terminal
+    time_budget: Optional[float] = None  # stop after this many seconds of outer steps (then validate)
 
 
 class MetaEngine(Engine):
@@ -126,7 +127,8 @@ class MetaEngine(Engine):
                 row = {"step": step, "train_loss": stats["loss"], "train_score": stats.get("score", ""),
                        "val_score": "", "val_ci95": "", "elapsed_s": round(time.perf_counter() - started, 3),
                        "train_s": round(train_time, 3), "steps_per_s": round(done / train_time, 3)}
-                if step % s.val_every == 0 or step == s.iterations:
+                out_of_time = s.time_budget is not None and train_time >= s.time_budget
+                if step % s.val_every == 0 or step == s.iterations or out_of_time:
                     self.eval()
                     val = self.validation()
                     self.train()
@@ -143,6 +145,8 @@ class MetaEngine(Engine):
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", score=f"{stats.get('score', float('nan')):.3f}",
                                 val="" if self.best is None else f"{self.best['val_score']:.3f}", refresh=False)
                 bar.update(1)
+                if out_of_time:
+                    break
             bar.close()
         self.train_seconds, self.steps_done = train_time, done
         return self.best

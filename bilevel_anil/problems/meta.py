@@ -35,6 +35,9 @@ class InnerObjective:
     learner: Learner
     _predict: Optional[Predictor] = None
     _theta: Optional[Params] = None
+    # Betty's DARTS frees the graph of each loss it differentiates, so the body features
+    # cannot be computed once and shared by several evaluations of the loss.
+    share_features: bool = True
 
     def begin_tasks(self) -> dict[str, Tensor]:
         """Read θ and the support set for a new inner loop; returns the starting φ ``[B, ...]``."""
@@ -52,7 +55,8 @@ class InnerObjective:
 
     def training_step(self, batch) -> Tensor:
         # a bare tensor: Betty's hypergradient functions re-evaluate this and differentiate it
-        return self.learner.inner_loss(self._predict, self.task_params(), batch.y, self._theta)
+        predict = self._predict if self.share_features else self.learner.predictor(self._theta, batch.x)
+        return self.learner.inner_loss(predict, self.task_params(), batch.y, self._theta)
 
     def end_tasks(self) -> None:
         self._predict = None
@@ -107,6 +111,7 @@ class ImplicitAdapt(InnerObjective, ImplicitProblem):
         ImplicitProblem.__init__(self, name, config, module=module,
                                  optimizer=torch.optim.SGD(module.parameters(), lr=lr))
         self.learner = learner
+        self.share_features = hypergrad.method != "darts"
 
     def on_inner_loop_start(self) -> None:
         start = self.begin_tasks()

@@ -1,0 +1,340 @@
+"""``python run.py compare-grads``: implicit vs unrolled meta-gradients on one fixed meta-batch.
+
+Every method runs one outer step through the same Env, Problems and Engine as training (on a
+fresh copy of the same θ); its meta-gradient is compared with the exact implicit gradient of
+the proximal inner objective at the inner loop's last iterate φ:
+
+* head only (``--head-only``, the default): a direct linear solve of the inner Hessian
+  ``H = λ(I + H_task/λ)`` per task (block by block);
+* full network: textbook CG run until the residual is below ``--exact-tol``·‖v‖ (stated
+  in the output as such, with the residual reached).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .algorithms import Algorithm, get_algorithm
+from .data.episodes import EpisodeBatch, RepeatBatch, seeded
+from .errors import UsageError
+from .learner import Learner
+from .problems.hypergradients import HypergradConfig, cg_solve
+from .profiling import measure
+
+
+@dataclass
+class CompareConfig:
+    """What to compare on (see ``python run.py compare-grads --help``)."""
+
+    dataset: str = "omniglot"
+    data_root: Optional[str] = None
+    head_only: bool = True
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    tasks: int = 8
+    lam: float = 2.0
+    inner_lr: Optional[float] = None
+    inner_steps: int = 100
+    ks: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20])
+    unroll: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20, 50, 100])
+    darts_radii: list[float] = field(default_factory=lambda: [1.0, 0.1, 0.01, 0.001])
+    neumann_alpha: Optional[float] = None
+    exact_tol: float = 1e-6
+    exact_max_iterations: int = 2000
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "runs/compare-grads"
+
+
+# --- the reference -------------------------------------------------------------------------
+
+def _flat(ts: Sequence[Tensor]) -> Tensor:
+    return torch.cat([t.flatten() for t in ts])
+
+
+def exact_implicit_gradient(learner: Learner, batch: EpisodeBatch, steps: int, lr: float,
+                            solver: str, tol: float = 1e-6, max_iterations: int = 2000) -> tuple[list[Tensor], dict]:
+    """``dL/dθ`` by the implicit function theorem at φ = ``steps`` SGD steps from θ, with
+    ``H⁻¹ v`` from a direct per-task solve (``solver="direct"``), CG to ``tol`` (``"cg"``), or
+    ``H⁻¹ ≈ I`` (``"identity"``: the limit Betty's DARTS approximates as its radius shrinks).
+    Returns the gradient (in ``model.parameters()`` order) and facts about the solve."""
+    theta = learner.meta_params()
+    names = list(theta)
+    phi = learner.adapt(theta, batch.support.x, batch.support.y, steps, lr)
+    phi = {n: p.detach().requires_grad_() for n, p in phi.items()}
+    query = learner.task_losses(learner.predictor(theta, batch.query.x)(phi), batch.query.y).mean()
+    grads = torch.autograd.grad(query, [theta[n] for n in names] + list(phi.values()), allow_unused=True)
+    direct, v = grads[:len(names)], list(grads[len(names):])
+    inner = learner.inner_loss(learner.predictor(theta, batch.support.x), phi, batch.support.y, theta)
+    inner_grad = torch.autograd.grad(inner, list(phi.values()), create_graph=True)
+    stationarity = _flat(inner_grad).norm().item()
+
+    def hvp(vectors):
+        return torch.autograd.grad(inner_grad, list(phi.values()), grad_outputs=vectors, retain_graph=True)
+
+    info = {"solver": solver, "inner_grad_norm": stationarity, "largest_eigenvalue": _largest_eigenvalue(hvp, v)}
+    if solver == "direct":
+        # H is block diagonal over tasks: probing coordinate i of every task at once gives
+        # column i of all B blocks in one Hessian-vector product.
+        tasks = batch.tasks
+        sizes = [p[0].numel() for p in phi.values()]
+        d = sum(sizes)
+        columns = []
+        for i in range(d):
+            e = torch.zeros(tasks, d, dtype=v[0].dtype, device=v[0].device)
+            e[:, i] = 1.0
+            parts = [c.view(tasks, *p.shape[1:]) for c, p in zip(e.split(sizes, dim=1), phi.values())]
+            columns.append(torch.cat([h.flatten(1) for h in hvp(parts)], dim=1))
+        hessian = torch.stack(columns, dim=2)  # [B, d, d]
+        rhs = torch.cat([t.flatten(1) for t in v], dim=1)
+        x_flat = torch.linalg.solve(hessian, rhs)
+        x = [c.view_as(p) for c, p in zip(x_flat.split(sizes, dim=1), v)]
+        info["residual"] = (torch.cat([h.flatten(1) for h in hvp(x)], 1) - rhs).norm().item() / rhs.norm().item()
+    elif solver == "identity":
+        x = [t.detach() for t in v]
+        info["residual"] = float("nan")
+    else:
+        x = cg_solve(hvp, [t.detach() for t in v], max_iterations, tol)
+        info["residual"] = (_flat(hvp(x)) - _flat(v)).norm().item() / _flat(v).norm().item()
+    mixed = torch.autograd.grad(inner_grad, [theta[n] for n in names], grad_outputs=x, allow_unused=True)
+    total = [(torch.zeros_like(theta[n]) if d is None else d) - (0 if m is None else m)
+             for n, d, m in zip(names, direct, mixed)]
+    return [t.detach() for t in total], info
+
+
+def _largest_eigenvalue(hvp, like: Sequence[Tensor], iterations: int = 30) -> float:
+    """Power iteration on the inner Hessian (for a Neumann step size that converges)."""
+    g = torch.Generator(device=like[0].device).manual_seed(0)
+    x = [torch.randn(t.shape, generator=g, device=t.device, dtype=t.dtype) for t in like]
+    value = 0.0
+    for _ in range(iterations):
+        norm = _flat(x).norm()
+        x = [t / norm for t in x]
+        hx = hvp(x)
+        value = _flat(hx) @ _flat(x)
+        x = [t.detach() for t in hx]
+    return float(value)
+
+
+# --- methods through the Engine -------------------------------------------------------------
+
+def engine_gradient(model: torch.nn.Module, algorithm: Algorithm, loss: str, lam: float, batch: EpisodeBatch,
+                    steps: int, lr: float, hypergrad: Optional[HypergradConfig], device: str):
+    """One outer step of ``algorithm`` through Betty (on a copy of ``model``); its meta-gradient
+    and the step's wall time and peak memory."""
+    import tempfile
+
+    from .engines import EngineSettings, MetaEngine
+    from .envs import EpisodicEnv
+    from .evaluation import Interval
+    from .problems import MetaProblem, build_lower
+
+    model = copy.deepcopy(model)
+    learner = Learner(model, algorithm, loss, lam)
+    upper = MetaProblem(learner, torch.optim.SGD(model.parameters(), lr=0.0))
+    lower = build_lower(learner, lr, steps, batch.tasks, hypergrad)
+    settings = EngineSettings(iterations=1, inner_steps=steps, val_every=1, out_dir=Path(tempfile.gettempdir()),
+                              device=device, progress=False)
+    engine = MetaEngine(upper, lower, EpisodicEnv(RepeatBatch(batch), batch.tasks), settings,
+                        lambda: Interval(0.0, 0.0, 1), {})
+    m = measure(engine.train_step, device)
+    return upper.last_grads, m
+
+
+def _compare(got: list[Tensor], want: list[Tensor]) -> tuple[float, float]:
+    g, w = _flat(got), _flat(want)
+    cosine = (g @ w / (g.norm() * w.norm())).item() if g.norm() > 0 else float("nan")
+    return cosine, ((g - w).norm() / w.norm()).item()
+
+
+def fixed_batch(cfg: CompareConfig) -> tuple[torch.nn.Module, str, EpisodeBatch]:
+    """The network, its loss, and the one meta-batch every method sees."""
+    if cfg.dataset == "sine":
+        from .data.sine import SineTasks
+        from .models import MLP
+        with seeded(cfg.seed):
+            return MLP(), "mse", SineTasks(cfg.shots, cfg.queries).sample(cfg.tasks)
+    from .data import ClassificationTasks, load_omniglot
+    from .models import Conv4
+    root = Path(cfg.data_root or "data")
+    splits = load_omniglot(root, download=cfg.data_root is None)
+    with seeded(cfg.seed):
+        model = Conv4(cfg.ways)
+        return model, "cross_entropy", ClassificationTasks(splits["train"], cfg.ways, cfg.shots,
+                                                             cfg.queries).sample(cfg.tasks)
+
+
+def run_comparison(cfg: CompareConfig) -> list[dict]:
+    """Compute every method's meta-gradient; write ``comparison.csv``/``.json``/``.png`` to ``cfg.out``."""
+    torch.manual_seed(cfg.seed)
+    model, loss, batch = fixed_batch(cfg)
+    model, batch = model.to(cfg.device), batch.to(cfg.device)
+    lr = cfg.inner_lr if cfg.inner_lr is not None else (0.01 if cfg.dataset == "sine" else 0.1)
+    name = "ianil" if cfg.head_only else "imaml"
+    implicit = get_algorithm(name)
+    solver = "direct" if cfg.head_only else "cg"
+    reference_learner = Learner(copy.deepcopy(model), implicit, loss, cfg.lam)
+    ref = measure(lambda: exact_implicit_gradient(reference_learner, batch, cfg.inner_steps, lr, solver,
+                                                  cfg.exact_tol, cfg.exact_max_iterations), cfg.device)
+    exact, info = ref.value
+    rows: list[dict] = []
+
+    def add(method: str, knob: str, value, grads, m):
+        cosine, error = _compare(grads, exact)
+        rows.append({"method": method, "knob": knob, "value": value, "cosine": cosine, "rel_error": error,
+                     "seconds": m.seconds, "peak_mib": m.peak_mib})
+        print(f"  {method:<10} {knob:<12} {value:>8}  cosine {cosine:8.5f}  rel. error {error:10.3e}  "
+              f"{m.seconds:7.3f} s  {'' if m.peak_mib is None else f'{m.peak_mib:8.1f} MiB'}", flush=True)
+
+    print(f"compare-grads: {name} ({'head only' if cfg.head_only else 'full network'}) on {cfg.dataset}, "
+          f"{cfg.tasks} tasks, λ={cfg.lam}, inner lr {lr}, φ after {cfg.inner_steps} SGD steps "
+          f"(inner gradient norm {info['inner_grad_norm']:.2e})")
+    print(f"  exact implicit gradient: {'direct solve per task' if solver == 'direct' else 'CG to convergence'}, "
+          f"relative residual {info['residual']:.1e}, {ref.seconds:.2f} s; largest inner Hessian eigenvalue "
+          f"{info['largest_eigenvalue']:.3g}")
+    engine = lambda algo, steps, hg: engine_gradient(model, algo, loss, cfg.lam, batch, steps, lr, hg, cfg.device)  # noqa: E731
+    engine(implicit, 1, HypergradConfig("cg", 1))  # warm-up
+    grads, m = engine(get_algorithm(name, first_order=True, grad="unrolled"), cfg.inner_steps, None)
+    add("first-order", "inner steps", cfg.inner_steps, grads, m)
+    alpha = cfg.neumann_alpha if cfg.neumann_alpha is not None else 1.0 / info["largest_eigenvalue"]
+    for k in cfg.ks:
+        for method in ("cg", "betty-cg", "neumann"):
+            grads, m = engine(implicit, cfg.inner_steps, HypergradConfig(method, k, alpha))
+            add(method, "iterations", k, grads, m)
+    for radius in cfg.darts_radii:
+        grads, m = engine(implicit, cfg.inner_steps, HypergradConfig("darts", 1, darts_alpha=radius))
+        add("darts", "radius", radius, grads, m)
+    unrolled = get_algorithm(name, grad="unrolled")
+    for k in cfg.unroll:
+        grads, m = engine(unrolled, k, None)
+        add("unrolled", "inner steps", k, grads, m)
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "comparison.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "comparison.json").write_text(json.dumps({"config": asdict(cfg), "exact": {**info, "seconds": ref.seconds},
+                                                     "neumann_alpha": alpha, "rows": rows}, indent=2))
+    plot_comparison(rows, out / "comparison.png",
+                    f"{name} on {cfg.dataset}: meta-gradient error against the exact implicit gradient")
+    print(f"  wrote {out / 'comparison.csv'}, {out / 'comparison.json'} and {out / 'comparison.png'}")
+    return rows
+
+
+def plot_comparison(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for method, marker in (("cg", "o"), ("betty-cg", "x"), ("neumann", "s")):
+        pts = [(r["value"], r["rel_error"]) for r in rows if r["method"] == method]
+        left.plot(*zip(*pts), marker=marker, label=method)
+    fo = [r["rel_error"] for r in rows if r["method"] == "first-order"]
+    darts = [r for r in rows if r["method"] == "darts"]
+    for ax in (left, right):
+        ax.axhline(fo[0], color="gray", ls="--", label="first order")
+        if darts:
+            best = min(darts, key=lambda r: r["value"])
+            ax.axhline(best["rel_error"], color="purple", ls=":", label=f"darts (radius {best['value']})")
+        ax.set_yscale("log")
+        ax.set_ylabel("relative L2 error")
+        ax.grid(alpha=0.3)
+    left.set_xlabel("hypergradient iterations k")
+    left.set_xscale("log")
+    pts = [(r["value"], r["rel_error"]) for r in rows if r["method"] == "unrolled"]
+    right.plot(*zip(*pts), marker="o", color="C3", label="unrolled")
+    right.set_xlabel("unrolled inner steps K")
+    right.set_xscale("log")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- command line --------------------------------------------------------------------------
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .cli import _Parser
+
+    d = CompareConfig()
+    p = _Parser(prog="run.py compare-grads", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                description="Compare implicit (CG, Neumann, DARTS), unrolled and first-order meta-gradients "
+                            "with the exact implicit gradient on one fixed meta-batch.")
+    p.add_argument("--dataset", default=d.dataset, choices=["omniglot", "sine"])
+    p.add_argument("--data-root", default=None, metavar="DIR", help="folder holding omniglot-py/")
+    p.add_argument("--full", dest="head_only", action="store_false",
+                   help="adapt the full network (imaml; exact gradient by CG to convergence) instead of the "
+                        "head only (ianil; exact gradient by a direct solve)")
+    p.add_argument("--ways", type=int, default=d.ways)
+    p.add_argument("--shots", type=int, default=d.shots)
+    p.add_argument("--queries", type=int, default=d.queries)
+    p.add_argument("--tasks", type=int, default=d.tasks, help="tasks in the fixed meta-batch")
+    p.add_argument("--lam", type=float, default=d.lam, help="proximal strength λ")
+    p.add_argument("--inner-lr", type=float, default=None, help="inner SGD step (default 0.1 omniglot, 0.01 sine: small enough for the "
+                        "proximal inner loop to converge, which the implicit gradient assumes)")
+    p.add_argument("--inner-steps", type=int, default=d.inner_steps,
+                   help="SGD steps to the inner solution φ used by the implicit methods")
+    p.add_argument("--ks", type=_int_list, default=d.ks, help="CG/Neumann iteration counts")
+    p.add_argument("--unroll", type=_int_list, default=d.unroll, help="unrolled inner-step counts K")
+    p.add_argument("--darts-radii", type=_float_list, default=d.darts_radii, help="DARTS finite-difference radii")
+    p.add_argument("--neumann-alpha", type=float, default=None, help="Neumann step size (default 1 / the inner Hessian's largest eigenvalue, "
+                        "estimated by power iteration)")
+    p.add_argument("--exact-tol", type=float, default=d.exact_tol, help="full network: CG tolerance of the exact gradient")
+    p.add_argument("--exact-max-iterations", type=int, default=d.exact_max_iterations)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--out", default=d.out, metavar="DIR")
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        cfg = CompareConfig(**vars(build_parser().parse_args(argv)))
+        for name in ("ways", "shots", "queries", "tasks", "inner_steps", "exact_max_iterations"):
+            if getattr(cfg, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
+        for name in ("lam", "inner_lr", "neumann_alpha", "exact_tol"):
+            value = getattr(cfg, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+        run_comparison(cfg)
+    except UsageError as exc:
+        print(f"run.py compare-grads: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
