@@ -4,8 +4,8 @@ Betty computes, for a lower problem with inner objective ``g(φ, θ)`` at its so
 ``dL/dθ = ∂L/∂θ − ∂²g/∂θ∂φ · H⁻¹ · ∂L/∂φ`` with ``H = ∂²g/∂φ²``; methods differ in how
 they approximate ``H⁻¹ v``:
 
-* ``cg``: conjugate gradient, ``iterations`` Hessian-vector products (this module's
-  implementation, registered in Betty as ``"cg_exact"``; see below);
+* ``cg``: conjugate gradient, ``iterations`` Hessian-vector products, run per task (this
+  module's implementation, registered in Betty as ``"cg_exact"``; see below);
 * ``betty-cg``: Betty 0.2.1's own ``cg``, unchanged (for comparison);
 * ``neumann``: ``α·Σ_{j≤k} (I − αH)^j v`` with ``iterations`` terms and step ``alpha``;
 * ``darts``: ``H⁻¹ ≈ I``, the mixed derivative by a finite difference of radius ``darts_alpha``.
@@ -34,28 +34,43 @@ BETTY_TYPES = {"cg": "cg_exact", "neumann": "neumann", "darts": "darts", "betty-
 Vectors = Sequence[Tensor]
 
 
-def _dot(a: Vectors, b: Vectors) -> Tensor:
-    return sum((x * y).sum() for x, y in zip(a, b))
+def _task_dot(a: Vectors, b: Vectors) -> Tensor:
+    """Per-task inner products ``[B]`` of lists of ``[B, ...]`` tensors."""
+    return sum((x * y).flatten(1).sum(dim=1) for x, y in zip(a, b))
+
+
+def _per_task(scalars: Tensor, like: Tensor) -> Tensor:
+    return scalars.view(-1, *[1] * (like.dim() - 1))
 
 
 def cg_solve(matvec: Callable[[Vectors], Vectors], b: Vectors, iterations: int, tol: float = 0.0) -> list[Tensor]:
-    """Textbook conjugate gradient for ``A x = b`` (A symmetric positive definite), from
-    ``x = 0``; stops after ``iterations`` products or when ``‖r‖ ≤ tol·‖b‖``."""
+    """Textbook conjugate gradient for ``A x = b``, run independently for each task.
+
+    ``b`` is a list of ``[B, ...]`` tensors and ``A`` (given by ``matvec``) is block diagonal
+    over the B tasks and symmetric positive definite, as the inner Hessian of a meta-batch
+    is; each task gets its own step sizes, exactly as B separate solves would (the iMAML
+    paper's per-task CG). Starts from ``x = 0``; ``iterations`` products at most; a task stops
+    once its residual is at most ``tol`` times its ``‖b‖``.
+    """
     x = [torch.zeros_like(t) for t in b]
     r = [t.clone() for t in b]
     p = [t.clone() for t in b]
-    rs = _dot(r, r)
+    rs = _task_dot(r, r)
     stop = tol ** 2 * rs
     for _ in range(iterations):
-        if rs <= stop or rs == 0:
+        active = rs > stop
+        if not bool(active.any()):
             break
         ap = matvec(p)
-        step = rs / _dot(p, ap)
-        x = [xi + step * pi for xi, pi in zip(x, p)]
-        r = [ri - step * api for ri, api in zip(r, ap)]
-        rs_new = _dot(r, r)
-        p = [ri + (rs_new / rs) * pi for ri, pi in zip(r, p)]
-        rs = rs_new
+        curvature = _task_dot(p, ap)
+        step = torch.where(active, rs / torch.where(active, curvature, torch.ones_like(curvature)),
+                           torch.zeros_like(rs))
+        x = [xi + _per_task(step, pi) * pi for xi, pi in zip(x, p)]
+        r = [ri - _per_task(step, api) * api for ri, api in zip(r, ap)]
+        rs_new = _task_dot(r, r)
+        beta = torch.where(active, rs_new / torch.where(active, rs, torch.ones_like(rs)), torch.zeros_like(rs))
+        p = [ri + _per_task(beta, pi) * pi for ri, pi in zip(r, p)]
+        rs = torch.where(active, rs_new, rs)
     return x
 
 
