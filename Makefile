@@ -18,5 +18,8 @@ run: venv
 test: venv
 	$(PY) -m pytest $(ARGS)
 
+bench: venv
+	$(PY) benchmarks/run_benchmarks.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

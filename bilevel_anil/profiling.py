@@ -1,6 +1,8 @@
 """Wall time and peak memory of one call, on CPU or CUDA (for the comparison tool and benchmarks)."""
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +44,25 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
+
+
+def reexec_with_returnable_memory() -> None:
+    """Linux/glibc: restart this process with allocations of 64 KiB and up served by mmap
+    (returned to the system on free), so the resident set size follows the live tensors and
+    :func:`measure`'s peak is meaningful. Without it, freed memory stays resident and later
+    measurements read near zero. Does nothing where the variable is already set."""
+    if sys.platform.startswith("linux") and MMAP_ENV not in os.environ:
+        os.environ[MMAP_ENV] = "65536"
+        os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
 def measure(fn: Callable[[], Any], device: str = "cpu") -> Measurement:
     """Run ``fn`` once; its wall time and peak memory above the level before the call.
 
     CUDA: ``torch.cuda.max_memory_allocated``. CPU: the process's peak resident set size
-    (Linux ``VmHWM``, reset before the call), which includes allocator slack; tensors of a few
-    hundred KB and up are allocated with mmap and returned on free, so the peak follows them.
+    (Linux ``VmHWM``, reset before the call) above its size before the call; meaningful when
+    freed tensors leave the resident set (see :func:`reexec_with_returnable_memory`).
     """
     if device.startswith("cuda"):
         torch.cuda.synchronize()

@@ -1,0 +1,231 @@
+"""Speed and memory of one outer step: this package against a learn2learn-style loop and the floor.
+
+    python benchmarks/run_benchmarks.py --data-root ../shared/data   (or: make bench ARGS=...)
+
+Cases: Omniglot Conv4 (64 channels, 28x28), 5-way 1-shot, 1 query per class, meta-batch 32;
+anil, foanil, maml, fomaml and imaml (CG, 5 iterations) with 1 and 5 inner steps. Each case
+is measured side by side in one process on one fixed meta-batch: a warm-up, then the median
+of ``--repeats`` runs of
+
+  (a) this package's outer step (Betty Engine: inner loop, meta-gradient, Adam update),
+  (b) the learn2learn-style reference (benchmarks/reference.py) with the same model and
+      hyper-parameters, whose meta-gradient must equal (a)'s to 1e-5 (relative L2),
+  (c) the floor: one plain forward and backward pass of the network over all images of the
+      meta-batch (support and query sets of every task).
+
+Also: the peak memory of maml and imaml as inner steps grow, and where an anil outer step's
+time goes (task sampling, Betty's bookkeeping, the computation itself). Results are printed
+and written as CSV files to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bilevel_anil.algorithms import get_algorithm  # noqa: E402
+from bilevel_anil.data import ClassificationTasks, load_omniglot, seeded  # noqa: E402
+from bilevel_anil.data.episodes import EpisodeBatch, RepeatBatch  # noqa: E402
+from bilevel_anil.engines import EngineSettings, MetaEngine  # noqa: E402
+from bilevel_anil.envs import EpisodicEnv  # noqa: E402
+from bilevel_anil.evaluation import Interval  # noqa: E402
+from bilevel_anil.learner import Learner  # noqa: E402
+from bilevel_anil.models import Conv4  # noqa: E402
+from bilevel_anil.problems import HypergradConfig, MetaProblem, build_lower  # noqa: E402
+from bilevel_anil.profiling import measure, reexec_with_returnable_memory  # noqa: E402
+
+import reference  # noqa: E402
+
+INNER_LR, META_LR, LAM, CG_ITERATIONS = 0.4, 0.003, 2.0, 5
+ALGOS = ["anil", "foanil", "maml", "fomaml", "imaml"]
+
+
+def relative_error(got, want) -> float:
+    g = torch.cat([t.flatten() for t in got])
+    w = torch.cat([t.flatten() for t in want])
+    return ((g - w).norm() / w.norm()).item()
+
+
+def build(model, algo_name: str, steps: int, sampler, tasks: int, device: str) -> MetaEngine:
+    algo = get_algorithm(algo_name)
+    learner = Learner(model, algo, "cross_entropy", LAM)
+    upper = MetaProblem(learner, torch.optim.Adam(model.parameters(), lr=META_LR))
+    lower = build_lower(learner, INNER_LR, steps, tasks, HypergradConfig("cg", CG_ITERATIONS))
+    settings = EngineSettings(1, steps, 1, Path("/tmp"), device, progress=False)
+    return MetaEngine(upper, lower, EpisodicEnv(sampler, tasks), settings, lambda: Interval(0, 0, 1), {})
+
+
+def median_run(fn, repeats: int, device: str) -> tuple[float, float]:
+    fn()  # warm-up
+    runs = [measure(fn, device) for _ in range(repeats)]
+    return statistics.median(r.seconds for r in runs), max(r.peak_mib or 0.0 for r in runs)
+
+
+def floor_step(model, batch: EpisodeBatch, optimizer):
+    x = torch.cat([batch.support.x.flatten(0, 1), batch.query.x.flatten(0, 1)])
+    y = torch.cat([batch.support.y.flatten(), batch.query.y.flatten()])
+
+    def step():
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return step
+
+
+def reference_step(model, algo_name: str, steps: int, batch: EpisodeBatch, optimizer):
+    algo = get_algorithm(algo_name)
+
+    def step():
+        if algo.grad == "implicit":
+            grads = reference.imaml_step(model, batch, steps, INNER_LR, LAM, CG_ITERATIONS)
+        else:
+            grads = reference.maml_step(model, batch, steps, INNER_LR, algo.first_order, algo.adapt == "head")
+        optimizer.step()
+        return grads
+    return step
+
+
+def gradient_check(base, name: str, steps: int, batch: EpisodeBatch, device: str) -> float:
+    """Relative L2 difference of the two meta-gradients from the same θ, in float64 (CG on the
+    inner Hessian amplifies float32 rounding to ~1e-4, which would hide a real mismatch)."""
+    batch64 = EpisodeBatch(type(batch.support)(batch.support.x.double(), batch.support.y),
+                           type(batch.query)(batch.query.x.double(), batch.query.y))
+    ours_model, ref_model = copy.deepcopy(base).double(), copy.deepcopy(base).double()
+    engine = build(ours_model, name, steps, RepeatBatch(batch64), batch.tasks, device)
+    engine.train_step()
+    want = reference_step(ref_model, name, steps, batch64, torch.optim.SGD(ref_model.parameters(), lr=0.0))()
+    return relative_error(engine.upper.last_grads, want)
+
+
+def step_costs(base: torch.nn.Module, batch: EpisodeBatch, repeats: int, device: str) -> list[dict]:
+    rows = []
+    floor_model = copy.deepcopy(base)
+    floor_s, floor_mib = median_run(floor_step(floor_model, batch, torch.optim.Adam(floor_model.parameters())),
+                                    repeats, device)
+    for steps in (1, 5):
+        for name in ALGOS:
+            error = gradient_check(base, name, steps, batch, device)
+            ours_model, ref_model = copy.deepcopy(base), copy.deepcopy(base)
+            engine = build(ours_model, name, steps, RepeatBatch(batch), batch.tasks, device)
+            ref_opt = torch.optim.Adam(ref_model.parameters(), lr=META_LR)
+            ours_s, ours_mib = median_run(engine.train_step, repeats, device)
+            ref_s, ref_mib = median_run(reference_step(ref_model, name, steps, batch, ref_opt), repeats, device)
+            row = {"case": name, "inner_steps": steps, "ours_s": ours_s, "reference_s": ref_s, "floor_s": floor_s,
+                   "ours_over_reference": ours_s / ref_s, "ours_over_floor": ours_s / floor_s,
+                   "grad_rel_error": error, "ours_peak_mib": ours_mib, "reference_peak_mib": ref_mib,
+                   "floor_peak_mib": floor_mib}
+            rows.append(row)
+            print(f"{name:<7} K={steps:<2} ours {1000 * ours_s:8.1f} ms  reference {1000 * ref_s:8.1f} ms  "
+                  f"floor {1000 * floor_s:6.1f} ms  ours/ref {row['ours_over_reference']:5.2f}  "
+                  f"ours/floor {row['ours_over_floor']:5.2f}  grad err {error:.1e}  "
+                  f"peak {ours_mib:7.1f} / {ref_mib:7.1f} MiB", flush=True)
+    return rows
+
+
+def memory_sweep(base, batch: EpisodeBatch, device: str, steps_list=(1, 5, 10, 20)) -> list[dict]:
+    rows = []
+    for name in ("maml", "imaml"):
+        for steps in steps_list:
+            engine = build(copy.deepcopy(base), name, steps, RepeatBatch(batch), batch.tasks, device)
+            engine.train_step()
+            m = measure(engine.train_step, device)
+            rows.append({"case": name, "inner_steps": steps, "peak_mib": m.peak_mib, "seconds": m.seconds})
+            print(f"memory  {name:<6} K={steps:<3} peak {m.peak_mib:8.1f} MiB  step {m.seconds:6.2f} s", flush=True)
+    return rows
+
+
+def anil_breakdown(base, tasks_source: ClassificationTasks, batch: EpisodeBatch, repeats: int, device: str) -> dict:
+    """Where an anil outer step's time goes: task sampling (Env.step), the same computation
+    without Betty (plain functional code), and the Betty step; overhead = Betty − plain."""
+    engine = build(copy.deepcopy(base), "anil", 1, tasks_source, batch.tasks, device)
+    sample_s, _ = median_run(lambda: engine.env.step(), repeats, device)
+    fixed = build(copy.deepcopy(base), "anil", 1, RepeatBatch(batch), batch.tasks, device)
+    betty_s, _ = median_run(fixed.train_step, repeats, device)
+    full_s, _ = median_run(engine.train_step, repeats, device)
+
+    model = copy.deepcopy(base)
+    learner = Learner(model, get_algorithm("anil"))
+    optimizer = torch.optim.Adam(model.parameters(), lr=META_LR)
+
+    def plain():
+        theta = learner.meta_params()
+        predict = learner.predictor(theta, batch.support.x)
+        fast = learner.initial_fast_params(theta, batch.tasks)
+        grads = torch.autograd.grad(learner.inner_loss(predict, fast, batch.support.y, theta), list(fast.values()),
+                                    create_graph=True)
+        fast = {n: p - INNER_LR * g for (n, p), g in zip(fast.items(), grads)}
+        query = learner.task_losses(learner.predictor(theta, batch.query.x)(fast), batch.query.y).mean()
+        optimizer.zero_grad()
+        query.backward()
+        optimizer.step()
+    plain_s, _ = median_run(plain, repeats, device)
+    overhead = betty_s - plain_s
+    result = {"sampling_s": sample_s, "plain_s": plain_s, "betty_step_s": betty_s, "step_with_sampling_s": full_s,
+              "betty_overhead_s": overhead, "overhead_share": (overhead + sample_s) / (betty_s + sample_s)}
+    print(f"anil breakdown: sampling {1000 * sample_s:.1f} ms, plain computation {1000 * plain_s:.1f} ms, "
+          f"Betty step {1000 * betty_s:.1f} ms (bookkeeping {1000 * overhead:.1f} ms), step with sampling "
+          f"{1000 * full_s:.1f} ms; sampling + bookkeeping = {100 * result['overhead_share']:.1f}% of the step",
+          flush=True)
+    return result
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-root", default="data", help="folder holding omniglot-py/")
+    p.add_argument("--repeats", type=int, default=5, help="timed repetitions per case (after one warm-up)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out", default="benchmarks/results", help="folder for the CSV files")
+    p.add_argument("--only", choices=["steps", "memory", "breakdown"], default=None, help="run one part")
+    args = p.parse_args()
+    reexec_with_returnable_memory()
+    if args.repeats < 1:
+        print("run_benchmarks.py: error: --repeats must be a positive integer", file=sys.stderr)
+        return 2
+    root = Path(args.data_root)
+    if not (root / "omniglot-py").is_dir():
+        print(f"run_benchmarks.py: error: no Omniglot copy under {root}/omniglot-py: pass --data-root DIR "
+              "(or run `make run` once, which downloads it to ./data)", file=sys.stderr)
+        return 2
+    torch.manual_seed(0)
+    splits = load_omniglot(root, download=False)
+    tasks = ClassificationTasks(splits["train"], 5, 1, 1, rotate=True)
+    with seeded(0):
+        batch = tasks.sample(32).to(args.device)
+    base = Conv4(5).to(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+          f"{torch.__version__} with {torch.get_num_threads()} threads, device {args.device}; "
+          f"Omniglot Conv4-64, 5-way 1-shot, 1 query/class, meta-batch 32; median of {args.repeats} runs", flush=True)
+    t0 = time.perf_counter()
+    if args.only in (None, "steps"):
+        write_csv(out / "step_costs.csv", step_costs(base, batch, args.repeats, args.device))
+    if args.only in (None, "memory"):
+        write_csv(out / "memory_sweep.csv", memory_sweep(base, batch, args.device))
+    if args.only in (None, "breakdown"):
+        write_csv(out / "anil_breakdown.csv", [anil_breakdown(base, tasks, batch, args.repeats, args.device)])
+    print(f"wrote CSV files to {out} in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
