@@ -15,17 +15,22 @@ from .learner import Learner
 
 @dataclass(frozen=True)
 class Interval:
-    """Mean of per-task values with the half-width of its normal 95% confidence interval."""
+    """Mean of per-task values with the half-width of its normal 95% confidence interval,
+    the median, and how many tasks gave a non-finite value (e.g. a diverging inner loop)."""
 
     mean: float
     ci95: float
     tasks: int
+    median: float = float("nan")
+    nonfinite: int = 0
 
     @staticmethod
     def of(values: Tensor) -> "Interval":
+        values = values.double()
         n = values.numel()
         half = 1.96 * values.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
-        return Interval(values.mean().item(), half, n)
+        return Interval(values.mean().item(), half, n, values.median().item(),
+                        int((~torch.isfinite(values)).sum()))
 
     def percent(self) -> str:
         return f"{100 * self.mean:.2f}% ± {100 * self.ci95:.2f}%"

@@ -126,6 +126,13 @@ def format_report(report: dict, suite: TaskSuite, out: Path) -> str:
         for label, by_steps in report["test"].items():
             cells = "".join(f"{v['mean']:>10.3f} ± {v['ci95']:<5.3f}" for v in by_steps.values())
             lines.append(f"  {label:<6}" + cells)
+        lines.append("  median over tasks:")
+        for label, by_steps in report["test"].items():
+            lines.append(f"  {label:<6}" + "".join(f"{v['median']:>18.3f}" for v in by_steps.values()))
+        diverged = {f"{label} after {k}": v["nonfinite"] for label, by_steps in report["test"].items()
+                    for k, v in by_steps.items() if v["nonfinite"]}
+        if diverged:
+            lines.append(f"  tasks whose inner loop diverged (non-finite MSE): {diverged}")
         best = f"validation MSE {report['best_val']:.4f}"
     lines.append(f"  best checkpoint: {out / 'best.pt'} (step {report['best_step']}, {best})")
     if report["plot"]:
