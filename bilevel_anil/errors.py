@@ -9,3 +9,7 @@ class UsageError(Exception):
 
 class DataError(UsageError):
     """A data set is missing, unreadable or too small for the requested episodes."""
+
+
+class TrainingDiverged(UsageError):
+    """Meta-training produced a non-finite loss; the checkpoints written before are kept."""

@@ -46,6 +46,13 @@ def assert_one_line_error(code, err, *fragments):
     (["--ways", "five"], "invalid int value"),
     (["--resume"], "--resume needs --out"),
     (["--bn", "group"], "unknown BatchNorm mode 'group'"),
+    (["--problem", "maml", "--grad", "implicit"], "--grad implicit needs the proximal inner objective"),
+    (["--problem", "imaml", "--grad", "sideways"], "unknown --grad 'sideways'"),
+    (["--problem", "imaml", "--first-order"], "--first-order applies to the unrolled meta-gradient"),
+    (["--problem", "imaml", "--hypergrad", "lbfgs"], "unknown --hypergrad 'lbfgs'"),
+    (["--problem", "imaml", "--lam", "0"], "--lam must be a positive number"),
+    (["--problem", "imaml", "--hypergrad-iterations", "0"], "--hypergrad-iterations must be a positive integer"),
+    (["--time-budget", "-5"], "--time-budget must be a positive number of seconds"),
     (["--dataset", "sine", "--ways", "5"], "--ways applies to classification"),
     (["--dataset", "sine", "--bn", "running"], "--bn applies to the Conv4 network"),
 ])

@@ -1,4 +1,5 @@
 """Sine-wave regression: the task family, and a brief run through the command line."""
+import csv
 import json
 import math
 
@@ -62,3 +63,31 @@ def test_sine_checkpoint_loads_for_regression(sine_run):
     assert pred.shape == (10, 1)
     before = model.adapt_and_predict(x, y, x, steps=0)
     assert (pred - y).pow(2).mean() < (before - y).pow(2).mean()
+
+
+@pytest.mark.parametrize("grad", ["implicit", "unrolled"])
+def test_imaml_trains_on_sine_with_either_meta_gradient(tmp_path, grad):
+    out = tmp_path / grad
+    code = main(["--problem", "imaml", "--grad", grad, "--dataset", "sine", "--iterations", "150",
+                 "--val-every", "150", "--val-tasks", "20", "--test-tasks", "50", "--inner-lr", "0.05",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["algorithm"] == "imaml" and report["grad"] == grad
+    assert report["config"]["inner_steps"] == 5 and report["config"]["lam"] == 2.0
+    assert all(math.isfinite(v["mean"]) for by_steps in report["test"].values() for v in by_steps.values())
+    with open(out / "metrics.csv") as fh:
+        losses = [float(row["train_loss"]) for row in csv.DictReader(fh)]
+    assert sum(losses[-40:]) < sum(losses[:40])  # the query loss after adaptation goes down
+    model = bilevel_anil.load(out / "best.pt")
+    assert model.learner.lam == 2.0  # test-time adaptation uses the proximal objective too
+
+
+def test_divergence_stops_with_one_line_and_keeps_checkpoints(tmp_path, capsys):
+    out = tmp_path / "diverges"
+    code = main(["--problem", "maml", "--dataset", "sine", "--meta-lr", "1e30",
+                 "--iterations", "50", "--val-every", "1", "--val-tasks", "5", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "meta-training diverged at step" in err[0] and "lower --inner-lr or --meta-lr" in err[0]
+    assert (out / "last.pt").is_file() and bilevel_anil.load(out / "last.pt").learner.loss == "mse"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from betty.logging.logger_base import get_logger
 from tqdm import tqdm
 
 from .. import checkpoint
+from ..errors import TrainingDiverged
 from ..envs.episodic import EpisodicEnv
 from ..evaluation import Interval
 from ..problems import InnerObjective, MetaProblem
@@ -142,6 +144,12 @@ class MetaEngine(Engine):
                               f" ± {val['val_ci95']:.4f}  {row['steps_per_s']:.2f} steps/s", flush=True)
                 writer.writerow(row)
                 fh.flush()
+                if not math.isfinite(stats["loss"]):
+                    bar.close()
+                    kept = "no checkpoint was written yet" if self.best is None else \
+                        f"the checkpoints in {s.out_dir} are from before it"
+                    raise TrainingDiverged(f"meta-training diverged at step {step} (non-finite query loss); {kept}: "
+                                           "lower --inner-lr or --meta-lr")
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", score=f"{stats.get('score', float('nan')):.3f}",
                                 val="" if self.best is None else f"{self.best['val_score']:.3f}", refresh=False)
                 bar.update(1)
