@@ -82,6 +82,8 @@ def _dataset_default(field: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     d = RunConfig()
     p = _Parser(prog="run.py", description="Meta-train a few-shot learner with Betty and report meta-test results.",
+                epilog="Also: run.py compare-grads [options] compares implicit, unrolled and first-order "
+                       "meta-gradients on one meta-batch (see run.py compare-grads --help).",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     dd = _dataset_default
     p.add_argument("--problem", default=d.problem, metavar="NAME",
