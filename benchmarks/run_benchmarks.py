@@ -43,12 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bilevel_anil.algorithms import get_algorithm  # noqa: E402
 from bilevel_anil.data import ClassificationTasks, load_omniglot, seeded  # noqa: E402
 from bilevel_anil.data.episodes import EpisodeBatch, RepeatBatch  # noqa: E402
-from bilevel_anil.engines import EngineSettings, MetaEngine  # noqa: E402
-from bilevel_anil.envs import EpisodicEnv  # noqa: E402
-from bilevel_anil.evaluation import Interval  # noqa: E402
+from bilevel_anil.engines import MetaEngine, step_engine  # noqa: E402
 from bilevel_anil.learner import Learner  # noqa: E402
 from bilevel_anil.models import Conv4  # noqa: E402
-from bilevel_anil.problems import HypergradConfig, MetaProblem, build_lower  # noqa: E402
+from bilevel_anil.problems import HypergradConfig  # noqa: E402
 from bilevel_anil.profiling import MMAP_ENV, measure  # noqa: E402
 
 import reference  # noqa: E402
@@ -65,11 +63,8 @@ def relative_error(got, want) -> float:
 
 def build(model, algo_name: str, steps: int, sampler, tasks: int, device: str) -> MetaEngine:
     algo = get_algorithm(algo_name)
-    learner = Learner(model, algo, "cross_entropy", LAM)
-    upper = MetaProblem(learner, torch.optim.Adam(model.parameters(), lr=META_LR))
-    lower = build_lower(learner, INNER_LR, steps, tasks, HypergradConfig("cg", CG_ITERATIONS))
-    settings = EngineSettings(1, steps, 1, Path("/tmp"), device, progress=False)
-    return MetaEngine(upper, lower, EpisodicEnv(sampler, tasks), settings, lambda: Interval(0, 0, 1), {})
+    return step_engine(Learner(model, algo, "cross_entropy", LAM), sampler, tasks, steps, INNER_LR,
+                       torch.optim.Adam(model.parameters(), lr=META_LR), HypergradConfig("cg", CG_ITERATIONS), device)
 
 
 def median_run(fn, repeats: int, device: str) -> tuple[float, float]:

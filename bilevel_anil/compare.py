@@ -133,23 +133,13 @@ def engine_gradient(model: torch.nn.Module, algorithm: Algorithm, loss: str, lam
                     steps: int, lr: float, hypergrad: Optional[HypergradConfig], device: str):
     """One outer step of ``algorithm`` through Betty (on a copy of ``model``); its meta-gradient
     and the step's wall time and peak memory."""
-    import tempfile
-
-    from .engines import EngineSettings, MetaEngine
-    from .envs import EpisodicEnv
-    from .evaluation import Interval
-    from .problems import MetaProblem, build_lower
+    from .engines import step_engine
 
     model = copy.deepcopy(model)
-    learner = Learner(model, algorithm, loss, lam)
-    upper = MetaProblem(learner, torch.optim.SGD(model.parameters(), lr=0.0))
-    lower = build_lower(learner, lr, steps, batch.tasks, hypergrad)
-    settings = EngineSettings(iterations=1, inner_steps=steps, val_every=1, out_dir=Path(tempfile.gettempdir()),
-                              device=device, progress=False)
-    engine = MetaEngine(upper, lower, EpisodicEnv(RepeatBatch(batch), batch.tasks), settings,
-                        lambda: Interval(0.0, 0.0, 1), {})
+    engine = step_engine(Learner(model, algorithm, loss, lam), RepeatBatch(batch), batch.tasks, steps, lr,
+                         torch.optim.SGD(model.parameters(), lr=0.0), hypergrad, device)
     m = measure(engine.train_step, device)
-    return upper.last_grads, m
+    return engine.upper.last_grads, m
 
 
 def _compare(got: list[Tensor], want: list[Tensor]) -> tuple[float, float]:

@@ -9,11 +9,9 @@ from torch.func import functional_call
 
 from bilevel_anil.algorithms import Algorithm
 from bilevel_anil.data.episodes import EpisodeBatch, RepeatBatch, TaskSet
-from bilevel_anil.engines import EngineSettings, MetaEngine
-from bilevel_anil.envs import EpisodicEnv
-from bilevel_anil.evaluation import Interval
+from bilevel_anil.engines import MetaEngine, step_engine
 from bilevel_anil.learner import Learner
-from bilevel_anil.problems import HypergradConfig, MetaProblem, build_lower
+from bilevel_anil.problems import HypergradConfig
 
 
 def random_episodes(tasks: int, ways: int, shots: int, queries: int, shape=(1, 28, 28), seed: int = 0) -> EpisodeBatch:
@@ -25,11 +23,10 @@ def random_episodes(tasks: int, ways: int, shots: int, queries: int, shape=(1, 2
 
 def build_engine(learner: Learner, batch: EpisodeBatch, inner_steps: int, inner_lr: float, tmp: Path,
                  meta_lr: float = 1e-3, hypergrad: HypergradConfig = None) -> MetaEngine:
-    upper = MetaProblem(learner, torch.optim.Adam(learner.model.parameters(), lr=meta_lr))
-    lower = build_lower(learner, inner_lr, inner_steps, batch.tasks, hypergrad)
-    settings = EngineSettings(iterations=1, inner_steps=inner_steps, val_every=1, out_dir=tmp, progress=False)
-    return MetaEngine(upper, lower, EpisodicEnv(RepeatBatch(batch), batch.tasks), settings,
-                      lambda: Interval(0.0, 0.0, 1), {})
+    engine = step_engine(learner, RepeatBatch(batch), batch.tasks, inner_steps, inner_lr,
+                         torch.optim.Adam(learner.model.parameters(), lr=meta_lr), hypergrad)
+    engine.settings.out_dir = tmp
+    return engine
 
 
 def reference_meta_gradient(model: torch.nn.Module, algorithm: Algorithm, batch: EpisodeBatch,

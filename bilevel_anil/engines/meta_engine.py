@@ -19,9 +19,11 @@ from tqdm import tqdm
 
 from .. import checkpoint
 from ..errors import TrainingDiverged
+from ..data.episodes import TaskSampler
 from ..envs.episodic import EpisodicEnv
 from ..evaluation import Interval
-from ..problems import InnerObjective, MetaProblem
+from ..learner import Learner
+from ..problems import HypergradConfig, InnerObjective, MetaProblem, build_lower
 
 get_logger().setLevel(logging.WARNING)  # Betty logs its set-up at INFO on stdout
 
@@ -158,3 +160,15 @@ class MetaEngine(Engine):
             bar.close()
         self.train_seconds, self.steps_done = train_time, done
         return self.best
+
+
+def step_engine(learner: Learner, sampler: TaskSampler, tasks: int, inner_steps: int, inner_lr: float,
+                optimizer: torch.optim.Optimizer, hypergrad: Optional[HypergradConfig] = None,
+                device: str = "cpu") -> MetaEngine:
+    """An engine for taking single outer steps with :meth:`MetaEngine.train_step` (tests, the
+    gradient comparison, benchmarks): no validation, and nothing is written unless ``run`` is called."""
+    upper = MetaProblem(learner, optimizer)
+    lower = build_lower(learner, inner_lr, inner_steps, tasks, hypergrad)
+    settings = EngineSettings(iterations=1, inner_steps=inner_steps, val_every=1, out_dir=Path("."),
+                              device=device, progress=False)
+    return MetaEngine(upper, lower, EpisodicEnv(sampler, tasks), settings, lambda: Interval(0.0, 0.0, 1), {})
