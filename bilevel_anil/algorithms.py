@@ -3,8 +3,9 @@ the meta-gradient is computed.
 
 MAML and ANIL are one definition that differs only in ``adapt``; the first-order variants
 differ only in ``first_order``; iMAML adds the proximal term to the inner objective and by
-default differentiates it implicitly (``grad="implicit"``). Everything else (Env, Problems,
-Engine, evaluation) is shared.
+default differentiates it implicitly (``grad="implicit"``). The MAML paper's "pretrained"
+baseline is MAML whose inner step size is 0 during meta-training (``pretrain``). Everything
+else (Env, Problems, Engine, evaluation) is shared.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ class Algorithm:
     proximal: the inner objective adds ``(λ/2)·‖φ − θ‖²`` to the support loss (iMAML).
     grad: ``"unrolled"`` differentiates through the inner SGD steps; ``"implicit"`` uses the
           implicit function theorem at the inner solution (Betty's hypergradients).
+    pretrain: no adaptation during meta-training: the inner step size is 0 there, so the
+              upper loss is the query loss at θ itself (multi-task pretraining on all tasks);
+              at validation and test the network is fine-tuned like MAML's.
     """
 
     name: str
@@ -33,6 +37,7 @@ class Algorithm:
     first_order: bool = False
     proximal: bool = False
     grad: str = "unrolled"
+    pretrain: bool = False
 
     def adapts(self, param_name: str) -> bool:
         """Whether the inner loop adapts the parameter called ``param_name``."""
@@ -46,6 +51,8 @@ ALGORITHMS: dict[str, Algorithm] = {
     "fomaml": Algorithm("fomaml", adapt="all", first_order=True),
     "imaml": Algorithm("imaml", adapt="all", proximal=True, grad="implicit"),
     "ianil": Algorithm("ianil", adapt="head", proximal=True, grad="implicit"),
+    # with a zero step the first-order meta-gradient is exact: ∇θ of the query loss at θ
+    "pretrain": Algorithm("pretrain", adapt="all", first_order=True, pretrain=True),
 }
 
 
@@ -60,9 +67,11 @@ def get_algorithm(name: str, first_order: bool = False, head_only: bool = False,
     if name not in ALGORITHMS:
         raise UsageError(f"unknown problem {name!r}: choose one of {', '.join(ALGORITHMS)}")
     algo = ALGORITHMS[name]
+    if head_only and algo.pretrain:
+        raise UsageError("--head-only does not apply to pretrain (it fine-tunes the whole network at test time)")
     if head_only and algo.adapt != "head":
         partner = [a for a in ALGORITHMS.values()
-                   if a.adapt == "head" and (a.first_order, a.proximal) == (algo.first_order, algo.proximal)]
+                   if a.adapt == "head" and not a.pretrain and (a.first_order, a.proximal) == (algo.first_order, algo.proximal)]
         algo = partner[0]
     if grad is not None:
         if grad not in GRADS:

@@ -69,10 +69,13 @@ def train_and_test(cfg: RunConfig) -> dict:
         how = ("first-order" if algo.first_order else "second-order") + ", unrolled"
     if algo.proximal:
         how += f", proximal λ={cfg.lam}"
+    inner = f"{cfg.inner_steps} inner step(s) at lr {cfg.inner_lr} ({how})"
+    if algo.pretrain:
+        inner = (f"no adaptation in meta-training (query loss at θ), fine-tuned with {cfg.test_inner_steps} "
+                 f"step(s) at lr {cfg.inner_lr} for validation")
     shape = f"{cfg.ways}-way {cfg.shots}-shot, {cfg.queries} query/class" if cfg.ways else \
         f"K={cfg.shots} support and {cfg.queries} query points"
-    print(f"{algo.name} on {cfg.dataset}: {shape}, meta-batch {cfg.meta_batch}, {cfg.inner_steps} inner step(s) "
-          f"at lr {cfg.inner_lr} ({how}), Adam meta-lr {cfg.meta_lr}, {cfg.iterations} outer steps "
+    print(f"{algo.name} on {cfg.dataset}: {shape}, meta-batch {cfg.meta_batch}, {inner}, Adam meta-lr {cfg.meta_lr}, {cfg.iterations} outer steps "
           f"on {cfg.device}, BatchNorm: {cfg.bn}; output {out}", flush=True)
     t0 = time.perf_counter()
     best = engine.run(start)
@@ -108,6 +111,11 @@ def train_and_test(cfg: RunConfig) -> dict:
     return report
 
 
+def _short(x: float) -> str:
+    """A table cell: three decimals, or three significant digits once the value is too wide."""
+    return f"{x:.3f}" if abs(x) < 1e4 else f"{x:.2e}"
+
+
 def format_report(report: dict, suite: TaskSuite, out: Path) -> str:
     """The human-readable summary printed at the end of a run."""
     lines = [f"meta-test: {suite.description}; {report['test_inner_steps']} inner step(s) at lr "
@@ -124,11 +132,11 @@ def format_report(report: dict, suite: TaskSuite, out: Path) -> str:
         lines.append("  query MSE, mean ± 95% interval, after this many inner steps:")
         lines.append("        " + "".join(f"{k + ' steps':>18}" for k in steps))
         for label, by_steps in report["test"].items():
-            cells = "".join(f"{v['mean']:>10.3f} ± {v['ci95']:<5.3f}" for v in by_steps.values())
+            cells = "".join(f"{_short(v['mean']):>10} ± {_short(v['ci95']):<5}" for v in by_steps.values())
             lines.append(f"  {label:<6}" + cells)
         lines.append("  median over tasks:")
         for label, by_steps in report["test"].items():
-            lines.append(f"  {label:<6}" + "".join(f"{v['median']:>18.3f}" for v in by_steps.values()))
+            lines.append(f"  {label:<6}" + "".join(f"{_short(v['median']):>18}" for v in by_steps.values()))
         diverged = {f"{label} after {k}": v["nonfinite"] for label, by_steps in report["test"].items()
                     for k, v in by_steps.items() if v["nonfinite"]}
         if diverged:

@@ -53,6 +53,8 @@ def assert_one_line_error(code, err, *fragments):
     (["--problem", "imaml", "--lam", "0"], "--lam must be a positive number"),
     (["--problem", "imaml", "--hypergrad-iterations", "0"], "--hypergrad-iterations must be a positive integer"),
     (["--time-budget", "-5"], "--time-budget must be a positive number of seconds"),
+    (["--problem", "pretrain", "--inner-steps", "5"], "pretrain does not adapt during meta-training"),
+    (["--problem", "pretrain", "--head-only"], "--head-only does not apply to pretrain"),
     (["--dataset", "sine", "--ways", "5"], "--ways applies to classification"),
     (["--dataset", "sine", "--bn", "running"], "--bn applies to the Conv4 network"),
 ])

@@ -15,7 +15,8 @@ from bilevel_anil.models import MLP, Conv4
 from helpers import build_engine, random_episodes, reference_meta_gradient, relative_error
 
 TOL = 1e-5
-UNROLLED = sorted(n for n, a in ALGORITHMS.items() if a.grad == "unrolled")  # maml, fomaml, anil, foanil
+UNROLLED = sorted(n for n, a in ALGORITHMS.items()
+                  if a.grad == "unrolled" and not a.pretrain)  # maml, fomaml, anil, foanil
 
 
 @pytest.mark.parametrize("inner_steps", [1, 3])
@@ -91,3 +92,21 @@ def test_meta_parameters_move_by_the_optimizer(tmp_path):
     engine.train_step()
     assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
     assert engine.lower.fast_params == {}  # the finished inner loop's graph is released
+
+
+@pytest.mark.parametrize("network", ["conv4", "mlp"])
+def test_pretrain_meta_gradient_is_the_query_loss_gradient_at_theta(network, tmp_path):
+    """pretrain (the MAML paper's baseline) trains on the query loss at θ itself: its step's
+    gradient is the reference with no inner steps, whatever the (test-time) inner lr."""
+    torch.manual_seed(3)
+    if network == "conv4":
+        model, loss, batch = Conv4(ways=5, hidden=16), "cross_entropy", random_episodes(3, 5, 1, 2)
+    else:
+        model, loss, batch = MLP(), "mse", SineTasks(shots=5, queries=10).sample(4)
+    reference_model = copy.deepcopy(model)
+    engine = build_engine(Learner(model, ALGORITHMS["pretrain"], loss), batch, 1, inner_lr=0.4, tmp=tmp_path)
+    engine.train_step()
+    want = reference_meta_gradient(reference_model, ALGORITHMS["pretrain"], batch, 0, inner_lr=0.4, loss=loss)
+    assert relative_error(engine.upper.last_grads, want) <= TOL
+    adapted = reference_meta_gradient(copy.deepcopy(reference_model), ALGORITHMS["fomaml"], batch, 1, 0.4, loss=loss)
+    assert relative_error(adapted, want) > 1e-2  # one real inner step would give a different gradient

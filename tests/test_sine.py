@@ -91,3 +91,17 @@ def test_divergence_stops_with_one_line_and_keeps_checkpoints(tmp_path, capsys):
     assert code == 2 and len(err) == 1
     assert "meta-training diverged at step" in err[0] and "lower --inner-lr or --meta-lr" in err[0]
     assert (out / "last.pt").is_file() and bilevel_anil.load(out / "last.pt").learner.loss == "mse"
+
+
+def test_pretrain_baseline_trains_without_adaptation_and_fine_tunes_at_test(tmp_path, capsys):
+    out = tmp_path / "pretrain"
+    code = main(["--problem", "pretrain", "--dataset", "sine", "--iterations", "300", "--val-every", "300",
+                 "--val-tasks", "20", "--test-tasks", "100", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert "no adaptation in meta-training" in capsys.readouterr().out
+    report = json.loads((out / "results.json").read_text())
+    assert report["algorithm"] == "pretrain" and list(report["test"]["K=10"]) == ["0", "1", "5", "10"]
+    with open(out / "metrics.csv") as fh:
+        losses = [float(row["train_loss"]) for row in csv.DictReader(fh)]
+    assert sum(losses[-50:]) < sum(losses[:50])  # the loss at θ itself goes down
+    assert report["test"]["K=10"]["0"]["mean"] < 4.17  # better than predicting 0 (E[A^2]/2)

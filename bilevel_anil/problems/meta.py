@@ -128,8 +128,12 @@ class ImplicitAdapt(InnerObjective, ImplicitProblem):
 
 def build_lower(learner: Learner, lr: float, steps: int, tasks: int,
                 hypergrad: Optional[HypergradConfig] = None) -> InnerObjective:
-    """The lower problem for ``learner.algorithm``: its ``grad`` picks the Betty base class."""
+    """The lower problem for ``learner.algorithm``: its ``grad`` picks the Betty base class.
+    ``lr`` is the step size of adaptation; for a ``pretrain`` algorithm the meta-training
+    inner loop takes zero-size steps instead (``lr`` then applies at validation and test)."""
     algo = learner.algorithm
+    if algo.pretrain:
+        lr = 0.0
     if algo.grad == "implicit":
         return ImplicitAdapt(learner, lr, steps, tasks, hypergrad or HypergradConfig())
     return UnrolledAdapt(learner, lr, steps, algo.first_order)
