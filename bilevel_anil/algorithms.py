@@ -71,7 +71,7 @@ def get_algorithm(name: str, first_order: bool = False, head_only: bool = False,
         raise UsageError("--head-only does not apply to pretrain (it fine-tunes the whole network at test time)")
     if head_only and algo.adapt != "head":
         partner = [a for a in ALGORITHMS.values()
-                   if a.adapt == "head" and not a.pretrain and (a.first_order, a.proximal) == (algo.first_order, algo.proximal)]
+                   if a.adapt == "head" and (a.first_order, a.proximal) == (algo.first_order, algo.proximal)]
         algo = partner[0]
     if grad is not None:
         if grad not in GRADS:

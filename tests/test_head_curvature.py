@@ -20,17 +20,14 @@ def test_reach_equals_top_eigenvalue_of_autograd_hessian():
     x = SineTasks(5, 1).sample(3).support.x.double()
     y = torch.randn(3, 5, 1, dtype=torch.float64)
     got = head_curvature.head_step_reach(model, x, lr=0.01)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    flat_head = torch.cat([params["head.weight"].flatten(), params["head.bias"]])
     for b in range(3):
-        head = {n: p.detach() for n, p in model.named_parameters() if n.startswith("head.")}
-        names = list(head)
-
         def loss(flat):
-            w, bias = flat[:40].view(1, 40), flat[40:]
-            params = {**dict(model.named_parameters()), names[0]: w, names[1]: bias}
-            return ((functional_call(model, params, (x[b],)) - y[b]) ** 2).mean()
+            head = {"head.weight": flat[:40].view(1, 40), "head.bias": flat[40:]}
+            return ((functional_call(model, {**params, **head}, (x[b],)) - y[b]) ** 2).mean()
 
-        flat = torch.cat([head["head.weight"].flatten(), head["head.bias"]])
-        want = 0.01 * torch.linalg.eigvalsh(hessian(loss)(flat))[-1]
+        want = 0.01 * torch.linalg.eigvalsh(hessian(loss)(flat_head))[-1]
         assert abs(got[b] - want) <= 1e-10 * want
 
 
