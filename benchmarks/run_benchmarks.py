@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bilevel_anil.algorithms import get_algorithm  # noqa: E402
+from bilevel_anil.compare import relative_error  # noqa: E402
 from bilevel_anil.data import ClassificationTasks, load_omniglot, seeded  # noqa: E402
 from bilevel_anil.data.episodes import EpisodeBatch, RepeatBatch  # noqa: E402
 from bilevel_anil.engines import MetaEngine, step_engine  # noqa: E402
@@ -53,12 +54,6 @@ import reference  # noqa: E402
 
 INNER_LR, META_LR, LAM, CG_ITERATIONS = 0.4, 0.003, 2.0, 5
 ALGOS = ["anil", "foanil", "maml", "fomaml", "imaml"]
-
-
-def relative_error(got, want) -> float:
-    g = torch.cat([t.flatten() for t in got])
-    w = torch.cat([t.flatten() for t in want])
-    return ((g - w).norm() / w.norm()).item()
 
 
 def build(model, algo_name: str, steps: int, sampler, tasks: int, device: str) -> MetaEngine:

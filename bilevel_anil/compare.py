@@ -142,10 +142,16 @@ def engine_gradient(model: torch.nn.Module, algorithm: Algorithm, loss: str, lam
     return engine.upper.last_grads, m
 
 
+def relative_error(got: list[Tensor], want: list[Tensor]) -> float:
+    """Relative L2 error ‖got − want‖ / ‖want‖ over all tensors, flattened together."""
+    g, w = _flat(got), _flat(want)
+    return ((g - w).norm() / w.norm()).item()
+
+
 def _compare(got: list[Tensor], want: list[Tensor]) -> tuple[float, float]:
     g, w = _flat(got), _flat(want)
     cosine = (g @ w / (g.norm() * w.norm())).item() if g.norm() > 0 else float("nan")
-    return cosine, ((g - w).norm() / w.norm()).item()
+    return cosine, relative_error(got, want)
 
 
 def fixed_batch(cfg: CompareConfig) -> tuple[torch.nn.Module, str, EpisodeBatch]:
