@@ -13,6 +13,7 @@ import torch
 
 from .algorithms import ALGORITHMS, GRADS, get_algorithm
 from .errors import UsageError
+from .models import IMAGE_ARCHS, TRAIN_BODY
 from .models.conv4 import BN_MODES
 from .problems.hypergradients import HYPERGRADS
 
@@ -72,6 +73,10 @@ class RunConfig:
     neumann_alpha: float = 0.1
     darts_alpha: float = 0.01
     bn: Optional[str] = None
+    arch: Optional[str] = None
+    image_size: int = 28
+    pretrained: Optional[str] = None
+    train_body: str = "all"
     rotate: bool = True
     seed: int = 0
     device: Optional[str] = None
@@ -153,6 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"BatchNorm statistics (Conv4): {', '.join(BN_MODES)}; {dd('bn')}. batch: each set's own "
                         "statistics, also at test time (transductive, the MAML reference); running: running "
                         "statistics from meta-training at test time (each example on its own)")
+    p.add_argument("--arch", default=None, metavar="NAME",
+                   help=f"network for images: {', '.join(IMAGE_ARCHS)} (default conv4; sine always uses its MLP). "
+                        "conv4 runs its hand-written task-batched forward, the torchvision bodies the generic "
+                        "per-task path (vmap over functional_call); the head is a new linear layer of --ways outputs")
+    p.add_argument("--image-size", type=int, default=d.image_size, metavar="PIXELS",
+                   help="Omniglot images are resized to this square size (28 as in the MAML/ANIL papers)")
+    p.add_argument("--pretrained", default=None, metavar="SOURCE",
+                   help="initialise the body from 'imagenet' (torchvision's weights, downloaded into torch's cache) "
+                        "or from a file: a state_dict, a torchvision checkpoint, a run's best.pt, or the output of "
+                        "run.py pretrain-body")
+    p.add_argument("--train-body", default=d.train_body, metavar="WHAT",
+                   help=f"what of the body the outer loop trains: {', '.join(TRAIN_BODY)} (bn: convolutions frozen, "
+                        "BatchNorm affine parameters meta-trained; none: head only); bn/none need an algorithm "
+                        "that adapts only the head (anil, foanil, ianil)")
     p.add_argument("--no-rotate", dest="rotate", action="store_false",
                    help="no random 90-degree class rotations in meta-training tasks")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (runs with the same seed are identical)")
@@ -182,6 +201,7 @@ def validate_config(cfg: RunConfig) -> None:
         raise UsageError(f"unknown --hypergrad {cfg.hypergrad!r}: choose one of {', '.join(HYPERGRADS)}")
     if cfg.dataset not in DATASETS:
         raise UsageError(f"unknown dataset {cfg.dataset!r}: choose one of {', '.join(DATASETS)}")
+    validate_body(cfg, algo)
     if cfg.dataset == "sine":
         if cfg.ways is not None:
             raise UsageError("--ways applies to classification; sine regression has no classes: drop --ways")
@@ -217,6 +237,35 @@ def validate_config(cfg: RunConfig) -> None:
         raise UsageError(f"{cfg.out} already holds a run: pass --resume to continue it or choose another --out")
 
 
+def validate_body(cfg: RunConfig, algo) -> None:
+    """The network flags: --arch, --image-size, --pretrained, --train-body."""
+    if cfg.dataset == "sine":
+        for flag, value, default in (("arch", cfg.arch, None), ("pretrained", cfg.pretrained, None),
+                                     ("train-body", cfg.train_body, "all"), ("image-size", cfg.image_size, 28)):
+            if value != default:
+                raise UsageError(f"--{flag} applies to image benchmarks; sine uses the MAML paper's MLP: drop --{flag}")
+        return
+    if cfg.arch is not None and cfg.arch not in IMAGE_ARCHS:
+        raise UsageError(f"unknown --arch {cfg.arch!r}: choose one of {', '.join(IMAGE_ARCHS)}")
+    if cfg.image_size < 8:
+        raise UsageError(f"--image-size must be at least 8 pixels, got {cfg.image_size}")
+    if cfg.arch not in (None, "conv4") and cfg.bn not in (None, "batch"):
+        raise UsageError(f"--bn {cfg.bn} is available on conv4 only; {cfg.arch} normalises each set with its own "
+                         "statistics: drop --bn")
+    if cfg.pretrained == "imagenet" and cfg.arch in (None, "conv4"):
+        raise UsageError("--pretrained imagenet needs a torchvision body (e.g. --arch resnet18); conv4 takes "
+                         "--pretrained PATH")
+    if cfg.pretrained not in (None, "imagenet") and not Path(cfg.pretrained).is_file():
+        raise UsageError(f"--pretrained {cfg.pretrained}: no such file (give 'imagenet' or the path of a weights file)")
+    if cfg.train_body not in TRAIN_BODY:
+        raise UsageError(f"unknown --train-body {cfg.train_body!r}: choose one of {', '.join(TRAIN_BODY)}")
+    if cfg.train_body != "all" and algo.adapt != "head":
+        raise UsageError(f"--train-body {cfg.train_body} freezes body parameters that {algo.name}'s inner loop "
+                         "would adapt: use it with anil, foanil or ianil")
+    if cfg.train_body == "bn" and cfg.bn == "running":
+        raise UsageError("--train-body bn keeps BatchNorm normalising with each set's statistics: drop --bn running")
+
+
 def resolve_config(cfg: RunConfig) -> RunConfig:
     """Fill in the dataset's defaults, the device and the output folder (in place)."""
     chosen = get_algorithm(cfg.problem, head_only=cfg.head_only, grad=cfg.grad)
@@ -226,6 +275,8 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     for field, value in DATASET_DEFAULTS[cfg.dataset].items():
         if getattr(cfg, field) is None:
             setattr(cfg, field, value)
+    if cfg.dataset != "sine" and cfg.arch is None:
+        cfg.arch = "conv4"
     cfg.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     algo = get_algorithm(cfg.problem, cfg.first_order, cfg.head_only, cfg.grad)
     cfg.problem, cfg.first_order, cfg.grad, cfg.head_only = algo.name, algo.first_order, algo.grad, False
@@ -236,7 +287,8 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     if cfg.out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         shape = f"{cfg.ways}w{cfg.shots}s" if cfg.ways else f"K{cfg.shots}"
-        cfg.out = str(Path("runs") / f"{cfg.problem}-{cfg.dataset}-{shape}-{stamp}")
+        arch = "" if cfg.arch in (None, "conv4") else f"{cfg.arch}-"
+        cfg.out = str(Path("runs") / f"{cfg.problem}-{arch}{cfg.dataset}-{shape}-{stamp}")
     return cfg
 
 
@@ -245,6 +297,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv[:1] == ["compare-grads"]:
         from .compare import main as compare_main
         return compare_main(argv[1:])
+    if argv[:1] == ["pretrain-body"]:
+        from .pretrain_body import main as pretrain_body_main
+        return pretrain_body_main(argv[1:])
+    if argv[:1] == ["scenarios"]:
+        from .scenarios import main as scenarios_main
+        return scenarios_main(argv[1:])
     try:
         cfg = parse_config(argv)
         from .experiment import train_and_test

@@ -17,6 +17,9 @@ from .engines import EngineSettings, MetaEngine
 from .envs import EpisodicEnv
 from .evaluation import Interval, evaluate
 from .learner import Learner
+from .models import TaskBatchedNet, parameter_counts, set_meta_trained
+from .models.pretrained import load_pretrained
+from .profiling import measure
 from .problems import HypergradConfig, MetaProblem, build_lower
 from .suite import TaskSuite, build_suite
 
@@ -26,6 +29,13 @@ BN_NOTES = {
     "running": "running statistics accumulated during meta-training; each test example normalised on its own "
                "(not transductive)",
     "none": "none (the network has no BatchNorm)",
+}
+
+
+TRAIN_BODY_NOTES = {
+    "all": "every parameter",
+    "bn": "the head and the body's BatchNorm affine parameters (convolutions frozen)",
+    "none": "the head only (body frozen)",
 }
 
 
@@ -41,9 +51,13 @@ def train_and_test(cfg: RunConfig) -> dict:
     seed_everything(cfg.seed)
     algo = get_algorithm(cfg.problem, cfg.first_order, grad=cfg.grad)
     suite = build_suite(cfg)
-    model = suite.model.to(cfg.device)
+    model = suite.model
+    pretrained = load_pretrained(model, cfg.pretrained) if cfg.pretrained else None
+    set_meta_trained(model, cfg.train_body)
+    counts = parameter_counts(model)
+    model = model.to(cfg.device)
     learner = Learner(model, algo, suite.loss, lam=cfg.lam)
-    upper = MetaProblem(learner, torch.optim.Adam(model.parameters(), lr=cfg.meta_lr))
+    upper = MetaProblem(learner, torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.meta_lr))
     hypergrad = HypergradConfig(cfg.hypergrad, cfg.hypergrad_iterations, cfg.neumann_alpha, cfg.darts_alpha)
     lower = build_lower(learner, cfg.inner_lr, cfg.inner_steps, cfg.meta_batch, hypergrad)
     env = EpisodicEnv(suite.train, cfg.meta_batch)
@@ -52,6 +66,7 @@ def train_and_test(cfg: RunConfig) -> dict:
                               higher_is_better=suite.higher_is_better, progress=cfg.progress,
                               time_budget=cfg.time_budget)
     run_info = {"algorithm": algo.name, "arch": model.arch, "loss": suite.loss, "lam": learner.lam,
+                "pretrained": pretrained, "train_body": cfg.train_body,
                 "inner_lr": cfg.inner_lr,
                 "inner_steps": cfg.inner_steps, "test_inner_steps": cfg.test_inner_steps, "bn_mode": cfg.bn,
                 "config": asdict(cfg)}
@@ -77,8 +92,16 @@ def train_and_test(cfg: RunConfig) -> dict:
         f"K={cfg.shots} support and {cfg.queries} query points"
     print(f"{algo.name} on {cfg.dataset}: {shape}, meta-batch {cfg.meta_batch}, {inner}, Adam meta-lr {cfg.meta_lr}, {cfg.iterations} outer steps "
           f"on {cfg.device}, BatchNorm: {cfg.bn}; output {out}", flush=True)
+    if cfg.dataset != "sine":
+        path = "generic per-task path" if isinstance(model, TaskBatchedNet) else "hand-written task-batched forward"
+        print(f"network: {model.arch['name']} ({path}), "
+              f"{cfg.image_size}x{cfg.image_size} inputs; body: {pretrained or 'random initialisation'}; "
+              f"outer loop trains: {TRAIN_BODY_NOTES[cfg.train_body]}", flush=True)
+    print(f"parameters: {counts['total']:,} total, {counts['meta_trained']:,} meta-trained, "
+          f"{counts['batchnorm']:,} BatchNorm", flush=True)
     t0 = time.perf_counter()
-    best = engine.run(start)
+    run = measure(lambda: engine.run(start), cfg.device)
+    best = run.value
     wall_time = time.perf_counter() - t0
     train_time, steps_done = engine.train_seconds, engine.steps_done
 
@@ -104,7 +127,10 @@ def train_and_test(cfg: RunConfig) -> dict:
         "train_seconds": round(train_time, 1),
         "steps_per_second": round(steps_done / train_time, 3) if train_time > 0 else None,
         "steps_done": steps_done,
-        "test_seconds": round(test_time, 1), "plot": str(plot) if plot else None, "config": asdict(cfg),
+        "test_seconds": round(test_time, 1),
+        "arch": model.arch["name"], "pretrained": pretrained, "train_body": cfg.train_body, "parameters": counts,
+        "peak_train_mib": None if run.peak_mib is None else round(run.peak_mib, 1),
+        "last_train_loss": engine.last_train_loss, "plot": str(plot) if plot else None, "config": asdict(cfg),
     }
     (out / "results.json").write_text(json.dumps(report, indent=2))
     print(format_report(report, suite, out))

@@ -39,19 +39,19 @@ def omniglot_suite(cfg) -> TaskSuite:
     """N-way K-shot Omniglot: meta-train/validation on disjoint background characters,
     meta-test on the evaluation alphabets."""
     from .data import ClassificationTasks, load_omniglot
-    from .models import Conv4
+    from .models import image_model
 
     explicit_root = cfg.data_root is not None
     root = Path(cfg.data_root if explicit_root else "data")
     if not explicit_root:
         root.mkdir(exist_ok=True)
-    splits = load_omniglot(root, download=cfg.download)
+    splits = load_omniglot(root, download=cfg.download, image_size=cfg.image_size)
     train = ClassificationTasks(splits["train"], cfg.ways, cfg.shots, cfg.queries, cfg.rotate, "meta-train")
     val = ClassificationTasks(splits["val"], cfg.ways, cfg.shots, cfg.test_queries, False, "meta-validation")
     test = ClassificationTasks(splits["test"], cfg.ways, cfg.shots, cfg.test_queries, False, "meta-test")
     label = f"{cfg.ways}-way {cfg.shots}-shot"
     return TaskSuite(
-        model=Conv4(cfg.ways, bn=cfg.bn), loss="cross_entropy", train=train,
+        model=image_model(cfg.arch, cfg.ways, image_size=cfg.image_size, bn=cfg.bn), loss="cross_entropy", train=train,
         val_set=fixed_tasks(val, cfg.val_tasks, seed=cfg.seed + 1),
         test_sets={label: fixed_tasks(test, cfg.test_tasks, seed=cfg.seed + 2)},
         test_steps=sorted({0, cfg.test_inner_steps}),

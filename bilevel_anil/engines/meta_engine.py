@@ -58,6 +58,7 @@ class MetaEngine(Engine):
         self.validate_fn = validate
         self.run_info = run_info
         self.best: Optional[dict[str, Any]] = None
+        self.last_train_loss: Optional[float] = None
         config = EngineConfig(train_iters=settings.iterations * settings.inner_steps,
                               valid_step=settings.val_every * settings.inner_steps,
                               strategy="gpu" if settings.device.startswith("cuda") else "cpu")
@@ -159,6 +160,7 @@ class MetaEngine(Engine):
                     break
             bar.close()
         self.train_seconds, self.steps_done = train_time, done
+        self.last_train_loss = stats["loss"] if done else None
         return self.best
 
 

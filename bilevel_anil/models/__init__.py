@@ -1,10 +1,41 @@
-"""Networks with a body/head split and a task-batched functional forward."""
+"""Networks with a body/head split and a task-batched functional forward.
+
+Image architectures (``--arch``): ``conv4`` has a hand-written batched forward
+(:mod:`.functional`); every torchvision body in :data:`TORCHVISION_BODIES` runs through the
+generic per-task path (:class:`TaskBatchedNet`: ``vmap`` over ``functional_call``).
+"""
 from __future__ import annotations
 
 from torch import nn
 
 from .conv4 import Conv4
+from .meta_trained import TRAIN_BODY, batch_norm_parameters, parameter_counts, set_meta_trained
 from .mlp import MLP
+from .task_batched import TaskBatchedNet
+from .torchvision_bodies import TORCHVISION_BODIES, TorchvisionBody
+
+IMAGE_ARCHS = ("conv4", *TORCHVISION_BODIES)
+
+
+def image_model(name: str, ways: int, in_channels: int = 1, image_size: int = 28, bn: str = "batch") -> nn.Module:
+    """A randomly initialised classifier ``name`` for ``ways`` classes."""
+    if name == "conv4":
+        return Conv4(ways, in_channels=in_channels, image_size=image_size, bn=bn)
+    if name not in TORCHVISION_BODIES:
+        raise ValueError(f"unknown architecture {name!r}: choose one of {', '.join(IMAGE_ARCHS)}")
+    if bn != "batch":
+        raise ValueError(f"{name} supports BatchNorm mode 'batch' only (each set's own statistics)")
+    body, features = TORCHVISION_BODIES[name].build(in_channels)
+    arch = {"name": name, "ways": ways, "in_channels": in_channels, "image_size": image_size, "bn": "batch"}
+    return TaskBatchedNet(body, features, ways, arch)
+
+
+def generic_path(model: nn.Module) -> TaskBatchedNet:
+    """The same network (sharing its modules and parameters) run through the generic per-task
+    path instead of its hand-written one: for benchmarks and tests of that path."""
+    net = TaskBatchedNet(model.body, model.head.in_features, model.head.out_features, dict(model.arch))
+    net.head = model.head
+    return net
 
 
 def build_model(arch: dict) -> nn.Module:
@@ -15,7 +46,11 @@ def build_model(arch: dict) -> nn.Module:
     if arch["name"] == "mlp":
         kwargs["hidden"] = tuple(kwargs["hidden"])
         return MLP(**kwargs)
+    if arch["name"] in TORCHVISION_BODIES:
+        return image_model(arch["name"], **kwargs)
     raise ValueError(f"unknown architecture {arch['name']!r}")
 
 
-__all__ = ["Conv4", "MLP", "build_model"]
+__all__ = ["Conv4", "IMAGE_ARCHS", "MLP", "TORCHVISION_BODIES", "TRAIN_BODY", "TaskBatchedNet", "TorchvisionBody",
+           "batch_norm_parameters", "build_model", "generic_path", "image_model", "parameter_counts",
+           "set_meta_trained"]

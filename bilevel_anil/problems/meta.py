@@ -156,7 +156,12 @@ class MetaProblem(ImplicitProblem):
         self.last_stats: dict[str, float] = {}
 
     def meta_params(self) -> dict[str, Tensor]:
+        """Every parameter of the network by name (frozen ones included: the forward needs them)."""
         return dict(self.module.named_parameters())
+
+    def trainable_parameters(self) -> list[Tensor]:
+        """The meta-trained parameters: those with ``requires_grad`` (see ``--train-body``)."""
+        return [p for p in self.module.parameters() if p.requires_grad]
 
     def get_batch(self):
         return self.env.batch.query

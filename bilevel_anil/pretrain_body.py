@@ -1,0 +1,185 @@
+"""``run.py pretrain-body``: train a body as an ordinary classifier over all meta-training classes.
+
+Shuffled minibatches from a torch ``DataLoader``, Adam, cross-entropy over the meta-training
+characters; after each epoch the frozen body is scored by few-shot accuracy on fixed
+meta-validation tasks (nearest class mean of its features, each set normalised with its own
+BatchNorm statistics as in meta-learning). The best epoch's body is written to a file that
+``--pretrained PATH`` takes (S3 and S4 of ``run.py scenarios`` where ImageNet weights cannot
+be fetched).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from . import checkpoint
+from .errors import UsageError
+from .evaluation import Interval, eval_mode
+from .models import IMAGE_ARCHS, image_model
+from .models.pretrained import BODY_FILE_KIND
+
+
+@dataclass
+class BodyPretrainConfig:
+    """Settings of ``run.py pretrain-body`` (see its ``--help``)."""
+
+    arch: str = "resnet18"
+    data_root: Optional[str] = None
+    download: bool = True
+    image_size: int = 28
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    ways: int = 5
+    shots: int = 1
+    test_queries: int = 15
+    val_tasks: int = 200
+    seed: int = 0
+    device: Optional[str] = None
+    out: Optional[str] = None
+    progress: Optional[bool] = None
+
+
+def nearest_mean_accuracy(model: nn.Module, episodes, chunk: int = 16) -> Interval:
+    """Few-shot accuracy of a frozen body: each query takes the class whose support features'
+    mean is nearest (Euclidean). ``model`` has ``body_forward``; episodes are [B, n, ...]."""
+    theta = {n: p.detach() for n, p in model.named_parameters()}
+    device = next(iter(theta.values())).device
+    scores = []
+    with torch.no_grad(), eval_mode(model):
+        for part in episodes.chunks(chunk):
+            part = part.to(device)
+            support = model.body_forward(theta, part.support.x)
+            query = model.body_forward(theta, part.query.x)
+            ways = int(part.support.y.max()) + 1
+            onehot = F.one_hot(part.support.y, ways).to(support.dtype)  # [B, n, N]
+            means = onehot.transpose(1, 2) @ support / onehot.sum(1).unsqueeze(-1)
+            predicted = torch.cdist(query, means).argmin(-1)
+            scores.append((predicted == part.query.y).float().mean(1).cpu())
+    return Interval.of(torch.cat(scores))
+
+
+def pretrain_body(cfg: BodyPretrainConfig) -> dict:
+    """Train, validate after every epoch, write the best epoch's body; returns the file's record."""
+    from .data import ClassificationTasks, fixed_tasks, load_omniglot
+    from .experiment import seed_everything
+
+    seed_everything(cfg.seed)
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    root = Path(cfg.data_root or "data")
+    if cfg.data_root is None:
+        root.mkdir(exist_ok=True)
+    splits = load_omniglot(root, download=cfg.download, image_size=cfg.image_size)
+    train = splits["train"]
+    classes = len(train.classes)
+    model = image_model(cfg.arch, cfg.ways, image_size=cfg.image_size).to(device)
+    classifier = nn.Linear(model.head.in_features, classes).to(device)
+    params = list(model.body.parameters()) + list(classifier.parameters())
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train.images, train.labels),
+                                         batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                         generator=torch.Generator().manual_seed(cfg.seed))
+    val_tasks = fixed_tasks(ClassificationTasks(splits["val"], cfg.ways, cfg.shots, cfg.test_queries, False,
+                                                "meta-validation"), cfg.val_tasks, seed=cfg.seed + 1)
+    out = Path(cfg.out) if cfg.out else Path("runs") / f"pretrain-body-{cfg.arch}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    label = f"{cfg.ways}-way {cfg.shots}-shot"
+    print(f"pretrain-body: {cfg.arch} as a {classes}-class classifier on the Omniglot meta-training characters "
+          f"({len(train.labels)} images, {cfg.image_size}x{cfg.image_size}), {cfg.epochs} epoch(s) of batch "
+          f"{cfg.batch_size}, Adam lr {cfg.lr}; validated by nearest-mean {label} accuracy on {cfg.val_tasks} "
+          f"meta-validation tasks; output {out}", flush=True)
+    before = nearest_mean_accuracy(model, val_tasks)
+    print(f"epoch 0: validation {before.percent()}", flush=True)
+    history, best, started = [], None, time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        total, seen = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", dynamic_ncols=True,
+                   disable=(not cfg.progress) if cfg.progress is not None else None)
+        for x, y in bar:
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(classifier(model.body(x)), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, seen = total + loss.item() * len(y), seen + len(y)
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        bar.close()
+        if not math.isfinite(total):
+            raise UsageError(f"pretrain-body diverged in epoch {epoch} (non-finite loss): lower --lr")
+        val = nearest_mean_accuracy(model, val_tasks)
+        history.append({"epoch": epoch, "train_loss": total / seen, "val_accuracy": val.mean, "val_ci95": val.ci95,
+                        "seconds": round(time.perf_counter() - started, 1)})
+        print(f"epoch {epoch}: train loss {total / seen:.4f}  validation {val.percent()}  "
+              f"({history[-1]['seconds']} s)", flush=True)
+        if best is None or val.mean > best["val_accuracy"]:
+            best = history[-1]
+            record = {"kind": BODY_FILE_KIND, "arch": {k: v for k, v in model.arch.items() if k != "ways"},
+                      "body": {k: v.detach().cpu() for k, v in model.body.state_dict().items()},
+                      "best_epoch": epoch, "history": history, "val_before": before.mean,
+                      "config": asdict(cfg)}
+            checkpoint.save(out, record)
+    print(f"wrote {out} (epoch {best['epoch']}, validation {100 * best['val_accuracy']:.2f}%); use it with "
+          f"--arch {cfg.arch} --pretrained {out}", flush=True)
+    return {"path": str(out), **best}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .cli import _Parser
+
+    d = BodyPretrainConfig()
+    p = _Parser(prog="run.py pretrain-body", description="Pretrain a body as a classifier over the Omniglot "
+                "meta-training classes; writes a file for --pretrained PATH.")
+    p.add_argument("--arch", default=d.arch, metavar="NAME", help=f"body: {', '.join(IMAGE_ARCHS)} (default {d.arch})")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder holding omniglot-py/ (default ./data, downloaded if missing)")
+    p.add_argument("--no-download", dest="download", action="store_false", help="never download the data set")
+    p.add_argument("--image-size", type=int, default=d.image_size, help=f"input size in pixels (default {d.image_size})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over the training images (default {d.epochs})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"minibatch size (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    p.add_argument("--ways", type=int, default=d.ways, help=f"validation tasks' classes (default {d.ways})")
+    p.add_argument("--shots", type=int, default=d.shots, help=f"validation tasks' shots (default {d.shots})")
+    p.add_argument("--val-tasks", type=int, default=d.val_tasks, help=f"validation tasks (default {d.val_tasks})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="output file (default runs/pretrain-body-<arch>-<time>.pt)")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
+                   help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        cfg = BodyPretrainConfig(**vars(build_parser().parse_args(argv)))
+        if cfg.arch not in IMAGE_ARCHS:
+            raise UsageError(f"unknown --arch {cfg.arch!r}: choose one of {', '.join(IMAGE_ARCHS)}")
+        for name in ("epochs", "batch_size", "ways", "shots", "val_tasks"):
+            if getattr(cfg, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
+        if cfg.image_size < 8:
+            raise UsageError(f"--image-size must be at least 8 pixels, got {cfg.image_size}")
+        if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+            raise UsageError(f"--lr must be a positive number, got {cfg.lr}")
+        if cfg.out is not None and Path(cfg.out).is_dir():
+            raise UsageError(f"--out {cfg.out} is a folder: give a file name, e.g. {Path(cfg.out) / 'body.pt'}")
+        pretrain_body(cfg)
+    except UsageError as exc:
+        print(f"run.py pretrain-body: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("run.py pretrain-body: interrupted; the best body so far is in its --out file, if an epoch finished",
+              file=sys.stderr)
+        return 130
+    return 0
