@@ -17,8 +17,11 @@ Peak memory (above the level before the step) is measured in a child process wit
 ``MALLOC_MMAP_THRESHOLD_=65536`` (large tensors returned to the system on free; on CUDA
 ``max_memory_allocated``), timings in this process with the normal allocator. Also: the peak
 memory of maml and imaml as inner steps grow (1, 5, 10, 20), and where an anil outer step's
-time goes (task sampling, Betty's bookkeeping, the computation itself). Results are printed
-and written as CSV files to ``--out``.
+time goes (task sampling, Betty's bookkeeping, the computation itself); and bodies: anil and
+foanil on ResNet-18 (generic per-task path, ``--train-body all`` and ``bn``) against the
+plain forward+backward floor of the same images and the same trainable parameters, and the
+generic per-task path against the hand-written one on Conv4. Results are printed and
+written as CSV files to ``--out``.
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ from bilevel_anil.data import ClassificationTasks, load_omniglot, seeded  # noqa
 from bilevel_anil.data.episodes import EpisodeBatch, RepeatBatch  # noqa: E402
 from bilevel_anil.engines import MetaEngine, step_engine  # noqa: E402
 from bilevel_anil.learner import Learner  # noqa: E402
-from bilevel_anil.models import Conv4  # noqa: E402
+from bilevel_anil.models import Conv4, generic_path, image_model, set_meta_trained  # noqa: E402
 from bilevel_anil.problems import HypergradConfig  # noqa: E402
 from bilevel_anil.profiling import MMAP_ENV, measure  # noqa: E402
 
@@ -226,6 +229,43 @@ def anil_breakdown(base, tasks_source: ClassificationTasks, batch: EpisodeBatch,
     return result
 
 
+def bodies(batch: EpisodeBatch, repeats: int, device: str) -> list[dict]:
+    """ResNet-18 (generic per-task path) against its plain forward+backward floor, and the
+    generic path against the hand-written one on the same Conv4 (same parameters)."""
+    rows = []
+    for train_body in ("all", "bn"):
+        for name in ("anil", "foanil"):
+            torch.manual_seed(0)
+            model = image_model("resnet18", 5).to(device)
+            set_meta_trained(model, train_body)
+            floor_model = copy.deepcopy(model)
+            floor_opt = torch.optim.Adam([p for p in floor_model.parameters() if p.requires_grad])
+            floor_s, _ = median_run(floor_step(floor_model, batch, floor_opt), repeats, device)
+            split_s, _ = median_run(split_floor_step(floor_model, batch, floor_opt), repeats, device)
+            engine = build(model, name, 1, RepeatBatch(batch), batch.tasks, device)
+            ours_s, _ = median_run(engine.train_step, repeats, device)
+            rows.append({"case": f"resnet18 {name} train-body {train_body}", "inner_steps": 1, "ours_s": ours_s,
+                         "floor_s": floor_s, "split_floor_s": split_s, "ours_over_floor": ours_s / floor_s,
+                         "ours_over_split_floor": ours_s / split_s})
+            print(f"{rows[-1]['case']:<32} ours {1000 * ours_s:8.1f} ms  floor {1000 * floor_s:7.1f} ms  split floor "
+                  f"{1000 * split_s:7.1f} ms  ours/floor {ours_s / floor_s:5.2f}  ours/split floor "
+                  f"{ours_s / split_s:5.2f}", flush=True)
+    for name in ("anil", "maml"):
+        for steps in (1, 5):
+            torch.manual_seed(0)
+            hand = Conv4(5).to(device)
+            generic = generic_path(copy.deepcopy(hand))
+            hand_engine = build(hand, name, steps, RepeatBatch(batch), batch.tasks, device)
+            generic_engine = build(generic, name, steps, RepeatBatch(batch), batch.tasks, device)
+            hand_s, _ = median_run(hand_engine.train_step, repeats, device)
+            generic_s, _ = median_run(generic_engine.train_step, repeats, device)
+            rows.append({"case": f"conv4 {name} generic vs hand-written", "inner_steps": steps, "ours_s": generic_s,
+                         "hand_written_s": hand_s, "generic_over_hand_written": generic_s / hand_s})
+            print(f"conv4 {name:<5} K={steps}  hand-written {1000 * hand_s:8.1f} ms  generic (vmap) "
+                  f"{1000 * generic_s:8.1f} ms  generic/hand-written {generic_s / hand_s:5.2f}", flush=True)
+    return rows
+
+
 def measure_peaks_in_subprocess(out: Path) -> dict:
     """Peak memory is measured in a child process whose large allocations go through mmap
     (so the resident set follows live tensors); that allocator setting slows every step, so
@@ -240,7 +280,7 @@ def measure_peaks_in_subprocess(out: Path) -> dict:
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), restval="")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -251,7 +291,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions per case (after one warm-up)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default="benchmarks/results", help="folder for the CSV files")
-    p.add_argument("--only", choices=["steps", "memory", "breakdown"], default=None, help="run one part")
+    p.add_argument("--only", choices=["steps", "memory", "breakdown", "bodies"], default=None, help="run one part")
     p.add_argument("--peaks-to", default=None, help=argparse.SUPPRESS)  # internal: the peak-memory pass
     args = p.parse_args()
     if args.repeats < 1:
@@ -285,6 +325,8 @@ def main() -> int:
         write_csv(out / "memory_sweep.csv", memory_sweep(base, batch, args.device, peaks))
     if args.only in (None, "breakdown"):
         write_csv(out / "anil_breakdown.csv", [anil_breakdown(base, tasks, batch, args.repeats, args.device)])
+    if args.only in (None, "bodies"):
+        write_csv(out / "bodies.csv", bodies(batch, args.repeats, args.device))
     print(f"wrote CSV files to {out} in {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -4,7 +4,9 @@ the meta-gradient is computed.
 MAML and ANIL are one definition that differs only in ``adapt``; the first-order variants
 differ only in ``first_order``; iMAML adds the proximal term to the inner objective and by
 default differentiates it implicitly (``grad="implicit"``). The MAML paper's "pretrained"
-baseline is MAML whose inner step size is 0 during meta-training (``pretrain``). Everything
+baseline is MAML whose inner step size is 0 during meta-training (``pretrain``). Reptile
+adapts like first-order MAML (with Adam, β1 = 0, on minibatches) and moves θ towards the
+adapted weights instead of along a query-loss gradient (``update="interpolate"``). Everything
 else (Env, Problems, Engine, evaluation) is shared.
 """
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Algorithm:
     proximal: bool = False
     grad: str = "unrolled"
     pretrain: bool = False
+    inner_optimizer: str = "sgd"
+    update: str = "gradient"
 
     def adapts(self, param_name: str) -> bool:
         """Whether the inner loop adapts the parameter called ``param_name``."""
@@ -53,22 +57,27 @@ ALGORITHMS: dict[str, Algorithm] = {
     "ianil": Algorithm("ianil", adapt="head", proximal=True, grad="implicit"),
     # with a zero step the first-order meta-gradient is exact: ∇θ of the query loss at θ
     "pretrain": Algorithm("pretrain", adapt="all", first_order=True, pretrain=True),
+    "reptile": Algorithm("reptile", adapt="all", first_order=True, inner_optimizer="adam", update="interpolate"),
 }
 
 
 def get_algorithm(name: str, first_order: bool = False, head_only: bool = False,
-                  grad: Optional[str] = None) -> Algorithm:
+                  grad: Optional[str] = None, inner_optimizer: Optional[str] = None) -> Algorithm:
     """Look up ``name`` and apply the general switches.
 
     ``first_order`` turns any unrolled member into its first-order variant; ``head_only``
     restricts the inner loop to the head (``maml`` becomes ``anil``, ``imaml`` becomes
-    ``ianil``); ``grad`` swaps the unrolled and the implicit meta-gradient.
+    ``ianil``); ``grad`` swaps the unrolled and the implicit meta-gradient; ``inner_optimizer``
+    replaces the member's inner optimiser (``"sgd"`` or ``"adam"``).
     """
     if name not in ALGORITHMS:
         raise UsageError(f"unknown problem {name!r}: choose one of {', '.join(ALGORITHMS)}")
     algo = ALGORITHMS[name]
     if head_only and algo.pretrain:
         raise UsageError("--head-only does not apply to pretrain (it fine-tunes the whole network at test time)")
+    if algo.update == "interpolate" and (head_only or grad not in (None, "unrolled")):
+        raise UsageError(f"--{'head-only' if head_only else 'grad'} does not apply to reptile: its outer update "
+                         "moves θ towards the adapted weights of the whole network")
     if head_only and algo.adapt != "head":
         partner = [a for a in ALGORITHMS.values()
                    if a.adapt == "head" and (a.first_order, a.proximal) == (algo.first_order, algo.proximal)]
@@ -86,4 +95,6 @@ def get_algorithm(name: str, first_order: bool = False, head_only: bool = False,
                              "or use the implicit gradient without it")
         fo = {"anil": "foanil", "maml": "fomaml"}.get(algo.name)
         algo = ALGORITHMS[fo] if fo else replace(algo, first_order=True)
+    if inner_optimizer is not None and inner_optimizer != algo.inner_optimizer:
+        algo = replace(algo, inner_optimizer=inner_optimizer)
     return algo

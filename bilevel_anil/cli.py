@@ -13,6 +13,8 @@ import torch
 
 from .algorithms import ALGORITHMS, GRADS, get_algorithm
 from .errors import UsageError
+from .fast_weights import INNER_OPTIMIZERS
+from .presets import PRESETS, algorithm_settings
 from .models import IMAGE_ARCHS, TRAIN_BODY
 from .models.conv4 import BN_MODES
 from .problems.hypergradients import HYPERGRADS
@@ -38,6 +40,9 @@ DATASET_DEFAULTS: dict[str, dict[str, object]] = {
 # Head steps are cheap: the body runs once per outer step.
 ALGORITHM_DEFAULTS: dict[tuple[str, str], dict[str, object]] = {
     ("ianil", "omniglot"): {"inner_steps": 100, "inner_lr": 0.02},
+    # the papers' settings, taken from their presets (presets.py states the sources)
+    ("reptile", "omniglot"): algorithm_settings("reptile-omniglot-5w1s"),
+    ("reptile", "sine"): algorithm_settings("reptile-sine"),
 }
 
 
@@ -47,17 +52,22 @@ class RunConfig:
     dataset's default (:data:`DATASET_DEFAULTS`)."""
 
     problem: str = "anil"
+    preset: Optional[str] = None
     dataset: str = "omniglot"
     data_root: Optional[str] = None
     download: bool = True
     ways: Optional[int] = None
     shots: Optional[int] = None
+    train_shots: Optional[int] = None
+    inner_batch: Optional[int] = None
     queries: Optional[int] = None
     test_queries: Optional[int] = None
     inner_steps: Optional[int] = None
     test_inner_steps: Optional[int] = None
     inner_lr: Optional[float] = None
     meta_lr: Optional[float] = None
+    meta_eps: Optional[float] = None
+    inner_optimizer: Optional[str] = None
     meta_batch: Optional[int] = None
     iterations: Optional[int] = None
     val_every: Optional[int] = None
@@ -68,6 +78,8 @@ class RunConfig:
     head_only: bool = False
     grad: Optional[str] = None
     lam: float = 2.0
+    test_lam: Optional[float] = None
+    cg_damping: Optional[float] = None
     hypergrad: str = "cg"
     hypergrad_iterations: int = 5
     neumann_alpha: float = 0.1
@@ -102,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "meta-gradients on one meta-batch (see run.py compare-grads --help).",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     dd = _dataset_default
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help=f"a paper's protocol (flags given explicitly override it): {', '.join(PRESETS)}; "
+                        "each one's source is printed at the start of the run and listed in the README")
     p.add_argument("--problem", default=d.problem, metavar="NAME",
                    help=f"algorithm: {', '.join(ALGORITHMS)} (anil/foanil/ianil adapt only the head in the inner loop; "
                         "imaml/ianil add a proximal term to it and use the implicit meta-gradient; pretrain: the "
@@ -118,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"query examples per class (sine: query points) in meta-training; {dd('queries')}")
     p.add_argument("--test-queries", type=int, default=None,
                    help=f"query examples per class (sine: points) in validation and test tasks; {dd('test_queries')}")
+    p.add_argument("--train-shots", type=int, default=None,
+                   help="support examples per class (sine: points) in meta-training tasks only (default: --shots; "
+                        "reptile on omniglot 10, on sine 50)")
+    p.add_argument("--inner-batch", type=int, default=None, metavar="N",
+                   help="examples per task in each inner step, taken in a random order (default: the whole "
+                        "support set; reptile 10)")
+    p.add_argument("--inner-optimizer", default=None, metavar="NAME",
+                   help=f"inner-loop optimiser: {', '.join(INNER_OPTIMIZERS)} (adam: β1 = 0, as in Reptile; "
+                        "default sgd, reptile adam on omniglot)")
     p.add_argument("--inner-steps", type=int, default=None,
                    help="SGD steps of the inner loop (default: 1; imaml/ianil 5; ianil on omniglot 100)")
     p.add_argument("--test-inner-steps", type=int, default=None,
@@ -126,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"inner-loop SGD step size; {dd('inner_lr')}; ianil on omniglot: 0.02")
     p.add_argument("--meta-lr", type=float, default=None,
                    help=f"Adam learning rate of the meta-parameters; {dd('meta_lr')}")
+    p.add_argument("--meta-eps", type=float, default=None,
+                   help="epsilon of the outer Adam (default 1e-8)")
     p.add_argument("--meta-batch", type=int, default=None, help=f"tasks per outer step (B); {dd('meta_batch')}")
     p.add_argument("--iterations", type=int, default=None, help=f"outer steps; {dd('iterations')}")
     p.add_argument("--val-every", type=int, default=None,
@@ -146,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "otherwise); the inner objective stays the same, only the Betty lower problem changes")
     p.add_argument("--lam", type=float, default=d.lam,
                    help="imaml/ianil: proximal strength λ of the inner objective support loss + (λ/2)·‖φ − θ‖²")
+    p.add_argument("--test-lam", type=float, default=None,
+                   help="imaml/ianil: λ of the proximal term when adapting at validation and test time (default "
+                        "--lam; imaml on omniglot 0, as the iMAML authors evaluate)")
+    p.add_argument("--cg-damping", type=float, default=None,
+                   help="imaml/ianil with --hypergrad cg: δ added to the inner Hessian's diagonal, solving "
+                        "(H + λI + δI) x = g (default 0, the exact implicit gradient; see README for the iMAML "
+                        "authors' damping)")
     p.add_argument("--hypergrad", default=d.hypergrad, metavar="METHOD",
                    help=f"implicit gradient's inverse-Hessian approximation: {', '.join(HYPERGRADS)} "
                         "(cg: textbook conjugate gradient; betty-cg: Betty 0.2.1's own CG, kept for comparison)")
@@ -184,9 +217,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def explicit_flags(argv: Sequence[str]) -> set[str]:
+    """The config fields given on the command line (so that a preset does not override them)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def apply_preset(cfg: RunConfig, explicit: set[str]) -> RunConfig:
+    """Set the fields of ``cfg.preset`` that were not given explicitly."""
+    if cfg.preset is None:
+        return cfg
+    if cfg.preset not in PRESETS:
+        raise UsageError(f"unknown --preset {cfg.preset!r}: choose one of {', '.join(PRESETS)}")
+    for name, value in PRESETS[cfg.preset].values.items():
+        if name not in explicit:
+            setattr(cfg, name, value)
+    return cfg
+
+
 def parse_config(argv: Optional[Sequence[str]] = None) -> RunConfig:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    cfg = RunConfig(**vars(args))
+    cfg = apply_preset(RunConfig(**vars(args)), explicit_flags(argv))
     validate_config(cfg)
     return cfg
 
@@ -209,7 +263,19 @@ def validate_config(cfg: RunConfig) -> None:
             raise UsageError("--bn applies to the Conv4 network; the sine MLP has no BatchNorm: drop --bn")
     elif cfg.bn is not None and cfg.bn not in BN_MODES:
         raise UsageError(f"unknown BatchNorm mode {cfg.bn!r}: choose one of {', '.join(BN_MODES)}")
-    counts = {"ways": cfg.ways, "shots": cfg.shots, "queries": cfg.queries, "test-queries": cfg.test_queries,
+    for name, value in (("test-lam", cfg.test_lam), ("cg-damping", cfg.cg_damping)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"--{name} must be a number >= 0, got {value}")
+        if value is not None and not algo.proximal:
+            raise UsageError(f"--{name} applies to imaml/ianil (the proximal inner objective): drop it")
+    if cfg.inner_optimizer is not None and cfg.inner_optimizer not in INNER_OPTIMIZERS:
+        raise UsageError(f"unknown --inner-optimizer {cfg.inner_optimizer!r}: choose one of {', '.join(INNER_OPTIMIZERS)}")
+    if cfg.inner_optimizer == "adam" and algo.grad == "implicit":
+        raise UsageError("--inner-optimizer adam: the implicit meta-gradient assumes the inner loop's gradient "
+                         "steps reach a stationary point of the proximal objective; use sgd")
+    if cfg.inner_batch is not None and algo.grad == "implicit":
+        raise UsageError("--inner-batch: the implicit meta-gradient needs full-batch inner steps: drop it")
+    counts = {"ways": cfg.ways, "shots": cfg.shots, "train-shots": cfg.train_shots, "inner-batch": cfg.inner_batch, "queries": cfg.queries, "test-queries": cfg.test_queries,
               "inner-steps": cfg.inner_steps, "test-inner-steps": cfg.test_inner_steps,
               "meta-batch": cfg.meta_batch, "iterations": cfg.iterations, "val-every": cfg.val_every,
               "val-tasks": cfg.val_tasks, "test-tasks": cfg.test_tasks,
@@ -221,7 +287,7 @@ def validate_config(cfg: RunConfig) -> None:
         raise UsageError(f"--ways must be at least 2 for classification, got {cfg.ways}")
     if cfg.time_budget is not None and not (math.isfinite(cfg.time_budget) and cfg.time_budget > 0):
         raise UsageError(f"--time-budget must be a positive number of seconds, got {cfg.time_budget}")
-    for name, value in (("inner-lr", cfg.inner_lr), ("meta-lr", cfg.meta_lr), ("lam", cfg.lam),
+    for name, value in (("inner-lr", cfg.inner_lr), ("meta-lr", cfg.meta_lr), ("meta-eps", cfg.meta_eps), ("lam", cfg.lam),
                         ("neumann-alpha", cfg.neumann_alpha), ("darts-alpha", cfg.darts_alpha)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise UsageError(f"--{name} must be a positive number, got {value}")
@@ -282,6 +348,14 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     cfg.problem, cfg.first_order, cfg.grad, cfg.head_only = algo.name, algo.first_order, algo.grad, False
     if cfg.inner_steps is None:
         cfg.inner_steps = 5 if algo.proximal else 1
+    if cfg.meta_eps is None:
+        cfg.meta_eps = 1e-8
+    if cfg.test_lam is None:
+        cfg.test_lam = cfg.lam
+    if cfg.cg_damping is None:
+        cfg.cg_damping = 0.0
+    if cfg.inner_optimizer is None:
+        cfg.inner_optimizer = algo.inner_optimizer
     if cfg.test_inner_steps is None:
         cfg.test_inner_steps = cfg.inner_steps
     if cfg.out is None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .algorithms import get_algorithm
+from .algorithms import Algorithm, get_algorithm
 from .cli import RunConfig
 from .engines import EngineSettings, MetaEngine
 from .envs import EpisodicEnv
@@ -20,7 +20,7 @@ from .learner import Learner
 from .models import TaskBatchedNet, parameter_counts, set_meta_trained
 from .models.pretrained import load_pretrained
 from .profiling import measure
-from .problems import HypergradConfig, MetaProblem, build_lower
+from .problems import HypergradConfig, build_lower, build_upper
 from .suite import TaskSuite, build_suite
 
 BN_NOTES = {
@@ -45,11 +45,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def outer_optimizer(algo: Algorithm, model: torch.nn.Module, cfg: RunConfig) -> tuple:
+    """The outer optimiser of the meta-trained parameters (and its schedule): Adam with
+    ``--meta-lr`` (and ``--meta-eps``); for Reptile, SGD whose step ε = ``--meta-lr`` falls
+    linearly to 0 over ``--iterations`` (the Reptile paper's annealing)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if algo.update == "interpolate":
+        optimizer = torch.optim.SGD(params, lr=cfg.meta_lr)
+        iterations = cfg.iterations
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(0.0, 1.0 - i / iterations))
+    return torch.optim.Adam(params, lr=cfg.meta_lr, eps=cfg.meta_eps), None
+
+
 def train_and_test(cfg: RunConfig) -> dict:
     """Meta-train with a resolved config, then evaluate the best checkpoint; returns the report
     (also written to ``results.json`` in the output folder)."""
     seed_everything(cfg.seed)
-    algo = get_algorithm(cfg.problem, cfg.first_order, grad=cfg.grad)
+    algo = get_algorithm(cfg.problem, cfg.first_order, grad=cfg.grad, inner_optimizer=cfg.inner_optimizer)
     suite = build_suite(cfg)
     model = suite.model
     pretrained = load_pretrained(model, cfg.pretrained) if cfg.pretrained else None
@@ -57,23 +69,26 @@ def train_and_test(cfg: RunConfig) -> dict:
     counts = parameter_counts(model)
     model = model.to(cfg.device)
     learner = Learner(model, algo, suite.loss, lam=cfg.lam)
-    upper = MetaProblem(learner, torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.meta_lr))
-    hypergrad = HypergradConfig(cfg.hypergrad, cfg.hypergrad_iterations, cfg.neumann_alpha, cfg.darts_alpha)
-    lower = build_lower(learner, cfg.inner_lr, cfg.inner_steps, cfg.meta_batch, hypergrad)
+    test_learner = learner.with_lam(cfg.test_lam)  # validation and test adapt with --test-lam
+    upper = build_upper(learner, *outer_optimizer(algo, model, cfg))
+    hypergrad = HypergradConfig(cfg.hypergrad, cfg.hypergrad_iterations, cfg.neumann_alpha, cfg.darts_alpha,
+                                cfg.cg_damping)
+    lower = build_lower(learner, cfg.inner_lr, cfg.inner_steps, cfg.meta_batch, hypergrad, cfg.inner_batch)
     env = EpisodicEnv(suite.train, cfg.meta_batch)
     out = Path(cfg.out)
     settings = EngineSettings(cfg.iterations, cfg.inner_steps, cfg.val_every, out, cfg.device,
                               higher_is_better=suite.higher_is_better, progress=cfg.progress,
                               time_budget=cfg.time_budget)
-    run_info = {"algorithm": algo.name, "arch": model.arch, "loss": suite.loss, "lam": learner.lam,
-                "pretrained": pretrained, "train_body": cfg.train_body,
+    run_info = {"algorithm": algo.name, "arch": model.arch, "loss": suite.loss, "lam": test_learner.lam,
+                "train_lam": learner.lam,
+                "pretrained": pretrained, "train_body": cfg.train_body, "inner_optimizer": algo.inner_optimizer,
                 "inner_lr": cfg.inner_lr,
                 "inner_steps": cfg.inner_steps, "test_inner_steps": cfg.test_inner_steps, "bn_mode": cfg.bn,
                 "config": asdict(cfg)}
 
     def validate() -> Interval:
         theta = learner.meta_params()
-        return evaluate(learner, theta, suite.val_set, [cfg.test_inner_steps], cfg.inner_lr)[cfg.test_inner_steps]
+        return evaluate(test_learner, theta, suite.val_set, [cfg.test_inner_steps], cfg.inner_lr)[cfg.test_inner_steps]
 
     engine = MetaEngine(upper, lower, env, settings, validate, run_info)
     start = engine.restore(checkpoint.load(out / "last.pt")) if cfg.resume else 0
@@ -83,15 +98,26 @@ def train_and_test(cfg: RunConfig) -> dict:
     else:
         how = ("first-order" if algo.first_order else "second-order") + ", unrolled"
     if algo.proximal:
-        how += f", proximal λ={cfg.lam}"
-    inner = f"{cfg.inner_steps} inner step(s) at lr {cfg.inner_lr} ({how})"
+        how += f", proximal λ={cfg.lam}" + (f", CG damping {cfg.cg_damping}" if cfg.cg_damping else "")
+        if cfg.test_lam != cfg.lam:
+            how += f"; test-time adaptation with λ={cfg.test_lam}"
+    optimizer_name = "Adam (β1 = 0)" if algo.inner_optimizer == "adam" else "SGD"
+    batch = f" on minibatches of {cfg.inner_batch}" if cfg.inner_batch else ""
+    inner = f"{cfg.inner_steps} inner {optimizer_name} step(s){batch} at lr {cfg.inner_lr} ({how})"
     if algo.pretrain:
         inner = (f"no adaptation in meta-training (query loss at θ), fine-tuned with {cfg.test_inner_steps} "
                  f"step(s) at lr {cfg.inner_lr} for validation")
-    shape = f"{cfg.ways}-way {cfg.shots}-shot, {cfg.queries} query/class" if cfg.ways else \
-        f"K={cfg.shots} support and {cfg.queries} query points"
-    print(f"{algo.name} on {cfg.dataset}: {shape}, meta-batch {cfg.meta_batch}, {inner}, Adam meta-lr {cfg.meta_lr}, {cfg.iterations} outer steps "
+    outer = (f"Reptile step ε={cfg.meta_lr} annealed linearly to 0" if algo.update == "interpolate"
+             else f"Adam meta-lr {cfg.meta_lr}")
+    train_shots = f" ({cfg.train_shots} in meta-training)" if cfg.train_shots not in (None, cfg.shots) else ""
+    shape = f"{cfg.ways}-way {cfg.shots}-shot{train_shots}, {cfg.queries} query/class" if cfg.ways else \
+        f"K={cfg.shots}{train_shots} support and {cfg.queries} query points"
+    length = f"{cfg.iterations} outer steps" + (f" or {cfg.time_budget:g} s" if cfg.time_budget else "")
+    print(f"{algo.name} on {cfg.dataset}: {shape}, meta-batch {cfg.meta_batch}, {inner}, {outer}, {length} "
           f"on {cfg.device}, BatchNorm: {cfg.bn}; output {out}", flush=True)
+    if cfg.preset:
+        from .presets import PRESETS
+        print(f"preset {cfg.preset}: {PRESETS[cfg.preset].source}", flush=True)
     if cfg.dataset != "sine":
         path = "generic per-task path" if isinstance(model, TaskBatchedNet) else "hand-written task-batched forward"
         print(f"network: {model.arch['name']} ({path}), "
@@ -108,7 +134,7 @@ def train_and_test(cfg: RunConfig) -> dict:
     model.load_state_dict(checkpoint.load(out / "best.pt")["model"])
     theta = learner.meta_params()
     t1 = time.perf_counter()
-    results = {label: evaluate(learner, theta, tasks, suite.test_steps, cfg.inner_lr)
+    results = {label: evaluate(test_learner, theta, tasks, suite.test_steps, cfg.inner_lr)
                for label, tasks in suite.test_sets.items()}
     plot = None
     if suite.plot_samplers:

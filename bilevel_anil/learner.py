@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .algorithms import Algorithm
-from .fast_weights import sgd_step
+from .fast_weights import inner_optimizer
 
 Params = Mapping[str, Tensor]
 Predictor = Callable[[Params], Tensor]
@@ -24,20 +24,25 @@ class Learner:
     loss: ``"cross_entropy"`` (classification, labels ``[B, n]``) or ``"mse"`` (regression,
     targets ``[B, n, out]``).
     lam: strength λ of the proximal term ``(λ/2)·‖φ − θ‖²`` of the inner objective, per task
-    (the iMAML paper's definition); used only when the algorithm is proximal.
+    (the iMAML paper's definition); used only when the algorithm is proximal (0 is allowed for
+    test-time adaptation; meta-training needs λ > 0).
     """
 
     def __init__(self, model: nn.Module, algorithm: Algorithm, loss: str = "cross_entropy", lam: float = 0.0):
         if loss not in ("cross_entropy", "mse"):
             raise ValueError(f"unknown loss {loss!r}")
-        if algorithm.proximal and not lam > 0:
-            raise ValueError(f"{algorithm.name} needs a proximal strength lam > 0, got {lam}")
+        if algorithm.proximal and not lam >= 0:
+            raise ValueError(f"{algorithm.name} needs a proximal strength lam >= 0, got {lam}")
         self.model = model
         self.algorithm = algorithm
         self.loss = loss
         self.lam = lam if algorithm.proximal else 0.0
         self.adapted_names = [n for n, _ in model.named_parameters() if algorithm.adapts(n)]
         self.adapts_body = any(n.startswith("body.") for n in self.adapted_names)
+
+    def with_lam(self, lam: float) -> "Learner":
+        """The same learner with proximal strength ``lam`` (e.g. λ = 0 for test-time adaptation)."""
+        return Learner(self.model, self.algorithm, self.loss, lam)
 
     def meta_params(self) -> dict[str, Tensor]:
         """The meta-parameters (the initialisation) by name."""
@@ -80,21 +85,22 @@ class Learner:
         return loss
 
     def adapt_path(self, theta: Params, x: Tensor, y: Tensor, steps: int, lr: float) -> Iterator[dict[str, Tensor]]:
-        """Yield the fast weights after 0, 1, ..., ``steps`` SGD steps on the support set
-        ``(x, y)``, detached from theta (for evaluation and prediction)."""
+        """Yield the fast weights after 0, 1, ..., ``steps`` steps of the algorithm's inner
+        optimiser on the support set ``(x, y)``, detached from theta (for evaluation and prediction)."""
         theta = {n: p.detach() for n, p in theta.items()}
         predict = self.predictor(theta, x)
         fast = {n: p.clone() for n, p in self.initial_fast_params(theta, x.shape[0]).items()}
+        update = inner_optimizer(self.algorithm.inner_optimizer, lr)
         yield fast
         for _ in range(steps):
             with torch.enable_grad():
                 fast = {n: p.requires_grad_() for n, p in fast.items()}
                 grads = torch.autograd.grad(self.inner_loss(predict, fast, y, theta), list(fast.values()))
-            fast = {n: p.detach() for n, p in sgd_step(fast, grads, lr).items()}
+            fast = {n: p.detach() for n, p in update.step(fast, grads).items()}
             yield fast
 
     def adapt(self, theta: Params, x: Tensor, y: Tensor, steps: int, lr: float) -> dict[str, Tensor]:
-        """Fast weights after ``steps`` SGD steps on the support set (no meta-graph)."""
+        """Fast weights after ``steps`` inner steps on the support set (no meta-graph)."""
         for fast in self.adapt_path(theta, x, y, steps, lr):
             pass
         return fast

@@ -27,7 +27,8 @@ class FewShotModel:
         self.model = build_model(state["arch"]).to(device)
         self.model.load_state_dict(state["model"])
         self.model.eval()
-        self.learner = Learner(self.model, get_algorithm(state["algorithm"]), state["loss"], state.get("lam", 0.0))
+        self.learner = Learner(self.model, get_algorithm(state["algorithm"], inner_optimizer=state.get("inner_optimizer")), state["loss"],
+                               state.get("lam", 0.0))
         self.ways = state["arch"].get("ways")
         self.inner_steps = int(state["test_inner_steps"])
         self.inner_lr = float(state["inner_lr"])

@@ -69,17 +69,20 @@ def nearest_mean_accuracy(model: nn.Module, episodes, chunk: int = 16) -> Interv
     return Interval.of(torch.cat(scores))
 
 
-def pretrain_body(cfg: BodyPretrainConfig) -> dict:
-    """Train, validate after every epoch, write the best epoch's body; returns the file's record."""
+def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None) -> dict:
+    """Train, validate after every epoch, write the best epoch's body; returns the best epoch's
+    record with the file's ``path``. ``splits`` (``train``/``val`` :class:`ClassImages`) replaces
+    the Omniglot splits read from ``cfg.data_root``."""
     from .data import ClassificationTasks, fixed_tasks, load_omniglot
     from .experiment import seed_everything
 
     seed_everything(cfg.seed)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    root = Path(cfg.data_root or "data")
-    if cfg.data_root is None:
-        root.mkdir(exist_ok=True)
-    splits = load_omniglot(root, download=cfg.download, image_size=cfg.image_size)
+    if splits is None:
+        root = Path(cfg.data_root or "data")
+        if cfg.data_root is None:
+            root.mkdir(exist_ok=True)
+        splits = load_omniglot(root, download=cfg.download, image_size=cfg.image_size)
     train = splits["train"]
     classes = len(train.classes)
     model = image_model(cfg.arch, cfg.ways, image_size=cfg.image_size).to(device)
@@ -94,7 +97,7 @@ def pretrain_body(cfg: BodyPretrainConfig) -> dict:
     out = Path(cfg.out) if cfg.out else Path("runs") / f"pretrain-body-{cfg.arch}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
     out.parent.mkdir(parents=True, exist_ok=True)
     label = f"{cfg.ways}-way {cfg.shots}-shot"
-    print(f"pretrain-body: {cfg.arch} as a {classes}-class classifier on the Omniglot meta-training characters "
+    print(f"pretrain-body: {cfg.arch} as a {classes}-class classifier on the meta-training classes "
           f"({len(train.labels)} images, {cfg.image_size}x{cfg.image_size}), {cfg.epochs} epoch(s) of batch "
           f"{cfg.batch_size}, Adam lr {cfg.lr}; validated by nearest-mean {label} accuracy on {cfg.val_tasks} "
           f"meta-validation tasks; output {out}", flush=True)

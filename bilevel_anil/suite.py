@@ -46,7 +46,8 @@ def omniglot_suite(cfg) -> TaskSuite:
     if not explicit_root:
         root.mkdir(exist_ok=True)
     splits = load_omniglot(root, download=cfg.download, image_size=cfg.image_size)
-    train = ClassificationTasks(splits["train"], cfg.ways, cfg.shots, cfg.queries, cfg.rotate, "meta-train")
+    train = ClassificationTasks(splits["train"], cfg.ways, cfg.train_shots or cfg.shots, cfg.queries, cfg.rotate,
+                                "meta-train")
     val = ClassificationTasks(splits["val"], cfg.ways, cfg.shots, cfg.test_queries, False, "meta-validation")
     test = ClassificationTasks(splits["test"], cfg.ways, cfg.shots, cfg.test_queries, False, "meta-test")
     label = f"{cfg.ways}-way {cfg.shots}-shot"
@@ -67,7 +68,7 @@ def sine_suite(cfg) -> TaskSuite:
 
     tests = {f"K={k}": SineTasks(k, cfg.test_queries) for k in SINE_TEST_SHOTS}
     return TaskSuite(
-        model=MLP(), loss="mse", train=SineTasks(cfg.shots, cfg.queries),
+        model=MLP(), loss="mse", train=SineTasks(cfg.train_shots or cfg.shots, cfg.queries),
         val_set=fixed_tasks(SineTasks(cfg.shots, cfg.test_queries), cfg.val_tasks, seed=cfg.seed + 1),
         test_sets={label: fixed_tasks(s, cfg.test_tasks, seed=cfg.seed + 2 + i)
                    for i, (label, s) in enumerate(tests.items())},

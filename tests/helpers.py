@@ -33,7 +33,8 @@ def reference_meta_gradient(model: torch.nn.Module, algorithm: Algorithm, batch:
                             inner_steps: int, inner_lr: float, loss: str = "cross_entropy",
                             lam: float = 0.0) -> list[torch.Tensor]:
     """Plain torch.autograd, one task at a time, through the network's ordinary forward
-    (with the proximal term (λ/2)‖φ − θ‖² in the inner objective when ``lam`` > 0)."""
+    (with the proximal term (λ/2)‖φ − θ‖² in the inner objective when ``lam`` > 0); the
+    gradient of the parameters that require one (the meta-trained ones)."""
     loss_fn = F.cross_entropy if loss == "cross_entropy" else F.mse_loss
     theta = dict(model.named_parameters())
     adapted = [n for n in theta if algorithm.adapts(n)]
@@ -48,7 +49,7 @@ def reference_meta_gradient(model: torch.nn.Module, algorithm: Algorithm, batch:
                                         create_graph=not algorithm.first_order)
             params.update({n: params[n] - inner_lr * g for n, g in zip(adapted, grads)})
         total = total + loss_fn(functional_call(model, params, (batch.query.x[b],)), batch.query.y[b])
-    return list(torch.autograd.grad(total / batch.tasks, list(theta.values())))
+    return list(torch.autograd.grad(total / batch.tasks, [p for p in theta.values() if p.requires_grad]))
 
 
 def relative_error(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bilevel_anil.cli import main
 from bilevel_anil.data import omniglot as og
@@ -32,7 +33,7 @@ def assert_one_line_error(code, err, *fragments):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--problem", "reptile"], "unknown problem 'reptile'"),
+    (["--problem", "protonet"], "unknown problem 'protonet'"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--inner-lr", "0"], "--inner-lr must be a positive number"),
     (["--meta-lr=-1e-3"], "--meta-lr must be a positive number"),
@@ -57,6 +58,14 @@ def assert_one_line_error(code, err, *fragments):
     (["--problem", "pretrain", "--head-only"], "--head-only does not apply to pretrain"),
     (["--dataset", "sine", "--ways", "5"], "--ways applies to classification"),
     (["--dataset", "sine", "--bn", "running"], "--bn applies to the Conv4 network"),
+    (["--arch", "vgg11"], "unknown --arch 'vgg11'"),
+    (["--dataset", "sine", "--arch", "resnet18"], "--arch applies to image benchmarks"),
+    (["--arch", "resnet18", "--bn", "running"], "--bn running is available on conv4 only"),
+    (["--pretrained", "imagenet"], "--pretrained imagenet needs a torchvision body"),
+    (["--arch", "resnet18", "--pretrained", "no/such/file.pt"], "no/such/file.pt: no such file"),
+    (["--train-body", "some"], "unknown --train-body 'some'"),
+    (["--problem", "maml", "--train-body", "bn"], "freezes body parameters that maml's inner loop would adapt"),
+    (["--image-size", "4"], "--image-size must be at least 8 pixels"),
 ])
 def test_bad_arguments(capsys, args, fragment):
     assert_one_line_error(*run_main(capsys, *args), fragment)
@@ -125,6 +134,28 @@ def test_corrupt_image_is_named(capsys, small_copy):
     victim.write_bytes(b"not a png")
     code, err = run_main(capsys, "--data-root", str(small_copy), "--ways", "2")
     assert_one_line_error(code, err, "cannot decode image", str(victim))
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", None])
+def test_corrupt_or_mismatched_pretrained_file(capsys, omniglot_root, tmp_path, content):
+    path = tmp_path / "weights.pt"
+    if content is None:
+        torch.save({"conv1.weight": torch.zeros(64, 1, 7, 7)}, path)  # a fragment: most tensors missing
+    else:
+        path.write_bytes(content)
+    code, err = run_main(capsys, "--arch", "resnet18", "--pretrained", str(path), "--data-root", str(omniglot_root),
+                         "--iterations", "1", "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, f"--pretrained {path}",
+                          "is not a body of this architecture" if content is None else "cannot be read")
+
+
+def test_subcommands_reject_bad_flags(capsys):
+    assert_one_line_error(*run_main(capsys, "pretrain-body", "--arch", "vgg99"), "unknown --arch 'vgg99'")
+    assert_one_line_error(*run_main(capsys, "pretrain-body", "--epochs", "0"), "--epochs must be a positive integer")
+    assert_one_line_error(*run_main(capsys, "scenarios", "--only", "S9"), "unknown scenario 'S9'")
+    assert_one_line_error(*run_main(capsys, "scenarios", "--time-budget", "0"), "--time-budget must be a positive")
+    assert_one_line_error(*run_main(capsys, "scenarios", "--inner-lr", "-1"), "--inner-lr must be a positive number")
+    assert_one_line_error(*run_main(capsys, "scenarios", "--pretrained", "nothing.pt"), "nothing.pt: no such file")
 
 
 def test_script_exit_code_and_help():

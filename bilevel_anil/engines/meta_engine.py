@@ -23,7 +23,7 @@ from ..data.episodes import TaskSampler
 from ..envs.episodic import EpisodicEnv
 from ..evaluation import Interval
 from ..learner import Learner
-from ..problems import HypergradConfig, InnerObjective, MetaProblem, build_lower
+from ..problems import HypergradConfig, InnerObjective, MetaProblem, build_lower, build_upper
 
 get_logger().setLevel(logging.WARNING)  # Betty logs its set-up at INFO on stdout
 
@@ -90,6 +90,7 @@ class MetaEngine(Engine):
             "step": step,
             "model": self.upper.module.state_dict(),
             "optimizer": self.upper.optimizer.state_dict(),
+            "scheduler": None if self.upper.scheduler is None else self.upper.scheduler.state_dict(),
             "best": self.best,
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
         }
@@ -98,6 +99,8 @@ class MetaEngine(Engine):
         """Continue from a ``last.pt`` state; returns the step it was saved at."""
         self.upper.module.load_state_dict(state["model"])
         self.upper.optimizer.load_state_dict(state["optimizer"])
+        if self.upper.scheduler is not None:
+            self.upper.scheduler.load_state_dict(state["scheduler"])
         self.best = state["best"]
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
@@ -166,11 +169,11 @@ class MetaEngine(Engine):
 
 def step_engine(learner: Learner, sampler: TaskSampler, tasks: int, inner_steps: int, inner_lr: float,
                 optimizer: torch.optim.Optimizer, hypergrad: Optional[HypergradConfig] = None,
-                device: str = "cpu") -> MetaEngine:
+                device: str = "cpu", inner_batch: Optional[int] = None) -> MetaEngine:
     """An engine for taking single outer steps with :meth:`MetaEngine.train_step` (tests, the
     gradient comparison, benchmarks): no validation, and nothing is written unless ``run`` is called."""
-    upper = MetaProblem(learner, optimizer)
-    lower = build_lower(learner, inner_lr, inner_steps, tasks, hypergrad)
+    upper = build_upper(learner, optimizer)
+    lower = build_lower(learner, inner_lr, inner_steps, tasks, hypergrad, inner_batch)
     settings = EngineSettings(iterations=1, inner_steps=inner_steps, val_every=1, out_dir=Path("."),
                               device=device, progress=False)
     return MetaEngine(upper, lower, EpisodicEnv(sampler, tasks), settings, lambda: Interval(0.0, 0.0, 1), {})

@@ -1,8 +1,9 @@
 """Networks with a body/head split and a task-batched functional forward.
 
-Image architectures (``--arch``): ``conv4`` has a hand-written batched forward
-(:mod:`.functional`); every torchvision body in :data:`TORCHVISION_BODIES` runs through the
-generic per-task path (:class:`TaskBatchedNet`: ``vmap`` over ``functional_call``).
+Image architectures (``--arch``): ``conv4`` (the MAML/ANIL Conv4 with max-pooling) has a
+hand-written batched forward (:mod:`.functional`); ``conv4-strided`` (the iMAML authors'
+network) and every torchvision body in :data:`TORCHVISION_BODIES` run through the generic
+per-task path (:class:`TaskBatchedNet`: ``vmap`` over ``functional_call``).
 """
 from __future__ import annotations
 
@@ -11,23 +12,27 @@ from torch import nn
 from .conv4 import Conv4
 from .meta_trained import TRAIN_BODY, batch_norm_parameters, parameter_counts, set_meta_trained
 from .mlp import MLP
+from .strided_conv import init_like_imaml, strided_conv_body
 from .task_batched import TaskBatchedNet
 from .torchvision_bodies import TORCHVISION_BODIES, TorchvisionBody
 
-IMAGE_ARCHS = ("conv4", *TORCHVISION_BODIES)
+IMAGE_ARCHS = ("conv4", "conv4-strided", *TORCHVISION_BODIES)
 
 
 def image_model(name: str, ways: int, in_channels: int = 1, image_size: int = 28, bn: str = "batch") -> nn.Module:
     """A randomly initialised classifier ``name`` for ``ways`` classes."""
     if name == "conv4":
         return Conv4(ways, in_channels=in_channels, image_size=image_size, bn=bn)
-    if name not in TORCHVISION_BODIES:
+    if name not in IMAGE_ARCHS:
         raise ValueError(f"unknown architecture {name!r}: choose one of {', '.join(IMAGE_ARCHS)}")
     if bn != "batch":
         raise ValueError(f"{name} supports BatchNorm mode 'batch' only (each set's own statistics)")
-    body, features = TORCHVISION_BODIES[name].build(in_channels)
     arch = {"name": name, "ways": ways, "in_channels": in_channels, "image_size": image_size, "bn": "batch"}
-    return TaskBatchedNet(body, features, ways, arch)
+    if name == "conv4-strided":
+        net = TaskBatchedNet(*strided_conv_body(in_channels, image_size), ways, arch)
+        init_like_imaml(net)
+        return net
+    return TaskBatchedNet(*TORCHVISION_BODIES[name].build(in_channels), ways, arch)
 
 
 def generic_path(model: nn.Module) -> TaskBatchedNet:
@@ -46,7 +51,7 @@ def build_model(arch: dict) -> nn.Module:
     if arch["name"] == "mlp":
         kwargs["hidden"] = tuple(kwargs["hidden"])
         return MLP(**kwargs)
-    if arch["name"] in TORCHVISION_BODIES:
+    if arch["name"] in IMAGE_ARCHS:
         return image_model(arch["name"], **kwargs)
     raise ValueError(f"unknown architecture {arch['name']!r}")
 

@@ -2,7 +2,7 @@
 implicit hypergradient settings."""
 from .hypergradients import HYPERGRADS, HypergradConfig
 from .iterative import IterativeProblem
-from .meta import ImplicitAdapt, InnerObjective, MetaProblem, UnrolledAdapt, build_lower
+from .meta import ImplicitAdapt, InnerObjective, MetaProblem, ReptileProblem, UnrolledAdapt, build_lower, build_upper
 
 __all__ = ["HYPERGRADS", "HypergradConfig", "ImplicitAdapt", "InnerObjective", "IterativeProblem", "MetaProblem",
-           "UnrolledAdapt", "build_lower"]
+           "ReptileProblem", "UnrolledAdapt", "build_lower", "build_upper"]

@@ -76,14 +76,20 @@ def cg_solve(matvec: Callable[[Vectors], Vectors], b: Vectors, iterations: int, 
 
 def conjugate_gradient(vector: Vectors, curr, prev, sync: bool):
     """Betty hypergradient function (signature of ``betty.hypergradient.cg``) with textbook CG
-    for ``H⁻¹ v``; ``curr.config.cg_iterations`` Hessian-vector products."""
+    for ``(H + δI)⁻¹ v``; ``curr.config.cg_iterations`` Hessian-vector products; δ is the lower
+    problem's ``cg_damping`` (0 unless set: see :class:`HypergradConfig`)."""
+    damping = getattr(curr, "cg_damping", 0.0)
     in_loss = curr.training_step_exec(curr.cur_batch)
     params = curr.trainable_parameters()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         in_grad = torch.autograd.grad(in_loss, params, create_graph=True)
-    x = cg_solve(lambda v: torch.autograd.grad(in_grad, params, grad_outputs=v, retain_graph=True),
-                 [v.detach() for v in vector], curr.config.cg_iterations)
+
+    def matvec(v: Vectors) -> list[Tensor]:
+        hv = torch.autograd.grad(in_grad, params, grad_outputs=v, retain_graph=True)
+        return [h + damping * u for h, u in zip(hv, v)] if damping else list(hv)
+
+    x = cg_solve(matvec, [v.detach() for v in vector], curr.config.cg_iterations)
     if sync:
         torch.autograd.backward(in_grad, inputs=prev.trainable_parameters(), grad_tensors=[neg_with_none(t) for t in x])
         return None
@@ -99,13 +105,18 @@ class HypergradConfig:
     """Which approximation of ``H⁻¹ v`` the implicit meta-gradient uses, and its parameters.
 
     iterations: CG's Hessian-vector products or Neumann's terms; alpha: Neumann's step
-    (must be below 2/‖H‖ to converge); darts_alpha: DARTS's finite-difference radius.
+    (must be below 2/‖H‖ to converge); darts_alpha: DARTS's finite-difference radius;
+    damping: δ added to the inner Hessian's diagonal in ``cg`` (0: the exact implicit gradient).
+    The iMAML authors' code solves ``((1 + d)·I + H/(λ + 10)) x = g`` with ``d = 1``
+    (``--cg_damping 1.0`` and a fixed 10 in ``matrix_evaluator``), i.e. ``H + λI + δI`` with
+    ``δ = (1 + d)(λ + 10) − λ`` (22 at λ = 2), up to a constant factor of the result.
     """
 
     method: str = "cg"
     iterations: int = 5
     alpha: float = 0.1
     darts_alpha: float = 0.01
+    damping: float = 0.0
 
     def betty_config(self, **kwargs) -> Config:
         """The lower problem's Betty ``Config`` for this method (``cg_alpha`` stays 1)."""

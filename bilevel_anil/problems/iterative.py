@@ -16,25 +16,28 @@ from betty.configs import Config
 from betty.problems import Problem
 from torch import Tensor, nn
 
-from ..fast_weights import sgd_step
+from ..fast_weights import inner_optimizer
 
 
 class IterativeProblem(Problem):
-    """Lower problem whose parameters are functional fast weights updated by plain SGD.
+    """Lower problem whose parameters are functional fast weights updated by a functional
+    optimiser (plain SGD unless ``optimizer="adam"``).
 
     Subclasses write ``training_step`` and ``get_batch`` as for any Betty problem, and call
     :meth:`reset` (typically in ``on_inner_loop_start``) with the starting fast weights.
 
-    lr: inner-loop step size.
+    lr: inner-loop step size; optimizer: ``"sgd"`` or ``"adam"`` (β1 = 0, fresh state per inner loop).
     first_order: when True the inner gradients are not differentiated (no second-order
         terms); the meta-gradient is then the first-order approximation.
     """
 
-    def __init__(self, name: str, config: Config, module: nn.Module, lr: float, first_order: bool = False):
+    def __init__(self, name: str, config: Config, module: nn.Module, lr: float, first_order: bool = False,
+                 optimizer: str = "sgd"):
         if config.gradient_accumulation != 1:
             raise ValueError("IterativeProblem takes one gradient per inner step: use gradient_accumulation=1")
         super().__init__(name, config, module=module, optimizer=None)
         self.lr = lr
+        self.update = inner_optimizer(optimizer, lr)
         self.inner_first_order = first_order
         self.fast_params: dict[str, Tensor] = {}
         self._grads: Optional[Sequence[Optional[Tensor]]] = None
@@ -54,6 +57,7 @@ class IterativeProblem(Problem):
         """Start a new inner loop from ``params`` (kept in the graph of whatever made them)."""
         self.fast_params = dict(params)
         self._grads = None
+        self.update.reset()
 
     def release(self) -> None:
         """Drop the fast weights (and with them the graph of the finished inner loop)."""
@@ -78,7 +82,7 @@ class IterativeProblem(Problem):
 
     def optimizer_step(self, *args, **kwargs) -> None:
         if self._grads is not None:
-            self.fast_params = sgd_step(self.fast_params, self._grads, self.lr)
+            self.fast_params = self.update.step(self.fast_params, self._grads)
 
     def zero_grad(self) -> None:
         self._grads = None

@@ -10,7 +10,9 @@ set, starting from the upper problem's parameters. Its objective is written once
   by SGD, the meta-gradient is Betty's implicit hypergradient at the last iterate.
 
 Upper (:class:`MetaProblem`, name ``"upper"``): owns the meta-parameters θ; its loss is the
-mean query loss of the adapted learners over the B tasks. Both levels read the current
+mean query loss of the adapted learners over the B tasks. :class:`ReptileProblem` replaces
+that loss by ``½·mean_b‖θ − φ_b‖²`` (φ_b held fixed), whose gradient θ − mean_b φ_b turns an
+SGD step of size ε into Reptile's θ ← θ + ε·mean_b(φ_b − θ). Both levels read the current
 meta-batch from the Env.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from betty.configs import Config
 from betty.problems import ImplicitProblem
 from torch import Tensor, nn
 
+from ..data.episodes import TaskSet
 from ..learner import Learner, Params, Predictor
 from .hypergradients import HypergradConfig
 from .iterative import IterativeProblem
@@ -35,6 +38,10 @@ class InnerObjective:
     learner: Learner
     _predict: Optional[Predictor] = None
     _theta: Optional[Params] = None
+    _support: Optional[TaskSet] = None
+    # examples per task in each inner step (Reptile's minibatches); None: the whole support set
+    inner_batch: Optional[int] = None
+    _batches_drawn = 0
     # Betty's DARTS frees the graph of each loss it differentiates, so the body features
     # cannot be computed once and shared by several evaluations of the loss.
     share_features: bool = True
@@ -43,6 +50,11 @@ class InnerObjective:
         """Read θ and the support set for a new inner loop; returns the starting φ ``[B, ...]``."""
         theta = self.upper.meta_params()
         support = self.env.batch.support
+        if self.inner_batch:  # each task's examples in a random order, then consecutive minibatches
+            order = torch.rand(support.y.shape, device=support.y.device).argsort(dim=1)
+            support = TaskSet(support.x.gather(1, order.view(*order.shape, *[1] * (support.x.dim() - 2))
+                                               .expand_as(support.x)), support.y.gather(1, order))
+        self._support, self._batches_drawn = support, 0
         self._theta = theta
         self._predict = self.learner.predictor(theta, support.x)
         return self.learner.initial_fast_params(theta, support.x.shape[0])
@@ -51,25 +63,34 @@ class InnerObjective:
         raise NotImplementedError
 
     def get_batch(self):
-        return self.env.batch.support
+        if not self.inner_batch:
+            return self._support
+        n = self._support.y.shape[1]
+        index = (torch.arange(self.inner_batch) + self._batches_drawn * self.inner_batch) % n
+        self._batches_drawn += 1
+        return TaskSet(self._support.x[:, index], self._support.y[:, index])
 
     def training_step(self, batch) -> Tensor:
         # a bare tensor: Betty's hypergradient functions re-evaluate this and differentiate it
-        predict = self._predict if self.share_features else self.learner.predictor(self._theta, batch.x)
+        whole = batch is self._support
+        predict = self._predict if self.share_features and whole else self.learner.predictor(self._theta, batch.x)
         return self.learner.inner_loss(predict, self.task_params(), batch.y, self._theta)
 
     def end_tasks(self) -> None:
         self._predict = None
         self._theta = None
+        self._support = None
 
 
 class UnrolledAdapt(InnerObjective, IterativeProblem):
     """Inner loop with unrolled differentiation (MAML, ANIL, and iMAML with ``--grad unrolled``)."""
 
-    def __init__(self, learner: Learner, lr: float, steps: int, first_order: bool, name: str = "lower"):
+    def __init__(self, learner: Learner, lr: float, steps: int, first_order: bool, name: str = "lower",
+                 inner_batch: Optional[int] = None):
         IterativeProblem.__init__(self, name, Config(unroll_steps=steps), module=learner.model, lr=lr,
-                                  first_order=first_order)
+                                  first_order=first_order, optimizer=learner.algorithm.inner_optimizer)
         self.learner = learner
+        self.inner_batch = inner_batch
 
     def on_inner_loop_start(self) -> None:
         self.reset(self.begin_tasks())
@@ -112,6 +133,7 @@ class ImplicitAdapt(InnerObjective, ImplicitProblem):
                                  optimizer=torch.optim.SGD(module.parameters(), lr=lr))
         self.learner = learner
         self.share_features = hypergrad.method != "darts"
+        self.cg_damping = hypergrad.damping if hypergrad.method == "cg" else 0.0
 
     def on_inner_loop_start(self) -> None:
         start = self.begin_tasks()
@@ -127,16 +149,26 @@ class ImplicitAdapt(InnerObjective, ImplicitProblem):
 
 
 def build_lower(learner: Learner, lr: float, steps: int, tasks: int,
-                hypergrad: Optional[HypergradConfig] = None) -> InnerObjective:
+                hypergrad: Optional[HypergradConfig] = None, inner_batch: Optional[int] = None) -> InnerObjective:
     """The lower problem for ``learner.algorithm``: its ``grad`` picks the Betty base class.
     ``lr`` is the step size of adaptation; for a ``pretrain`` algorithm the meta-training
-    inner loop takes zero-size steps instead (``lr`` then applies at validation and test)."""
+    inner loop takes zero-size steps instead (``lr`` then applies at validation and test).
+    ``inner_batch``: examples per task in each inner step (unrolled only; None: all)."""
     algo = learner.algorithm
     if algo.pretrain:
         lr = 0.0
     if algo.grad == "implicit":
+        if inner_batch:
+            raise ValueError("the implicit meta-gradient needs full-batch inner steps (inner_batch=None)")
         return ImplicitAdapt(learner, lr, steps, tasks, hypergrad or HypergradConfig())
-    return UnrolledAdapt(learner, lr, steps, algo.first_order)
+    return UnrolledAdapt(learner, lr, steps, algo.first_order, inner_batch=inner_batch)
+
+
+def build_upper(learner: Learner, optimizer: torch.optim.Optimizer, scheduler=None) -> "MetaProblem":
+    """The upper problem for ``learner.algorithm``: Reptile's interpolation or the query loss."""
+    if learner.algorithm.update == "interpolate":
+        return ReptileProblem(learner, optimizer, scheduler=scheduler)
+    return MetaProblem(learner, optimizer, scheduler=scheduler)
 
 
 class MetaProblem(ImplicitProblem):
@@ -147,10 +179,10 @@ class MetaProblem(ImplicitProblem):
     switches it on: Betty adds the implicit term of the lower problem's ``config.type``.
     """
 
-    def __init__(self, learner: Learner, optimizer: torch.optim.Optimizer, name: str = "upper"):
+    def __init__(self, learner: Learner, optimizer: torch.optim.Optimizer, name: str = "upper", scheduler=None):
         implicit = learner.algorithm.grad == "implicit"
         super().__init__(name, Config(first_order=implicit, retain_graph=implicit), module=learner.model,
-                         optimizer=optimizer)
+                         optimizer=optimizer, scheduler=scheduler)
         self.learner = learner
         self.last_grads: list[Tensor] = []
         self.last_stats: dict[str, float] = {}
@@ -180,3 +212,21 @@ class MetaProblem(ImplicitProblem):
         """Keep the meta-gradient of the step (for reports and tests) before the update."""
         self.last_grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
                            for p in self.trainable_parameters()]
+
+
+class ReptileProblem(MetaProblem):
+    """Reptile's outer loop: the loss ``½·mean_b‖θ − φ_b‖²`` over the adapted parameters, with
+    the adapted weights φ_b held fixed, so the gradient is ``θ − mean_b φ_b`` and an SGD step
+    of size ε is θ ← θ + ε·mean_b(φ_b − θ). The reported loss and score are the query set's
+    at φ_b (not differentiated)."""
+
+    def training_step(self, batch) -> dict:
+        theta, fast = self.meta_params(), self.lower.task_params()
+        distance = sum(0.5 * (theta[n] - phi.detach()).pow(2).flatten(1).sum(1) for n, phi in fast.items()).mean()
+        with torch.no_grad():
+            outputs = self.learner.predictor(theta, batch.x)(fast)
+            loss = self.learner.task_losses(outputs, batch.y).mean().item()
+            score = (self.learner.task_accuracies(outputs, batch.y).mean().item()
+                     if self.learner.loss == "cross_entropy" else loss)
+        self.last_stats = {"loss": loss, "score": score}
+        return {"loss": distance, "score": score}
