@@ -41,6 +41,7 @@ DATASET_DEFAULTS: dict[str, dict[str, object]] = {
 ALGORITHM_DEFAULTS: dict[tuple[str, str], dict[str, object]] = {
     ("ianil", "omniglot"): {"inner_steps": 100, "inner_lr": 0.02},
     # the papers' settings, taken from their presets (presets.py states the sources)
+    ("imaml", "omniglot"): algorithm_settings("imaml-omniglot-5w1s"),
     ("reptile", "omniglot"): algorithm_settings("reptile-omniglot-5w1s"),
     ("reptile", "sine"): algorithm_settings("reptile-sine"),
 }
@@ -97,6 +98,17 @@ class RunConfig:
     progress: Optional[bool] = None
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where the help does not already state the default and X
+    says something (not for None or on/off switches)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default in (None, argparse.SUPPRESS) or "default" in text or action.nargs == 0):
+            return text
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -110,9 +122,10 @@ def _dataset_default(field: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     d = RunConfig()
     p = _Parser(prog="run.py", description="Meta-train a few-shot learner with Betty and report meta-test results.",
-                epilog="Also: run.py compare-grads [options] compares implicit, unrolled and first-order "
-                       "meta-gradients on one meta-batch (see run.py compare-grads --help).",
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                epilog="Also: run.py compare-grads compares implicit, unrolled and first-order meta-gradients on "
+                       "one meta-batch; run.py pretrain-body trains a body as a classifier for --pretrained; "
+                       "run.py scenarios runs the ANIL notes' four scenarios (each with --help).",
+                formatter_class=_HelpFormatter)
     dd = _dataset_default
     p.add_argument("--preset", default=None, metavar="NAME",
                    help=f"a paper's protocol (flags given explicitly override it): {', '.join(PRESETS)}; "
@@ -120,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--problem", default=d.problem, metavar="NAME",
                    help=f"algorithm: {', '.join(ALGORITHMS)} (anil/foanil/ianil adapt only the head in the inner loop; "
                         "imaml/ianil add a proximal term to it and use the implicit meta-gradient; pretrain: the "
-                        "MAML paper's baseline, trained on the query loss without adaptation, fine-tuned at test)")
+                        "MAML paper's baseline, trained on the query loss without adaptation, fine-tuned at test; "
+                        "reptile: moves θ towards each task's adapted weights; default anil)")
     p.add_argument("--dataset", default=d.dataset, metavar="NAME",
                    help=f"benchmark: {', '.join(DATASETS)} (sine: the MAML paper's sine-wave regression)")
     p.add_argument("--data-root", default=None, metavar="DIR",
@@ -143,11 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"inner-loop optimiser: {', '.join(INNER_OPTIMIZERS)} (adam: β1 = 0, as in Reptile; "
                         "default sgd, reptile adam on omniglot)")
     p.add_argument("--inner-steps", type=int, default=None,
-                   help="SGD steps of the inner loop (default: 1; imaml/ianil 5; ianil on omniglot 100)")
+                   help="steps of the inner loop (default: 1; imaml/ianil 5; on omniglot: imaml 16, ianil 100, "
+                        "reptile 5)")
     p.add_argument("--test-inner-steps", type=int, default=None,
                    help="inner steps at validation/test time (default: --inner-steps)")
     p.add_argument("--inner-lr", type=float, default=None,
-                   help=f"inner-loop SGD step size; {dd('inner_lr')}; ianil on omniglot: 0.02")
+                   help=f"inner-loop step size; {dd('inner_lr')}; on omniglot: imaml 0.1, ianil 0.02, reptile 0.001")
     p.add_argument("--meta-lr", type=float, default=None,
                    help=f"Adam learning rate of the meta-parameters; {dd('meta_lr')}")
     p.add_argument("--meta-eps", type=float, default=None,
