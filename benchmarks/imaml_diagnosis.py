@@ -8,7 +8,8 @@ network's initialisation:
 
 * stationarity: ‖∇φ g(φ_K)‖ / ‖∇φ g(θ)‖ per task (median), g = support loss + (λ/2)‖φ − θ‖²;
   the implicit gradient assumes this is 0;
-* cosine of the implicit meta-gradient (CG, 5 iterations, with δ) with the unrolled one
+* cosine of the implicit meta-gradient (CG, 5 iterations; damped: the authors' system
+  ((1 + 1)·I + H/(λ + 10)) x = ∇L) with the unrolled one
   through the same K steps — the exact derivative of the query loss after the inner loop
   that is actually run, computed by ``--grad unrolled`` on the same objective; and the
   cosine of the first-order gradient (query gradient at φ_K) with it, for scale.
@@ -32,12 +33,12 @@ from bilevel_anil.learner import Learner  # noqa: E402
 from bilevel_anil.models import image_model  # noqa: E402
 from bilevel_anil.problems import HypergradConfig  # noqa: E402
 
-CONFIGS = [  # name, arch, K, α, δ
+CONFIGS = [  # name, arch, K, α, d (damped system with c = 10 when d > 0)
     ("old default", "conv4", 5, 0.4, 0.0),
     ("old default, 16 steps at 0.1", "conv4", 16, 0.1, 0.0),
     ("strided net, 5 steps at 0.4", "conv4-strided", 5, 0.4, 0.0),
     ("strided net, 16 steps at 0.1", "conv4-strided", 16, 0.1, 0.0),
-    ("preset: strided, 16 at 0.1, δ=22", "conv4-strided", 16, 0.1, 22.0),
+    ("preset: strided, 16 at 0.1, damped", "conv4-strided", 16, 0.1, 1.0),
 ]
 
 
@@ -57,7 +58,8 @@ def diagnose(arch: str, steps: int, lr: float, damping: float, lam: float, batch
         if first_order:
             algo = get_algorithm("imaml", first_order=True, grad="unrolled")
         engine = step_engine(Learner(model, algo, lam=lam), RepeatBatch(batch), batch.tasks, steps, lr,
-                             torch.optim.SGD(model.parameters(), lr=0.0), HypergradConfig("cg", 5, damping=hyper_damping))
+                             torch.optim.SGD(model.parameters(), lr=0.0), HypergradConfig("cg", 5, damping=hyper_damping,
+                                                         lam_damping=10.0 if hyper_damping else 0.0))
         engine.train_step()
         return flat(engine.upper.last_grads)
 

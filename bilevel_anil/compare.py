@@ -286,7 +286,7 @@ def _float_list(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import _Parser
+    from .argparsing import Parser as _Parser
 
     d = CompareConfig()
     p = _Parser(prog="run.py compare-grads", formatter_class=argparse.ArgumentDefaultsHelpFormatter,

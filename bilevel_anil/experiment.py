@@ -12,7 +12,7 @@ import torch
 
 from . import checkpoint
 from .algorithms import Algorithm, get_algorithm
-from .cli import RunConfig
+from .config import RunConfig
 from .engines import EngineSettings, MetaEngine
 from .envs import EpisodicEnv
 from .evaluation import Interval, evaluate
@@ -72,7 +72,7 @@ def train_and_test(cfg: RunConfig) -> dict:
     test_learner = learner.with_lam(cfg.test_lam)  # validation and test adapt with --test-lam
     upper = build_upper(learner, *outer_optimizer(algo, model, cfg))
     hypergrad = HypergradConfig(cfg.hypergrad, cfg.hypergrad_iterations, cfg.neumann_alpha, cfg.darts_alpha,
-                                cfg.cg_damping)
+                                cfg.cg_damping, cfg.cg_lam_damping)
     lower = build_lower(learner, cfg.inner_lr, cfg.inner_steps, cfg.meta_batch, hypergrad, cfg.inner_batch)
     env = EpisodicEnv(suite.train, cfg.meta_batch)
     out = Path(cfg.out)
@@ -98,7 +98,9 @@ def train_and_test(cfg: RunConfig) -> dict:
     else:
         how = ("first-order" if algo.first_order else "second-order") + ", unrolled"
     if algo.proximal:
-        how += f", proximal λ={cfg.lam}" + (f", CG damping {cfg.cg_damping}" if cfg.cg_damping else "")
+        damped = cfg.cg_damping or cfg.cg_lam_damping
+        how += f", proximal λ={cfg.lam}" + (f", CG system ((1 + {cfg.cg_damping})·I + H/(λ + {cfg.cg_lam_damping}))"
+                                           if damped else "")
         if cfg.test_lam != cfg.lam:
             how += f"; test-time adaptation with λ={cfg.test_lam}"
     optimizer_name = "Adam (β1 = 0)" if algo.inner_optimizer == "adam" else "SGD"

@@ -138,7 +138,7 @@ def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None) -> dic
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import _Parser
+    from .argparsing import Parser as _Parser
 
     d = BodyPretrainConfig()
     p = _Parser(prog="run.py pretrain-body", description="Pretrain a body as a classifier over the Omniglot "

@@ -81,7 +81,7 @@ def _in_child(fn, *args):
 
 
 def _run(run_config) -> dict:
-    from .cli import resolve_config
+    from .config import resolve_config
     from .experiment import train_and_test
 
     return train_and_test(resolve_config(run_config))
@@ -121,7 +121,7 @@ def resolve_pretrained(cfg: ScenarioConfig, out: Path) -> tuple[str, str]:
 
 def run_config(cfg: ScenarioConfig, scenario: Scenario, pretrained: Optional[str], out: Path):
     """The ordinary run that is ``scenario``."""
-    from .cli import RunConfig
+    from .config import RunConfig
 
     return RunConfig(problem=scenario.problem, dataset="omniglot", data_root=cfg.data_root, download=cfg.download,
                      ways=cfg.ways, shots=cfg.shots, queries=cfg.queries, inner_steps=cfg.inner_steps,
@@ -235,7 +235,7 @@ def run_scenarios(cfg: ScenarioConfig) -> list[dict]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import _Parser
+    from .argparsing import Parser as _Parser
 
     d = ScenarioConfig()
     p = _Parser(prog="run.py scenarios", description="Run the ANIL notes' four training scenarios and the S4 "
@@ -278,7 +278,7 @@ def validate(cfg: ScenarioConfig) -> None:
     if cfg.pretrained not in ("auto", "imagenet") and not Path(cfg.pretrained).is_file():
         raise UsageError(f"--pretrained {cfg.pretrained}: no such file (give auto, imagenet or a weights file)")
     # every other flag is checked as the runs will see it
-    from .cli import validate_config
+    from .config import validate_config
 
     probe = run_config(cfg, SCENARIOS[3], None if cfg.pretrained == "auto" else cfg.pretrained, Path("."))
     probe.out = None

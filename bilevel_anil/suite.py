@@ -78,5 +78,5 @@ def sine_suite(cfg) -> TaskSuite:
 
 
 def build_suite(cfg) -> TaskSuite:
-    """The task suite of ``cfg.dataset`` (a resolved :class:`bilevel_anil.cli.RunConfig`)."""
+    """The task suite of ``cfg.dataset`` (a resolved :class:`bilevel_anil.config.RunConfig`)."""
     return {"omniglot": omniglot_suite, "sine": sine_suite}[cfg.dataset](cfg)

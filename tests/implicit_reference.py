@@ -11,9 +11,12 @@ from bilevel_anil.data.episodes import EpisodeBatch
 
 
 def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: EpisodeBatch, steps: int, lr: float,
-                       lam: float, loss: str = "cross_entropy") -> list[torch.Tensor]:
+                       lam: float, loss: str = "cross_entropy", damping: float = 0.0,
+                       lam_damping: float = 0.0) -> list[torch.Tensor]:
     """Run ``steps`` SGD steps on each task's support loss + (λ/2)‖φ − θ‖² from θ, then
-    ``dL/dθ = ∂L/∂θ + (−∂²g/∂θ∂φ) · H⁻¹ ∂L/∂φ`` with ``H = ∂²g/∂φ²`` solved exactly."""
+    ``dL/dθ = ∂L/∂θ + (−∂²g/∂θ∂φ) · H⁻¹ ∂L/∂φ`` with ``H = ∂²g/∂φ²`` solved exactly; with
+    damping d and lam_damping c, ``H⁻¹`` is replaced by ``((1 + d)·I + (H − λI)/(λ + c))⁻¹ / λ``
+    (the iMAML reference code's system; d = c = 0 gives ``H⁻¹``)."""
     loss_fn = F.cross_entropy if loss == "cross_entropy" else F.mse_loss
     theta = dict(model.named_parameters())
     names = [n for n in theta if algorithm.adapts(n)]
@@ -41,7 +44,9 @@ def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: Epis
         direct = torch.autograd.grad(query, list(theta.values()) + [phi], allow_unused=True)
         v = direct[-1]
         hessian = torch.func.hessian(lambda f: g(f, detached))(phi.detach())
-        x = torch.linalg.solve(hessian, v)
+        eye = torch.eye(len(v), dtype=v.dtype)
+        system = (1 + damping) * eye + (hessian - lam * eye) / (lam + lam_damping)
+        x = torch.linalg.solve(system, v) / lam
         inner_grad = torch.autograd.grad(g(phi, theta), phi, create_graph=True)[0]
         mixed = torch.autograd.grad(inner_grad, list(theta.values()), grad_outputs=x, allow_unused=True)
         for i, (d, m) in enumerate(zip(direct[:-1], mixed)):

@@ -42,6 +42,27 @@ def test_betty_cg_hypergradient_equals_direct_solve_on_sine(name, tmp_path):
     assert relative_error(engine.upper.last_grads, want) <= 1e-8
 
 
+@pytest.mark.parametrize("name", ["imaml", "ianil"])
+def test_damped_cg_equals_direct_solve_of_the_imaml_reference_system(name, tmp_path):
+    """--cg-damping 1 --cg-lam-damping 10: the iMAML authors' ((1 + d)·I + H_L/(λ + c)) x = ∇L,
+    solved to convergence, equals a direct solve of that system (float64, 1e-8); it differs
+    from the exact implicit gradient (so the comparison can fail)."""
+    torch.manual_seed(1)
+    model = MLP(hidden=(8, 8)).double()
+    reference = copy.deepcopy(model)
+    batch = _double(SineTasks(5, 10).sample(3))
+    algo = ALGORITHMS[name]
+    n_phi = sum(p.numel() for n, p in model.named_parameters() if algo.adapts(n)) * 3
+    engine = build_engine(Learner(model, algo, "mse", lam=2.0), batch, 4, 0.05, tmp_path,
+                          hypergrad=HypergradConfig("cg", iterations=n_phi + 10, damping=1.0, lam_damping=10.0))
+    engine.train_step()
+    want = implicit_reference(copy.deepcopy(reference), algo, batch, 4, 0.05, 2.0, loss="mse", damping=1.0,
+                              lam_damping=10.0)
+    assert relative_error(engine.upper.last_grads, want) <= 1e-8
+    exact = implicit_reference(reference, algo, batch, 4, 0.05, 2.0, loss="mse")
+    assert relative_error(exact, want) > 1e-2
+
+
 def test_betty_cg_hypergradient_equals_direct_solve_with_conv_body(tmp_path):
     """ianil on a Conv4 (with BatchNorm): θ_body enters both the query loss and the inner objective."""
     torch.manual_seed(0)

@@ -75,25 +75,35 @@ def cg_solve(matvec: Callable[[Vectors], Vectors], b: Vectors, iterations: int, 
 
 
 def conjugate_gradient(vector: Vectors, curr, prev, sync: bool):
-    """Betty hypergradient function (signature of ``betty.hypergradient.cg``) with textbook CG
-    for ``(H + δI)⁻¹ v``; ``curr.config.cg_iterations`` Hessian-vector products; δ is the lower
-    problem's ``cg_damping`` (0 unless set: see :class:`HypergradConfig`)."""
-    damping = getattr(curr, "cg_damping", 0.0)
+    """Betty hypergradient function (signature of ``betty.hypergradient.cg``) with textbook CG;
+    ``curr.config.cg_iterations`` Hessian-vector products.
+
+    With the lower problem's ``cg_damping = (d, c)`` (default ``(0, 0)``) and its proximal
+    strength λ, it solves ``((1 + d)·I + H_L/(λ + c)) x = v`` for the query gradient v, where
+    ``H_L`` is the support loss's Hessian, and returns x as the meta-gradient (for parameters
+    that enter only through φ). ``d = c = 0`` is ``(I + H_L/λ) x = v``, the exact implicit
+    gradient ``λ(H_L + λI)⁻¹ v``; ``d = 1, c = 10`` is the iMAML reference code's damped system
+    (imaml_dev: ``Av = (1 + cg_damping)·v + Hv/(λ + lam_damping)`` with lam_damping 10).
+    """
+    damping, lam_damping = getattr(curr, "cg_damping", (0.0, 0.0))
+    lam = curr.learner.lam
     in_loss = curr.training_step_exec(curr.cur_batch)
     params = curr.trainable_parameters()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         in_grad = torch.autograd.grad(in_loss, params, create_graph=True)
 
-    def matvec(v: Vectors) -> list[Tensor]:
+    def matvec(v: Vectors) -> list[Tensor]:  # ((1 + d)·I + (H_g − λI)/(λ + c)) v, H_g = H_L + λI
         hv = torch.autograd.grad(in_grad, params, grad_outputs=v, retain_graph=True)
-        return [h + damping * u for h, u in zip(hv, v)] if damping else list(hv)
+        return [(1 + damping) * u + (h - lam * u) / (lam + lam_damping) for h, u in zip(hv, v)]
 
     x = cg_solve(matvec, [v.detach() for v in vector], curr.config.cg_iterations)
+    # ∂²g/∂θ∂φ = −λI for the adapted parameters: back-propagating x/λ through it yields x
+    y = [t / lam for t in x]
     if sync:
-        torch.autograd.backward(in_grad, inputs=prev.trainable_parameters(), grad_tensors=[neg_with_none(t) for t in x])
+        torch.autograd.backward(in_grad, inputs=prev.trainable_parameters(), grad_tensors=[neg_with_none(t) for t in y])
         return None
-    implicit = torch.autograd.grad(in_grad, prev.trainable_parameters(), grad_outputs=x, allow_unused=True)
+    implicit = torch.autograd.grad(in_grad, prev.trainable_parameters(), grad_outputs=y, allow_unused=True)
     return [neg_with_none(g) for g in implicit]
 
 
@@ -106,10 +116,9 @@ class HypergradConfig:
 
     iterations: CG's Hessian-vector products or Neumann's terms; alpha: Neumann's step
     (must be below 2/‖H‖ to converge); darts_alpha: DARTS's finite-difference radius;
-    damping: δ added to the inner Hessian's diagonal in ``cg`` (0: the exact implicit gradient).
-    The iMAML authors' code solves ``((1 + d)·I + H/(λ + 10)) x = g`` with ``d = 1``
-    (``--cg_damping 1.0`` and a fixed 10 in ``matrix_evaluator``), i.e. ``H + λI + δI`` with
-    ``δ = (1 + d)(λ + 10) − λ`` (22 at λ = 2), up to a constant factor of the result.
+    damping, lam_damping: ``d`` and ``c`` of ``cg``'s system ``((1 + d)·I + H_L/(λ + c)) x = v``
+    (0 and 0: the exact implicit gradient; the iMAML authors' code uses 1 and 10; see
+    :func:`conjugate_gradient`).
     """
 
     method: str = "cg"
@@ -117,6 +126,7 @@ class HypergradConfig:
     alpha: float = 0.1
     darts_alpha: float = 0.01
     damping: float = 0.0
+    lam_damping: float = 0.0
 
     def betty_config(self, **kwargs) -> Config:
         """The lower problem's Betty ``Config`` for this method (``cg_alpha`` stays 1)."""

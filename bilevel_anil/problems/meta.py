@@ -133,7 +133,7 @@ class ImplicitAdapt(InnerObjective, ImplicitProblem):
                                  optimizer=torch.optim.SGD(module.parameters(), lr=lr))
         self.learner = learner
         self.share_features = hypergrad.method != "darts"
-        self.cg_damping = hypergrad.damping if hypergrad.method == "cg" else 0.0
+        self.cg_damping = (hypergrad.damping, hypergrad.lam_damping) if hypergrad.method == "cg" else (0.0, 0.0)
 
     def on_inner_loop_start(self) -> None:
         start = self.begin_tasks()
