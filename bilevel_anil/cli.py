@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 from .algorithms import ALGORITHMS, GRADS
 from .argparsing import HelpFormatter, Parser
 from .config import DATASET_DEFAULTS, DATASETS, RunConfig, resolve_config, validate_config
-from .errors import UsageError
+from .errors import Interrupted, UsageError
 from .fast_weights import INNER_OPTIMIZERS
 from .models import IMAGE_ARCHS, TRAIN_BODY
 from .models.conv4 import BN_MODES
@@ -182,6 +182,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         train_and_test(resolve_config(cfg))
     except UsageError as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Interrupted as exc:
+        print(f"run.py: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("run.py: interrupted; the last checkpoint in the output folder is intact (continue with --resume)",

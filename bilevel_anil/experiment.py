@@ -15,6 +15,7 @@ from .algorithms import Algorithm, get_algorithm
 from .config import RunConfig
 from .engines import EngineSettings, MetaEngine
 from .envs import EpisodicEnv
+from .errors import UsageError
 from .evaluation import Interval, evaluate
 from .learner import Learner
 from .models import TaskBatchedNet, parameter_counts, set_meta_trained
@@ -43,6 +44,26 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# what the trained parameters depend on: a resumed run must keep these as they were
+RESUME_FIELDS = ("problem", "dataset", "ways", "shots", "train_shots", "queries", "arch", "image_size", "bn",
+                 "train_body", "pretrained", "inner_steps", "inner_lr", "inner_batch", "inner_optimizer", "meta_lr",
+                 "meta_eps", "meta_batch", "lam", "grad", "first_order", "hypergrad", "hypergrad_iterations",
+                 "cg_damping", "cg_lam_damping", "rotate", "seed")
+
+
+def resumable_state(path: Path, cfg: RunConfig) -> dict:
+    """The checkpoint at ``path``, if ``cfg`` continues the same run; otherwise one line naming
+    the first flag that differs from the checkpoint's."""
+    state = checkpoint.load(path)
+    saved = state.get("config") or {}
+    for name in RESUME_FIELDS:
+        if name in saved and saved[name] != getattr(cfg, name):
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"--resume: the run in {path.parent} was trained with {flag} {saved[name]}, not "
+                             f"{getattr(cfg, name)}: drop {flag} (or give its old value), or start a new --out")
+    return state
 
 
 def outer_optimizer(algo: Algorithm, model: torch.nn.Module, cfg: RunConfig) -> tuple:
@@ -91,7 +112,7 @@ def train_and_test(cfg: RunConfig) -> dict:
         return evaluate(test_learner, theta, suite.val_set, [cfg.test_inner_steps], cfg.inner_lr)[cfg.test_inner_steps]
 
     engine = MetaEngine(upper, lower, env, settings, validate, run_info)
-    start = engine.restore(checkpoint.load(out / "last.pt")) if cfg.resume else 0
+    start = engine.restore(resumable_state(out / "last.pt", cfg)) if cfg.resume else 0
     if algo.grad == "implicit":
         how = (f"implicit, {cfg.hypergrad}" + ("" if cfg.hypergrad == "darts" else
                                                f" with {cfg.hypergrad_iterations} iterations"))

@@ -1,10 +1,14 @@
 """The Engine: orders each outer step, validates, keeps checkpoints, writes metrics."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
+import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +22,7 @@ from betty.logging.logger_base import get_logger
 from tqdm import tqdm
 
 from .. import checkpoint
-from ..errors import TrainingDiverged
+from ..errors import Interrupted, TrainingDiverged
 from ..data.episodes import TaskSampler
 from ..envs.episodic import EpisodicEnv
 from ..evaluation import Interval
@@ -28,6 +32,44 @@ from ..problems import HypergradConfig, InnerObjective, MetaProblem, build_lower
 get_logger().setLevel(logging.WARNING)  # Betty logs its set-up at INFO on stdout
 
 METRICS = ["step", "train_loss", "train_score", "val_score", "val_ci95", "elapsed_s", "train_s", "steps_per_s"]
+
+
+class _StopRequest:
+    requested = False
+
+
+@contextlib.contextmanager
+def stop_on_sigint():
+    """While active, a first Ctrl-C (SIGINT) only sets ``requested`` (the loop stops after the
+    outer step in progress, with consistent state to save); a second one interrupts at once."""
+    request = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum, frame):
+        if request.requested:
+            raise KeyboardInterrupt
+        request.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def keep_rows_up_to(path, step: int) -> None:
+    """Drop the rows of a metrics file after ``step`` (written after the checkpoint that a
+    resumed run continues from), replacing the file atomically."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=METRICS)
+        writer.writeheader()
+        writer.writerows(r for r in rows if r.get("step", "").isdigit() and int(r["step"]) <= step)
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -119,7 +161,9 @@ class MetaEngine(Engine):
         s.out_dir.mkdir(parents=True, exist_ok=True)
         metrics_path = s.out_dir / "metrics.csv"
         new_file = start_step == 0 or not metrics_path.exists()
-        with open(metrics_path, "w" if new_file else "a", newline="") as fh:
+        if not new_file:
+            keep_rows_up_to(metrics_path, start_step)  # rows written after last.pt are redone
+        with open(metrics_path, "w" if new_file else "a", newline="") as fh, stop_on_sigint() as stop:
             writer = csv.DictWriter(fh, fieldnames=METRICS)
             if new_file:
                 writer.writeheader()
@@ -159,6 +203,11 @@ class MetaEngine(Engine):
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", score=f"{stats.get('score', float('nan')):.3f}",
                                 val="" if self.best is None else f"{self.best['val_score']:.3f}", refresh=False)
                 bar.update(1)
+                if stop.requested:
+                    bar.close()
+                    checkpoint.save(s.out_dir / "last.pt", self._state(step))
+                    raise Interrupted(f"interrupted after step {step}; {s.out_dir / 'last.pt'} holds it: continue "
+                                      f"with --resume --out {s.out_dir}")
                 if out_of_time:
                     break
             bar.close()
