@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Callable
+
+from .errors import Interrupted, UsageError
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -18,3 +22,20 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def report_errors(prog: str, command: Callable[[], object], on_interrupt: str) -> int:
+    """Run ``command``; bad input becomes one line on stderr and its exit code (2), a Ctrl-C
+    one line and 130 (``on_interrupt`` says what was kept). Returns the exit code."""
+    try:
+        command()
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Interrupted as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {on_interrupt}", file=sys.stderr)
+        return 130
+    return 0

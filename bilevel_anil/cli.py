@@ -6,9 +6,9 @@ import sys
 from typing import Optional, Sequence
 
 from .algorithms import ALGORITHMS, GRADS
-from .argparsing import HelpFormatter, Parser
+from .argparsing import HelpFormatter, Parser, report_errors
 from .config import DATASET_DEFAULTS, DATASETS, RunConfig, resolve_config, validate_config
-from .errors import Interrupted, UsageError
+from .errors import UsageError
 from .fast_weights import INNER_OPTIMIZERS
 from .models import IMAGE_ARCHS, TRAIN_BODY
 from .models.conv4 import BN_MODES
@@ -176,18 +176,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv[:1] == ["scenarios"]:
         from .scenarios import main as scenarios_main
         return scenarios_main(argv[1:])
-    try:
+    def run() -> None:
         cfg = parse_config(argv)
         from .experiment import train_and_test
         train_and_test(resolve_config(cfg))
-    except UsageError as exc:
-        print(f"run.py: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except Interrupted as exc:
-        print(f"run.py: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("run.py: interrupted; the last checkpoint in the output folder is intact (continue with --resume)",
-              file=sys.stderr)
-        return 130
-    return 0
+
+    return report_errors("run.py", run, "the last checkpoint in the output folder is intact (continue with --resume)")

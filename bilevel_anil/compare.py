@@ -16,7 +16,6 @@ import copy
 import csv
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -320,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    try:
+    def run() -> None:
         cfg = CompareConfig(**vars(build_parser().parse_args(argv)))
         for name in ("ways", "shots", "queries", "tasks", "inner_steps", "exact_max_iterations"):
             if getattr(cfg, name) < 1:
@@ -330,7 +329,6 @@ def main(argv: Sequence[str]) -> int:
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
         run_comparison(cfg)
-    except UsageError as exc:
-        print(f"run.py compare-grads: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+
+    from .argparsing import report_errors
+    return report_errors("run.py compare-grads", run, "nothing was written")

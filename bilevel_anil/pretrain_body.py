@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ class BodyPretrainConfig:
     data_root: Optional[str] = None
     download: bool = True
     image_size: int = 28
-    epochs: int = 3
+    epochs: int = 5
     batch_size: int = 128
     lr: float = 1e-3
     ways: int = 5
@@ -164,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    try:
+    def run() -> None:
         cfg = BodyPretrainConfig(**vars(build_parser().parse_args(argv)))
         if cfg.arch not in IMAGE_ARCHS:
             raise UsageError(f"unknown --arch {cfg.arch!r}: choose one of {', '.join(IMAGE_ARCHS)}")
@@ -178,11 +177,6 @@ def main(argv: Sequence[str]) -> int:
         if cfg.out is not None and Path(cfg.out).is_dir():
             raise UsageError(f"--out {cfg.out} is a folder: give a file name, e.g. {Path(cfg.out) / 'body.pt'}")
         pretrain_body(cfg)
-    except UsageError as exc:
-        print(f"run.py pretrain-body: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("run.py pretrain-body: interrupted; the best body so far is in its --out file, if an epoch finished",
-              file=sys.stderr)
-        return 130
-    return 0
+
+    from .argparsing import report_errors
+    return report_errors("run.py pretrain-body", run, "the best body so far is in its --out file, if an epoch finished")

@@ -17,7 +17,6 @@ import io
 import json
 import math
 import multiprocessing
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -286,14 +285,10 @@ def validate(cfg: ScenarioConfig) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    try:
+    def run() -> None:
         cfg = ScenarioConfig(**vars(build_parser().parse_args(argv)))
         validate(cfg)
         run_scenarios(cfg)
-    except UsageError as exc:
-        print(f"run.py scenarios: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("run.py scenarios: interrupted; finished scenarios keep their run folders", file=sys.stderr)
-        return 130
-    return 0
+
+    from .argparsing import report_errors
+    return report_errors("run.py scenarios", run, "finished scenarios keep their run folders")
