@@ -51,9 +51,11 @@ class InnerObjective:
         theta = self.upper.meta_params()
         support = self.env.batch.support
         if self.inner_batch:  # each task's examples in a random order, then consecutive minibatches
-            order = torch.rand(support.y.shape, device=support.y.device).argsort(dim=1)
-            support = TaskSet(support.x.gather(1, order.view(*order.shape, *[1] * (support.x.dim() - 2))
-                                               .expand_as(support.x)), support.y.gather(1, order))
+            order = torch.rand(support.y.shape[:2], device=support.y.device).argsort(dim=1)
+
+            def shuffled(t: Tensor) -> Tensor:
+                return t.gather(1, order.view(*order.shape, *[1] * (t.dim() - 2)).expand_as(t))
+            support = TaskSet(shuffled(support.x), shuffled(support.y))
         self._support, self._batches_drawn = support, 0
         self._theta = theta
         self._predict = self.learner.predictor(theta, support.x)
