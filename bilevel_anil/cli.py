@@ -89,16 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"meta-gradient: {' or '.join(GRADS)} (default: implicit for imaml/ianil, unrolled "
                         "otherwise); the inner objective stays the same, only the Betty lower problem changes")
     p.add_argument("--lam", type=float, default=d.lam,
-                   help="imaml/ianil: proximal strength λ of the inner objective support loss + (λ/2)·‖φ − θ‖²")
+                   help="imaml/ianil: proximal strength λ of the inner objective support loss + (λ/2)·‖φ − θ‖² "
+                        "(default 2; imaml on sine 10)")
     p.add_argument("--test-lam", type=float, default=None,
                    help="imaml/ianil: λ of the proximal term when adapting at validation and test time (default "
                         "--lam; imaml on omniglot 0, as the iMAML authors evaluate)")
     p.add_argument("--cg-damping", type=float, default=None, metavar="D",
                    help="imaml/ianil with --hypergrad cg: CG solves ((1 + D)·I + H/(λ + C)) x = ∇L instead of "
-                        "(I + H/λ) x = ∇L (H: the support loss's Hessian); default 0, imaml on omniglot 1 (the "
-                        "iMAML authors' code)")
+                        "(I + H/λ) x = ∇L (H: the support loss's Hessian); default 0, imaml 1 (the iMAML "
+                        "authors' code)")
     p.add_argument("--cg-lam-damping", type=float, default=None, metavar="C",
-                   help="the C above (default 0; imaml on omniglot 10, the authors' fixed lam_damping)")
+                   help="the C above (default 0; imaml 10, the authors' fixed lam_damping)")
     p.add_argument("--hypergrad", default=d.hypergrad, metavar="METHOD",
                    help=f"implicit gradient's inverse-Hessian approximation: {', '.join(HYPERGRADS)} "
                         "(cg: textbook conjugate gradient; betty-cg: Betty 0.2.1's own CG, kept for comparison)")
