@@ -74,13 +74,13 @@ def test_imaml_trains_on_sine_with_either_meta_gradient(tmp_path, grad):
     assert code == 0
     report = json.loads((out / "results.json").read_text())
     assert report["algorithm"] == "imaml" and report["grad"] == grad
-    assert report["config"]["inner_steps"] == 5 and report["config"]["lam"] == 2.0
+    assert report["config"]["inner_steps"] == 5 and report["config"]["lam"] == 10.0  # imaml's sine default
     assert all(math.isfinite(v["mean"]) for by_steps in report["test"].values() for v in by_steps.values())
     with open(out / "metrics.csv") as fh:
         losses = [float(row["train_loss"]) for row in csv.DictReader(fh)]
     assert sum(losses[-40:]) < sum(losses[:40])  # the query loss after adaptation goes down
     model = bilevel_anil.load(out / "best.pt")
-    assert model.learner.lam == 2.0  # test-time adaptation uses the proximal objective too
+    assert model.learner.lam == 10.0  # test-time adaptation uses the proximal objective too
 
 
 def test_divergence_stops_with_one_line_and_keeps_checkpoints(tmp_path, capsys):
