@@ -36,7 +36,6 @@ class IterativeProblem(Problem):
         if config.gradient_accumulation != 1:
             raise ValueError("IterativeProblem takes one gradient per inner step: use gradient_accumulation=1")
         super().__init__(name, config, module=module, optimizer=None)
-        self.lr = lr
         self.update = inner_optimizer(optimizer, lr)
         self.inner_first_order = first_order
         self.fast_params: dict[str, Tensor] = {}

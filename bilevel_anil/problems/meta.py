@@ -200,7 +200,9 @@ class MetaProblem(ImplicitProblem):
     def get_batch(self):
         return self.env.batch.query
 
-    def training_step(self, batch) -> dict:
+    def query_loss(self, batch) -> Tensor:
+        """Mean query loss of the adapted learners; records it and the score in ``last_stats``
+        (accuracy for classification, the loss itself for regression)."""
         outputs = self.learner.predictor(self.meta_params(), batch.x)(self.lower.task_params())
         loss = self.learner.task_losses(outputs, batch.y).mean()
         if self.learner.loss == "cross_entropy":
@@ -208,7 +210,11 @@ class MetaProblem(ImplicitProblem):
         else:
             score = loss.item()
         self.last_stats = {"loss": loss.item(), "score": score}
-        return {"loss": loss, "score": score}
+        return loss
+
+    def training_step(self, batch) -> dict:
+        loss = self.query_loss(batch)
+        return {"loss": loss, "score": self.last_stats["score"]}
 
     def grad_callback(self) -> None:
         """Keep the meta-gradient of the step (for reports and tests) before the update."""
@@ -226,9 +232,5 @@ class ReptileProblem(MetaProblem):
         theta, fast = self.meta_params(), self.lower.task_params()
         distance = sum(0.5 * (theta[n] - phi.detach()).pow(2).flatten(1).sum(1) for n, phi in fast.items()).mean()
         with torch.no_grad():
-            outputs = self.learner.predictor(theta, batch.x)(fast)
-            loss = self.learner.task_losses(outputs, batch.y).mean().item()
-            score = (self.learner.task_accuracies(outputs, batch.y).mean().item()
-                     if self.learner.loss == "cross_entropy" else loss)
-        self.last_stats = {"loss": loss, "score": score}
-        return {"loss": distance, "score": score}
+            self.query_loss(batch)
+        return {"loss": distance, "score": self.last_stats["score"]}
