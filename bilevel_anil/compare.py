@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .algorithms import Algorithm, get_algorithm
 from .data.episodes import EpisodeBatch, RepeatBatch, seeded
-from .errors import UsageError
+from .errors import require_positive_integers, require_positive_numbers
 from .learner import Learner
 from .problems.hypergradients import HypergradConfig, cg_solve
 from .profiling import measure
@@ -321,13 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     def run() -> None:
         cfg = CompareConfig(**vars(build_parser().parse_args(argv)))
-        for name in ("ways", "shots", "queries", "tasks", "inner_steps", "exact_max_iterations"):
-            if getattr(cfg, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
-        for name in ("lam", "inner_lr", "neumann_alpha", "exact_tol"):
-            value = getattr(cfg, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise UsageError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+        require_positive_integers({name.replace("_", "-"): getattr(cfg, name) for name in
+                                   ("ways", "shots", "queries", "tasks", "inner_steps", "exact_max_iterations")})
+        require_positive_numbers({name.replace("_", "-"): getattr(cfg, name)
+                                  for name in ("lam", "inner_lr", "neumann_alpha", "exact_tol")})
         run_comparison(cfg)
 
     from .argparsing import report_errors

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 
 from .algorithms import get_algorithm
-from .errors import UsageError
+from .errors import UsageError, require_positive_integers, require_positive_numbers
 from .fast_weights import INNER_OPTIMIZERS
 from .models import IMAGE_ARCHS, TRAIN_BODY
 from .models.conv4 import BN_MODES
@@ -133,22 +133,19 @@ def validate_config(cfg: RunConfig) -> None:
                          "steps reach a stationary point of the proximal objective; use sgd")
     if cfg.inner_batch is not None and algo.grad == "implicit":
         raise UsageError("--inner-batch: the implicit meta-gradient needs full-batch inner steps: drop it")
-    counts = {"ways": cfg.ways, "shots": cfg.shots, "train-shots": cfg.train_shots, "inner-batch": cfg.inner_batch, "queries": cfg.queries, "test-queries": cfg.test_queries,
+    counts = {"ways": cfg.ways, "shots": cfg.shots, "train-shots": cfg.train_shots, "inner-batch": cfg.inner_batch,
+              "queries": cfg.queries, "test-queries": cfg.test_queries,
               "inner-steps": cfg.inner_steps, "test-inner-steps": cfg.test_inner_steps,
               "meta-batch": cfg.meta_batch, "iterations": cfg.iterations, "val-every": cfg.val_every,
               "val-tasks": cfg.val_tasks, "test-tasks": cfg.test_tasks,
               "hypergrad-iterations": cfg.hypergrad_iterations}
-    for name, value in counts.items():
-        if value is not None and value < 1:
-            raise UsageError(f"--{name} must be a positive integer, got {value}")
+    require_positive_integers(counts)
     if cfg.ways is not None and cfg.ways < 2:
         raise UsageError(f"--ways must be at least 2 for classification, got {cfg.ways}")
     if cfg.time_budget is not None and not (math.isfinite(cfg.time_budget) and cfg.time_budget > 0):
         raise UsageError(f"--time-budget must be a positive number of seconds, got {cfg.time_budget}")
-    for name, value in (("inner-lr", cfg.inner_lr), ("meta-lr", cfg.meta_lr), ("meta-eps", cfg.meta_eps), ("lam", cfg.lam),
-                        ("neumann-alpha", cfg.neumann_alpha), ("darts-alpha", cfg.darts_alpha)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UsageError(f"--{name} must be a positive number, got {value}")
+    require_positive_numbers({"inner-lr": cfg.inner_lr, "meta-lr": cfg.meta_lr, "meta-eps": cfg.meta_eps,
+                              "lam": cfg.lam, "neumann-alpha": cfg.neumann_alpha, "darts-alpha": cfg.darts_alpha})
     if cfg.device is not None and cfg.device not in ("cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise UsageError(f"unknown device {cfg.device!r}: use cpu or cuda")
     if cfg.device and cfg.device.startswith("cuda") and not torch.cuda.is_available():

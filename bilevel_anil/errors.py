@@ -1,4 +1,8 @@
-"""Errors that reach the user as one line and exit code 2."""
+"""Errors that reach the user as one line and exit code 2, and the shared checks of numeric flags."""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional
 
 
 class UsageError(ValueError):
@@ -20,3 +24,17 @@ class Interrupted(Exception):
     """Meta-training stopped on Ctrl-C after a completed outer step, with ``last.pt`` written."""
 
     exit_code = 130
+
+
+def require_positive_integers(flags: Mapping[str, Optional[int]]) -> None:
+    """One line for the first flag (name without ``--``) whose value is below 1; None is unset."""
+    for name, value in flags.items():
+        if value is not None and value < 1:
+            raise UsageError(f"--{name} must be a positive integer, got {value}")
+
+
+def require_positive_numbers(flags: Mapping[str, Optional[float]]) -> None:
+    """One line for the first flag whose value is not a finite number above 0; None is unset."""
+    for name, value in flags.items():
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"--{name} must be a positive number, got {value}")

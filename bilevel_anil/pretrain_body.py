@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint
-from .errors import UsageError
+from .errors import UsageError, require_positive_integers, require_positive_numbers
 from .evaluation import Interval, eval_mode
 from .models import IMAGE_ARCHS, image_model
 from .models.pretrained import BODY_FILE_KIND
@@ -167,13 +167,11 @@ def main(argv: Sequence[str]) -> int:
         cfg = BodyPretrainConfig(**vars(build_parser().parse_args(argv)))
         if cfg.arch not in IMAGE_ARCHS:
             raise UsageError(f"unknown --arch {cfg.arch!r}: choose one of {', '.join(IMAGE_ARCHS)}")
-        for name in ("epochs", "batch_size", "ways", "shots", "val_tasks"):
-            if getattr(cfg, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(cfg, name)}")
+        require_positive_integers({name.replace("_", "-"): getattr(cfg, name)
+                                   for name in ("epochs", "batch_size", "ways", "shots", "val_tasks")})
         if cfg.image_size < 8:
             raise UsageError(f"--image-size must be at least 8 pixels, got {cfg.image_size}")
-        if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-            raise UsageError(f"--lr must be a positive number, got {cfg.lr}")
+        require_positive_numbers({"lr": cfg.lr})
         if cfg.out is not None and Path(cfg.out).is_dir():
             raise UsageError(f"--out {cfg.out} is a folder: give a file name, e.g. {Path(cfg.out) / 'body.pt'}")
         pretrain_body(cfg)

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import UsageError
+from .errors import UsageError, require_positive_integers
 
 
 @dataclass(frozen=True)
@@ -272,8 +272,7 @@ def validate(cfg: ScenarioConfig) -> None:
         raise UsageError(f"--only: unknown scenario {unknown[0]!r}: choose from {', '.join(keys)}")
     if not (math.isfinite(cfg.time_budget) and cfg.time_budget > 0):
         raise UsageError(f"--time-budget must be a positive number of seconds, got {cfg.time_budget}")
-    if cfg.pretrain_epochs < 1:
-        raise UsageError(f"--pretrain-epochs must be a positive integer, got {cfg.pretrain_epochs}")
+    require_positive_integers({"pretrain-epochs": cfg.pretrain_epochs})
     if cfg.pretrained not in ("auto", "imagenet") and not Path(cfg.pretrained).is_file():
         raise UsageError(f"--pretrained {cfg.pretrained}: no such file (give auto, imagenet or a weights file)")
     # every other flag is checked as the runs will see it
