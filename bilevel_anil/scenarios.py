@@ -15,7 +15,6 @@ import contextlib
 import csv
 import io
 import json
-import math
 import multiprocessing
 import time
 from dataclasses import asdict, dataclass, field
@@ -270,12 +269,10 @@ def validate(cfg: ScenarioConfig) -> None:
     unknown = [k for k in cfg.only if k not in keys]
     if unknown:
         raise UsageError(f"--only: unknown scenario {unknown[0]!r}: choose from {', '.join(keys)}")
-    if not (math.isfinite(cfg.time_budget) and cfg.time_budget > 0):
-        raise UsageError(f"--time-budget must be a positive number of seconds, got {cfg.time_budget}")
     require_positive_integers({"pretrain-epochs": cfg.pretrain_epochs})
     if cfg.pretrained not in ("auto", "imagenet") and not Path(cfg.pretrained).is_file():
         raise UsageError(f"--pretrained {cfg.pretrained}: no such file (give auto, imagenet or a weights file)")
-    # every other flag is checked as the runs will see it
+    # every other flag (--time-budget, counts, rates) is checked as the runs will see it
     from .config import validate_config
 
     probe = run_config(cfg, SCENARIOS[3], None if cfg.pretrained == "auto" else cfg.pretrained, Path("."))
