@@ -148,8 +148,6 @@ def explicit_flags(argv: Sequence[str]) -> set[str]:
 
 def apply_preset(cfg: RunConfig, explicit: set[str]) -> RunConfig:
     """Set the fields of ``cfg.preset`` that were not given explicitly."""
-    if cfg.preset is None:
-        return cfg
     if cfg.preset not in PRESETS:
         raise UsageError(f"unknown --preset {cfg.preset!r}: choose one of {', '.join(PRESETS)}")
     for name, value in PRESETS[cfg.preset].values.items():
@@ -161,7 +159,9 @@ def apply_preset(cfg: RunConfig, explicit: set[str]) -> RunConfig:
 def parse_config(argv: Optional[Sequence[str]] = None) -> RunConfig:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    cfg = apply_preset(RunConfig(**vars(args)), explicit_flags(argv))
+    cfg = RunConfig(**vars(args))
+    if cfg.preset is not None:  # only then is a second parse needed, to tell given flags from defaults
+        apply_preset(cfg, explicit_flags(argv))
     validate_config(cfg)
     return cfg
 
