@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
                    help="no progress bar (a line per validation instead)")
+    p.add_argument("--log", default=d.log, metavar="WHERE",
+                   help="csv: metrics.csv only; tensorboard: also TensorBoard events in OUT/tensorboard "
+                        "(the same scalars; needs pip install tensorboard)")
     return p
 
 

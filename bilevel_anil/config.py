@@ -13,6 +13,7 @@ import torch
 from .algorithms import get_algorithm
 from .errors import UsageError, require_positive_integers, require_positive_numbers
 from .fast_weights import INNER_OPTIMIZERS
+from .metrics_log import LOGGERS, summary_writer_class
 from .models import IMAGE_ARCHS, TRAIN_BODY
 from .models.conv4 import BN_MODES
 from .presets import algorithm_settings
@@ -100,6 +101,7 @@ class RunConfig:
     out: Optional[str] = None
     resume: bool = False
     progress: Optional[bool] = None
+    log: str = "csv"
 
 
 def validate_config(cfg: RunConfig) -> None:
@@ -150,6 +152,10 @@ def validate_config(cfg: RunConfig) -> None:
         raise UsageError(f"unknown device {cfg.device!r}: use cpu or cuda")
     if cfg.device and cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA device is available: use --device cpu")
+    if cfg.log not in LOGGERS:
+        raise UsageError(f"unknown --log {cfg.log!r}: choose one of {', '.join(LOGGERS)}")
+    if cfg.log == "tensorboard":
+        summary_writer_class()  # installed? (one line saying how, before any work)
     if cfg.resume and cfg.out is None:
         raise UsageError("--resume needs --out DIR, the folder of the run to continue")
     if cfg.resume and not (Path(cfg.out) / "last.pt").is_file():

@@ -109,7 +109,7 @@ def test_no_download_without_a_copy(capsys, tmp_path):
 
 @pytest.fixture()
 def small_copy(omniglot_root, tmp_path, monkeypatch):
-    """A data root with 6 characters per split copied from the real Omniglot."""
+    """A data root with 6 characters per split copied from the Omniglot under test."""
     monkeypatch.setenv("BILEVEL_ANIL_CACHE", str(tmp_path / "cache"))
     for split in og.SPLIT_DIRS.values():
         src = omniglot_root / og.FOLDER / split

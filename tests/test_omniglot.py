@@ -1,15 +1,16 @@
-"""Loading the real Omniglot copy, the meta-splits, and episode sampling."""
+"""Loading Omniglot (the real copy, or the drawn one without it), the meta-splits, and episode sampling."""
 import random
 
 import torch
 
 from bilevel_anil.data import ClassificationTasks, fixed_tasks
 from bilevel_anil.data import omniglot as og
+from omniglot_fixture import expected_counts
 
 
-def test_standard_splits(omniglot):
+def test_standard_splits(omniglot, omniglot_counts):
     train, val, test = omniglot["train"], omniglot["val"], omniglot["test"]
-    assert (len(train.classes), len(val.classes), len(test.classes)) == (800, 164, 659)
+    assert {"train": len(train.classes), "val": len(val.classes), "test": len(test.classes)} == omniglot_counts
     assert not set(train.classes) & set(val.classes)
     assert {c.split("/")[0] for c in test.classes}.isdisjoint({c.split("/")[0] for c in train.classes + val.classes})
     for split in (train, val, test):
@@ -18,6 +19,19 @@ def test_standard_splits(omniglot):
         assert 0.0 <= split.images.min() and split.images.max() <= 1.0
     # strokes are 1 and paper 0: most pixels are background
     assert train.images.mean() < 0.2
+
+
+def test_drawn_copy_loads_through_the_real_code(drawn_omniglot_root):
+    splits = og.load_omniglot(drawn_omniglot_root, download=False)
+    assert {name: len(split.classes) for name, split in splits.items()} == expected_counts()
+    images = splits["train"].images
+    assert images.shape[1:] == (1, 28, 28) and splits["train"].images_per_class() == 20
+    assert 0.01 < images.mean() < 0.2  # ink on paper, like the real characters
+    # the drawings of one character differ from each other, and less than from other characters
+    first, second = images[splits["train"].labels == 0], images[splits["train"].labels == 1]
+    within = (first[:10] - first[10:]).abs().mean()
+    between = (first[:10] - second[:10]).abs().mean()
+    assert 0 < within < between
 
 
 def test_decoded_pixels_are_cached(omniglot_root, tmp_path, monkeypatch):

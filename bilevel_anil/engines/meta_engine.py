@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
 import os
@@ -27,12 +26,10 @@ from ..data.episodes import TaskSampler
 from ..envs.episodic import EpisodicEnv
 from ..evaluation import Interval
 from ..learner import Learner
+from ..metrics_log import MetricsLog
 from ..problems import HypergradConfig, InnerObjective, MetaProblem, build_lower, build_upper
 
 get_logger().setLevel(logging.WARNING)  # Betty logs its set-up at INFO on stdout
-
-METRICS = ["step", "train_loss", "train_score", "val_score", "val_ci95", "elapsed_s", "train_s", "steps_per_s"]
-
 
 class _StopRequest:
     requested = False
@@ -59,19 +56,6 @@ def stop_on_sigint():
         signal.signal(signal.SIGINT, previous)
 
 
-def keep_rows_up_to(path, step: int) -> None:
-    """Drop the rows of a metrics file after ``step`` (written after the checkpoint that a
-    resumed run continues from), replacing the file atomically."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=METRICS)
-        writer.writeheader()
-        writer.writerows(r for r in rows if r.get("step", "").isdigit() and int(r["step"]) <= step)
-    os.replace(tmp, path)
-
-
 @dataclass
 class EngineSettings:
     """How long to train and how often to validate, and where the run's files go."""
@@ -84,6 +68,7 @@ class EngineSettings:
     higher_is_better: bool = True  # accuracy; False for a loss such as MSE
     progress: Optional[bool] = None  # None: show the bar only on a terminal
     time_budget: Optional[float] = None  # stop after this many seconds of outer steps (then validate)
+    loggers: tuple[str, ...] = ("csv",)  # metrics.csv always; "tensorboard" adds TensorBoard events
 
 
 class MetaEngine(Engine):
@@ -159,14 +144,8 @@ class MetaEngine(Engine):
         """Train from ``start_step`` to ``iterations``; returns the best validation record."""
         s = self.settings
         s.out_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path = s.out_dir / "metrics.csv"
-        new_file = start_step == 0 or not metrics_path.exists()
-        if not new_file:
-            keep_rows_up_to(metrics_path, start_step)  # rows written after last.pt are redone
-        with open(metrics_path, "w" if new_file else "a", newline="") as fh, stop_on_sigint() as stop:
-            writer = csv.DictWriter(fh, fieldnames=METRICS)
-            if new_file:
-                writer.writeheader()
+        # rows written after last.pt are redone on --resume
+        with MetricsLog(s.out_dir, start_step, s.loggers) as log, stop_on_sigint() as stop:
             bar = tqdm(total=s.iterations, initial=start_step, disable=(not s.progress) if s.progress is not None else None,
                        unit="step", dynamic_ncols=True)
             started, train_time, done = time.perf_counter(), 0.0, 0
@@ -192,8 +171,7 @@ class MetaEngine(Engine):
                     if bar.disable:
                         print(f"step {step}/{s.iterations}  loss {stats['loss']:.4f}  val {val['val_score']:.4f}"
                               f" ± {val['val_ci95']:.4f}  {row['steps_per_s']:.2f} steps/s", flush=True)
-                writer.writerow(row)
-                fh.flush()
+                log.write(row)
                 if not math.isfinite(stats["loss"]):
                     bar.close()
                     kept = "no checkpoint was written yet" if self.best is None else \
