@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Callable
 
-from .errors import Interrupted, UsageError
+from .errors import Interrupted, PeerFailure, UsageError
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -32,7 +32,7 @@ def report_errors(prog: str, command: Callable[[], object], on_interrupt: str) -
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except Interrupted as exc:
+    except (Interrupted, PeerFailure) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meta-eps", type=float, default=None,
                    help="epsilon of the outer Adam (default 1e-8)")
     p.add_argument("--meta-batch", type=int, default=None, help=f"tasks per outer step (B); {dd('meta_batch')}")
+    p.add_argument("--task-chunk", type=int, default=None, metavar="C",
+                   help="run each outer step's tasks C at a time and accumulate the meta-gradient: the same step "
+                        "with memory for C tasks instead of B (C divides the tasks of each process; default: all)")
     p.add_argument("--iterations", type=int, default=None, help=f"outer steps; {dd('iterations')}")
     p.add_argument("--val-every", type=int, default=None,
                    help=f"validate (and checkpoint) every this many outer steps; {dd('val_every')}")
@@ -182,7 +185,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return scenarios_main(argv[1:])
     def run() -> None:
         cfg = parse_config(argv)
+        from . import distributed
         from .experiment import train_and_test
-        train_and_test(resolve_config(cfg))
+        # under torchrun: join the other processes; only rank 0 prints (errors: every process)
+        import torch
+        group = distributed.init_from_environment(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        try:
+            with group.stdout():
+                train_and_test(resolve_config(cfg))
+        finally:
+            distributed.shutdown()
 
     return report_errors("run.py", run, "the last checkpoint in the output folder is intact (continue with --resume)")

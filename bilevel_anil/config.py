@@ -10,6 +10,7 @@ from typing import Optional
 
 import torch
 
+from . import distributed
 from .algorithms import get_algorithm
 from .errors import UsageError, require_positive_integers, require_positive_numbers
 from .fast_weights import INNER_OPTIMIZERS
@@ -74,6 +75,7 @@ class RunConfig:
     meta_eps: Optional[float] = None
     inner_optimizer: Optional[str] = None
     meta_batch: Optional[int] = None
+    task_chunk: Optional[int] = None
     iterations: Optional[int] = None
     val_every: Optional[int] = None
     val_tasks: Optional[int] = None
@@ -138,7 +140,7 @@ def validate_config(cfg: RunConfig) -> None:
     counts = {"ways": cfg.ways, "shots": cfg.shots, "train-shots": cfg.train_shots, "inner-batch": cfg.inner_batch,
               "queries": cfg.queries, "test-queries": cfg.test_queries,
               "inner-steps": cfg.inner_steps, "test-inner-steps": cfg.test_inner_steps,
-              "meta-batch": cfg.meta_batch, "iterations": cfg.iterations, "val-every": cfg.val_every,
+              "meta-batch": cfg.meta_batch, "task-chunk": cfg.task_chunk, "iterations": cfg.iterations, "val-every": cfg.val_every,
               "val-tasks": cfg.val_tasks, "test-tasks": cfg.test_tasks,
               "hypergrad-iterations": cfg.hypergrad_iterations}
     require_positive_integers(counts)
@@ -205,6 +207,10 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     if cfg.dataset != "sine" and cfg.arch is None:
         cfg.arch = "conv4"
     cfg.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    group = distributed.current()
+    if group.active and cfg.device == "cuda":
+        cfg.device = f"cuda:{group.local_rank}"  # one GPU per process
+    check_task_split(cfg.meta_batch, cfg.task_chunk, group.world_size)
     algo = get_algorithm(cfg.problem, cfg.first_order, cfg.head_only, cfg.grad)
     cfg.problem, cfg.first_order, cfg.grad, cfg.head_only = algo.name, algo.first_order, algo.grad, False
     if cfg.inner_steps is None:
@@ -227,5 +233,18 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         shape = f"{cfg.ways}w{cfg.shots}s" if cfg.ways else f"K{cfg.shots}"
         arch = "" if cfg.arch in (None, "conv4") else f"{cfg.arch}-"
-        cfg.out = str(Path("runs") / f"{cfg.problem}-{arch}{cfg.dataset}-{shape}-{stamp}")
+        cfg.out = group.broadcast_object(str(Path("runs") / f"{cfg.problem}-{arch}{cfg.dataset}-{shape}-{stamp}"))
     return cfg
+
+
+def check_task_split(meta_batch: int, task_chunk: Optional[int], processes: int) -> None:
+    """The meta-batch must split evenly over the processes, and each process's share into chunks."""
+    if meta_batch % processes:
+        raise UsageError(f"--meta-batch {meta_batch} does not split evenly over {processes} processes: "
+                         f"use a multiple of {processes} (or another --nproc-per-node)")
+    share = meta_batch // processes
+    if task_chunk is not None and share % task_chunk:
+        divisors = ", ".join(str(d) for d in range(1, share + 1) if share % d == 0)
+        where = f"--meta-batch {meta_batch}" + (f" over {processes} processes" if processes > 1 else "")
+        raise UsageError(f"--task-chunk {task_chunk} does not divide the {share} tasks of each process "
+                         f"({where}): choose one of {divisors}")

@@ -20,6 +20,12 @@ class TrainingDiverged(UsageError):
     """Meta-training produced a non-finite loss; the checkpoints written before are kept."""
 
 
+class PeerFailure(Exception):
+    """Another process of a torchrun run stopped or stopped answering; this one stops too."""
+
+    exit_code = 1
+
+
 class Interrupted(Exception):
     """Meta-training stopped on Ctrl-C after a completed outer step, with ``last.pt`` written."""
 

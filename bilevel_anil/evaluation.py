@@ -4,12 +4,14 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .data.episodes import EpisodeBatch
+from .distributed import Group
 from .learner import Learner
 
 
@@ -65,10 +67,15 @@ def task_scores(learner: Learner, theta: Mapping[str, Tensor], episodes: Episode
                         scores[k].append(learner.task_accuracies(out, part.query.y).cpu())
                     else:
                         scores[k].append(learner.task_losses(out, part.query.y).cpu())
-    return {k: torch.cat(v) for k, v in scores.items()}
+    return {k: torch.cat(v) if v else torch.empty(0) for k, v in scores.items()}
 
 
 def evaluate(learner: Learner, theta: Mapping[str, Tensor], episodes: EpisodeBatch,
-             steps: Sequence[int], lr: float) -> dict[int, Interval]:
-    """Mean and 95% interval of the per-task query score after each number of inner steps."""
-    return {k: Interval.of(v) for k, v in task_scores(learner, theta, episodes, steps, lr).items()}
+             steps: Sequence[int], lr: float, group: Optional[Group] = None) -> dict[int, Interval]:
+    """Mean and 95% interval of the per-task query score after each number of inner steps.
+    With several processes (``group``, default: this run's), each scores its share of the
+    tasks and the scores are gathered in task order: the same intervals as one process."""
+    group = group or distributed.current()
+    mine = episodes.select(group.share(episodes.tasks))
+    scores = task_scores(learner, theta, mine, steps, lr)
+    return {k: Interval.of(group.gather_blocks(v, episodes.tasks)) for k, v in scores.items()}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .algorithms import Algorithm, get_algorithm
 from .config import RunConfig
 from .engines import EngineSettings, MetaEngine
@@ -91,11 +91,12 @@ def train_and_test(cfg: RunConfig) -> dict:
     model = model.to(cfg.device)
     learner = Learner(model, algo, suite.loss, lam=cfg.lam)
     test_learner = learner.with_lam(cfg.test_lam)  # validation and test adapt with --test-lam
-    upper = build_upper(learner, *outer_optimizer(algo, model, cfg))
+    group = distributed.current()
+    env = EpisodicEnv(suite.train, cfg.meta_batch, cfg.task_chunk, group, shuffle_support=bool(cfg.inner_batch))
+    upper = build_upper(learner, *outer_optimizer(algo, model, cfg), chunks=env.chunk_count, group=group)
     hypergrad = HypergradConfig(cfg.hypergrad, cfg.hypergrad_iterations, cfg.neumann_alpha, cfg.darts_alpha,
                                 cfg.cg_damping, cfg.cg_lam_damping)
-    lower = build_lower(learner, cfg.inner_lr, cfg.inner_steps, cfg.meta_batch, hypergrad, cfg.inner_batch)
-    env = EpisodicEnv(suite.train, cfg.meta_batch)
+    lower = build_lower(learner, cfg.inner_lr, cfg.inner_steps, env.task_chunk, hypergrad, cfg.inner_batch)
     out = Path(cfg.out)
     settings = EngineSettings(cfg.iterations, cfg.inner_steps, cfg.val_every, out, cfg.device,
                               higher_is_better=suite.higher_is_better, progress=cfg.progress,
@@ -136,7 +137,9 @@ def train_and_test(cfg: RunConfig) -> dict:
     shape = f"{cfg.ways}-way {cfg.shots}-shot{train_shots}, {cfg.queries} query/class" if cfg.ways else \
         f"K={cfg.shots}{train_shots} support and {cfg.queries} query points"
     length = f"{cfg.iterations} outer steps" + (f" or {cfg.time_budget:g} s" if cfg.time_budget else "")
-    print(f"{algo.name} on {cfg.dataset}: {shape}, meta-batch {cfg.meta_batch}, {inner}, {outer}, {length} "
+    split = (f" in chunks of {cfg.task_chunk}" if cfg.task_chunk not in (None, env.local_tasks) else "") + \
+        (f" over {group.world_size} processes" if group.active else "")
+    print(f"{algo.name} on {cfg.dataset}: {shape}, meta-batch {cfg.meta_batch}{split}, {inner}, {outer}, {length} "
           f"on {cfg.device}, BatchNorm: {cfg.bn}; output {out}", flush=True)
     if cfg.preset:
         from .presets import PRESETS
@@ -160,7 +163,7 @@ def train_and_test(cfg: RunConfig) -> dict:
     results = {label: evaluate(test_learner, theta, tasks, suite.test_steps, cfg.inner_lr)
                for label, tasks in suite.test_sets.items()}
     plot = None
-    if suite.plot_samplers:
+    if suite.plot_samplers and group.is_main:
         from .plots import plot_sine_tasks
         plot = plot_sine_tasks(learner, theta, suite.plot_samplers, cfg.inner_lr, [0, 1, 10],
                                out / "sine_tasks.png", f"{algo.name}, trained with K={cfg.shots} "
@@ -175,13 +178,14 @@ def train_and_test(cfg: RunConfig) -> dict:
         "best_step": best["step"], "best_val": best["val_score"], "wall_seconds": round(wall_time, 1),
         "train_seconds": round(train_time, 1),
         "steps_per_second": round(steps_done / train_time, 3) if train_time > 0 else None,
-        "steps_done": steps_done,
+        "steps_done": steps_done, "processes": group.world_size,
         "test_seconds": round(test_time, 1),
         "arch": model.arch["name"], "pretrained": pretrained, "train_body": cfg.train_body, "parameters": counts,
         "peak_train_mib": None if run.peak_mib is None else round(run.peak_mib, 1),
         "last_train_loss": engine.last_train_loss, "plot": str(plot) if plot else None, "config": asdict(cfg),
     }
-    (out / "results.json").write_text(json.dumps(report, indent=2))
+    if group.is_main:
+        (out / "results.json").write_text(json.dumps(report, indent=2))
     print(format_report(report, suite, out))
     return report
 

@@ -44,13 +44,16 @@ def keep_rows_up_to(path: Path, step: int) -> None:
 class MetricsLog:
     """Open with ``with MetricsLog(out_dir, start_step, loggers) as log: log.write(row)``."""
 
-    def __init__(self, out_dir: Path, start_step: int = 0, loggers: tuple[str, ...] = ("csv",)):
+    def __init__(self, out_dir: Path, start_step: int = 0, loggers: tuple[str, ...] = ("csv",), enabled: bool = True):
+        self.enabled = enabled  # False: writes nothing (the processes of a run other than rank 0)
         self.path = out_dir / "metrics.csv"
         self.start_step = start_step
         self.tensorboard = "tensorboard" in loggers
         self._fh = self._csv = self._writer = None
 
     def __enter__(self) -> "MetricsLog":
+        if not self.enabled:
+            return self
         new_file = self.start_step == 0 or not self.path.exists()
         if not new_file:
             keep_rows_up_to(self.path, self.start_step)
@@ -66,6 +69,8 @@ class MetricsLog:
 
     def write(self, row: dict[str, Any]) -> None:
         """One outer step's row; empty fields (no validation at this step) are left out of TensorBoard."""
+        if not self.enabled:
+            return
         self._csv.writerow(row)
         self._fh.flush()
         if self._writer is not None:
@@ -75,6 +80,8 @@ class MetricsLog:
             self._writer.flush()
 
     def __exit__(self, *exc: Optional[object]) -> None:
+        if not self.enabled:
+            return
         self._fh.close()
         if self._writer is not None:
             self._writer.close()

@@ -41,12 +41,15 @@ class EpisodeBatch:
         return EpisodeBatch(TaskSet(self.support.x.to(device), self.support.y.to(device)),
                             TaskSet(self.query.x.to(device), self.query.y.to(device)))
 
+    def select(self, tasks: slice) -> "EpisodeBatch":
+        """The tasks in the range ``tasks``."""
+        return EpisodeBatch(TaskSet(self.support.x[tasks], self.support.y[tasks]),
+                            TaskSet(self.query.x[tasks], self.query.y[tasks]))
+
     def chunks(self, size: int) -> Iterator["EpisodeBatch"]:
         """Consecutive groups of at most ``size`` tasks."""
         for i in range(0, self.tasks, size):
-            s = slice(i, i + size)
-            yield EpisodeBatch(TaskSet(self.support.x[s], self.support.y[s]),
-                               TaskSet(self.query.x[s], self.query.y[s]))
+            yield self.select(slice(i, i + size))
 
     @staticmethod
     def cat(batches: list["EpisodeBatch"]) -> "EpisodeBatch":

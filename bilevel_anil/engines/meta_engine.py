@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import random
 import signal
 import threading
@@ -23,6 +22,7 @@ from tqdm import tqdm
 from .. import checkpoint
 from ..errors import Interrupted, TrainingDiverged
 from ..data.episodes import TaskSampler
+from ..distributed import Group
 from ..envs.episodic import EpisodicEnv
 from ..evaluation import Interval
 from ..learner import Learner
@@ -82,33 +82,59 @@ class MetaEngine(Engine):
     def __init__(self, upper: MetaProblem, lower: InnerObjective, env: EpisodicEnv, settings: EngineSettings,
                  validate: Callable[[], Interval], run_info: dict[str, Any]):
         self.settings = settings
+        self.group = env.group
         self.validate_fn = validate
         self.run_info = run_info
         self.best: Optional[dict[str, Any]] = None
         self.last_train_loss: Optional[float] = None
         config = EngineConfig(train_iters=settings.iterations * settings.inner_steps,
-                              valid_step=settings.val_every * settings.inner_steps,
-                              strategy="gpu" if settings.device.startswith("cuda") else "cpu")
+                              valid_step=settings.val_every * settings.inner_steps)
         super().__init__(problems=[upper, lower], config=config, env=env,
                          dependencies={"u2l": {upper: [lower]}, "l2u": {lower: [upper]}})
 
     # ordering --------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
-        """One outer step; returns the upper problem's query loss and score."""
-        upper_steps = self.upper.count
+        """One outer step: the Env draws the meta-batch; for each chunk of its tasks the lower
+        problem takes ``inner_steps`` steps and Betty then calls the upper problem, which
+        accumulates the meta-gradient and updates θ after the last chunk (averaged over the
+        processes). Returns the query loss and score over all B tasks."""
+        upper_steps, chunks = self.upper.count, self.env.chunk_count
         self.env.step()
-        for _ in range(self.settings.inner_steps):
-            self.global_step += 1
-            for leaf in self.leaves:
-                leaf.step(global_step=self.global_step)
-        if self.upper.count != upper_steps + 1:
-            raise RuntimeError("the upper problem did not step once per outer step: check unroll_steps")
-        self.lower.release()
-        return dict(self.upper.last_stats)
+        totals: dict[str, float] = {}
+        for chunk in range(chunks):
+            if chunk:
+                self.env.select(chunk)
+            for _ in range(self.settings.inner_steps):
+                self.global_step += 1
+                for leaf in self.leaves:
+                    leaf.step(global_step=self.global_step)
+            self.lower.release()
+            for key, value in self.upper.last_stats.items():
+                totals[key] = totals.get(key, 0.0) + value / chunks
+        if self.upper.count != upper_steps + chunks:
+            raise RuntimeError("the upper problem did not step once per chunk: check unroll_steps")
+        keys = sorted(totals)
+        shared = torch.tensor([totals[k] for k in keys], dtype=torch.float64)
+        self.group.average_([shared])
+        return dict(zip(keys, shared.tolist()))
 
     def validation(self) -> dict[str, float]:
         interval = self.validate_fn()
         return {"val_score": interval.mean, "val_ci95": interval.ci95}
+
+    def configure_systems(self) -> None:
+        """Betty's own ``distributed`` strategy calls ``torch.cuda.set_device`` and wraps modules
+        in DDP, which the functional fast weights bypass; and any strategy but ``default``
+        broadcasts each problem's parameters from rank 0 every 20 updates, which would
+        overwrite the per-task parameters of the implicit lower problem. So the problems get
+        the ``default`` strategy with this run's ranks, and the upper problem averages the
+        meta-gradient itself (:meth:`MetaProblem.grad_callback`)."""
+        self._strategy = "default"
+        self._backend = "nccl" if self.settings.device.startswith("cuda") else "gloo"
+        self._world_size, self._rank, self._local_rank = self.group.world_size, self.group.rank, self.group.local_rank
+        self.device = self.settings.device
+        return {"strategy": self._strategy, "backend": self._backend, "world_size": self._world_size,
+                "rank": self._rank, "local_rank": self._local_rank}
 
     # persistence -----------------------------------------------------------------------
     def _state(self, step: int) -> dict[str, Any]:
@@ -117,7 +143,7 @@ class MetaEngine(Engine):
             "step": step,
             "model": self.upper.module.state_dict(),
             "optimizer": self.upper.optimizer.state_dict(),
-            "scheduler": None if self.upper.scheduler is None else self.upper.scheduler.state_dict(),
+            "scheduler": None if self.upper.outer_schedule is None else self.upper.outer_schedule.state_dict(),
             "best": self.best,
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
         }
@@ -126,13 +152,23 @@ class MetaEngine(Engine):
         """Continue from a ``last.pt`` state; returns the step it was saved at."""
         self.upper.module.load_state_dict(state["model"])
         self.upper.optimizer.load_state_dict(state["optimizer"])
-        if self.upper.scheduler is not None:
-            self.upper.scheduler.load_state_dict(state["scheduler"])
+        if self.upper.outer_schedule is not None:
+            self.upper.outer_schedule.load_state_dict(state["scheduler"])
         self.best = state["best"]
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])
         return int(state["step"])
+
+    def _save(self, name: str, step: int) -> None:
+        if self.group.is_main:
+            checkpoint.save(self.settings.out_dir / name, self._state(step))
+
+    def _any(self, *flags: bool) -> list[bool]:
+        """Each flag, true if it is true in any process."""
+        shared = torch.tensor([float(f) for f in flags], dtype=torch.float64)
+        self.group.average_([shared])
+        return [bool(v > 0) for v in shared.tolist()]
 
     def _better(self, score: float) -> bool:
         if self.best is None:
@@ -142,11 +178,13 @@ class MetaEngine(Engine):
     # the loop --------------------------------------------------------------------------
     def run(self, start_step: int = 0) -> Optional[dict[str, Any]]:
         """Train from ``start_step`` to ``iterations``; returns the best validation record."""
-        s = self.settings
+        s, main = self.settings, self.group.is_main
         s.out_dir.mkdir(parents=True, exist_ok=True)
-        # rows written after last.pt are redone on --resume
-        with MetricsLog(s.out_dir, start_step, s.loggers) as log, stop_on_sigint() as stop:
-            bar = tqdm(total=s.iterations, initial=start_step, disable=(not s.progress) if s.progress is not None else None,
+        self.group.broadcast_(self.upper.trainable_parameters())  # every process starts from rank 0's θ
+        # rows written after last.pt are redone on --resume; only rank 0 writes files
+        with MetricsLog(s.out_dir, start_step, s.loggers, enabled=main) as log, stop_on_sigint() as stop:
+            show = s.progress if main else False  # None: tqdm decides (a bar only on a terminal)
+            bar = tqdm(total=s.iterations, initial=start_step, disable=None if show is None else not show,
                        unit="step", dynamic_ncols=True)
             started, train_time, done = time.perf_counter(), 0.0, 0
             self.train()
@@ -158,7 +196,9 @@ class MetaEngine(Engine):
                 row = {"step": step, "train_loss": stats["loss"], "train_score": stats.get("score", ""),
                        "val_score": "", "val_ci95": "", "elapsed_s": round(time.perf_counter() - started, 3),
                        "train_s": round(train_time, 3), "steps_per_s": round(done / train_time, 3)}
-                out_of_time = s.time_budget is not None and train_time >= s.time_budget
+                # the processes agree on stopping (any out of time or asked to stop): one more all-reduce
+                out_of_time, stop_requested = self._any(s.time_budget is not None and train_time >= s.time_budget,
+                                                        stop.requested)
                 if step % s.val_every == 0 or step == s.iterations or out_of_time:
                     self.eval()
                     val = self.validation()
@@ -166,9 +206,9 @@ class MetaEngine(Engine):
                     row.update(val)
                     if self._better(val["val_score"]):
                         self.best = {"step": step, **val}
-                        checkpoint.save(s.out_dir / "best.pt", self._state(step))
-                    checkpoint.save(s.out_dir / "last.pt", self._state(step))
-                    if bar.disable:
+                        self._save("best.pt", step)
+                    self._save("last.pt", step)
+                    if bar.disable and main:
                         print(f"step {step}/{s.iterations}  loss {stats['loss']:.4f}  val {val['val_score']:.4f}"
                               f" ± {val['val_ci95']:.4f}  {row['steps_per_s']:.2f} steps/s", flush=True)
                 log.write(row)
@@ -181,14 +221,15 @@ class MetaEngine(Engine):
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", score=f"{stats.get('score', float('nan')):.3f}",
                                 val="" if self.best is None else f"{self.best['val_score']:.3f}", refresh=False)
                 bar.update(1)
-                if stop.requested:
+                if stop_requested:
                     bar.close()
-                    checkpoint.save(s.out_dir / "last.pt", self._state(step))
+                    self._save("last.pt", step)
                     raise Interrupted(f"interrupted after step {step}; {s.out_dir / 'last.pt'} holds it: continue "
                                       f"with --resume --out {s.out_dir}")
                 if out_of_time:
                     break
             bar.close()
+        self.group.barrier()  # best.pt is on disk for every process
         self.train_seconds, self.steps_done = train_time, done
         self.last_train_loss = stats["loss"] if done else None
         return self.best
@@ -196,11 +237,13 @@ class MetaEngine(Engine):
 
 def step_engine(learner: Learner, sampler: TaskSampler, tasks: int, inner_steps: int, inner_lr: float,
                 optimizer: torch.optim.Optimizer, hypergrad: Optional[HypergradConfig] = None,
-                device: str = "cpu", inner_batch: Optional[int] = None) -> MetaEngine:
+                device: str = "cpu", inner_batch: Optional[int] = None, task_chunk: Optional[int] = None,
+                group: Group = Group()) -> MetaEngine:
     """An engine for taking single outer steps with :meth:`MetaEngine.train_step` (tests, the
     gradient comparison, benchmarks): no validation, and nothing is written unless ``run`` is called."""
-    upper = build_upper(learner, optimizer)
-    lower = build_lower(learner, inner_lr, inner_steps, tasks, hypergrad, inner_batch)
+    env = EpisodicEnv(sampler, tasks, task_chunk, group, shuffle_support=bool(inner_batch))
+    upper = build_upper(learner, optimizer, chunks=env.chunk_count, group=group)
+    lower = build_lower(learner, inner_lr, inner_steps, env.task_chunk, hypergrad, inner_batch)
     settings = EngineSettings(iterations=1, inner_steps=inner_steps, val_every=1, out_dir=Path("."),
                               device=device, progress=False)
-    return MetaEngine(upper, lower, EpisodicEnv(sampler, tasks), settings, lambda: Interval(0.0, 0.0, 1), {})
+    return MetaEngine(upper, lower, env, settings, lambda: Interval(0.0, 0.0, 1), {})

@@ -3,24 +3,67 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from betty.envs import Env
+from torch import Tensor
 
-from ..data.episodes import EpisodeBatch, TaskSampler
+from ..data.episodes import EpisodeBatch, TaskSampler, TaskSet
+from ..distributed import Group
+
+
+def shuffle_examples(tasks: TaskSet) -> TaskSet:
+    """Each task's examples in its own random order (for inner-loop minibatches)."""
+    order = torch.rand(tasks.y.shape[:2], device=tasks.y.device).argsort(dim=1)
+
+    def shuffled(t: Tensor) -> Tensor:
+        return t.gather(1, order.view(*order.shape, *[1] * (t.dim() - 2)).expand_as(t))
+    return TaskSet(shuffled(tasks.x), shuffled(tasks.y))
 
 
 class EpisodicEnv(Env):
     """Samples B tasks (support and query sets) once per outer step.
 
     The lower problem reads ``batch.support``, the upper problem ``batch.query``; both see
-    the same tasks until the Engine calls :meth:`step` again.
+    the same tasks until the Engine selects another chunk or calls :meth:`step` again.
+
+    * ``task_chunk`` C: the tasks are served C at a time (:meth:`select`); the Engine runs the
+      inner loop and the meta-gradient chunk by chunk and the upper problem accumulates it,
+      so memory follows C, not B.
+    * ``group``: with several processes, every one draws the same B tasks (the same seed) and
+      keeps its contiguous share, so the tasks of a step do not depend on the process count.
+    * ``shuffle_support``: each task's support examples in a new random order every step
+      (Reptile's minibatches are consecutive slices of it).
     """
 
-    def __init__(self, sampler: TaskSampler, meta_batch: int):
+    def __init__(self, sampler: TaskSampler, meta_batch: int, task_chunk: Optional[int] = None,
+                 group: Group = Group(), shuffle_support: bool = False):
         super().__init__()
         self.sampler = sampler
         self.meta_batch = meta_batch
+        self.group = group
+        share = group.share(meta_batch)
+        self.local_tasks = share.stop - share.start
+        self.task_chunk = task_chunk or self.local_tasks
+        if self.local_tasks % self.task_chunk:
+            raise ValueError(f"{self.task_chunk} does not divide the {self.local_tasks} tasks of this process")
+        self.shuffle_support = shuffle_support
+        self.chunks: list[EpisodeBatch] = []
         self.batch: Optional[EpisodeBatch] = None
 
+    @property
+    def chunk_count(self) -> int:
+        return self.local_tasks // self.task_chunk
+
     def step(self) -> EpisodeBatch:
-        self.batch = self.sampler.sample(self.meta_batch).to(self.device)
+        """Draw the next meta-batch; the first chunk becomes :attr:`batch`."""
+        full = self.sampler.sample(self.meta_batch)
+        if self.shuffle_support:
+            full = EpisodeBatch(shuffle_examples(full.support), full.query)
+        mine = full.select(self.group.share(self.meta_batch))
+        self.chunks = [c.to(self.device) for c in mine.chunks(self.task_chunk)]
+        return self.select(0)
+
+    def select(self, chunk: int) -> EpisodeBatch:
+        """Serve the ``chunk``-th group of C tasks of this step to both levels."""
+        self.batch = self.chunks[chunk]
         return self.batch

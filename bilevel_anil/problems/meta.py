@@ -21,10 +21,12 @@ from typing import Optional
 
 import torch
 from betty.configs import Config
+from betty.patch.scheduler import patch_scheduler
 from betty.problems import ImplicitProblem
 from torch import Tensor, nn
 
 from ..data.episodes import TaskSet
+from ..distributed import Group
 from ..learner import Learner, Params, Predictor
 from .hypergradients import HypergradConfig
 from .iterative import IterativeProblem
@@ -49,13 +51,7 @@ class InnerObjective:
     def begin_tasks(self) -> dict[str, Tensor]:
         """Read θ and the support set for a new inner loop; returns the starting φ ``[B, ...]``."""
         theta = self.upper.meta_params()
-        support = self.env.batch.support
-        if self.inner_batch:  # each task's examples in a random order, then consecutive minibatches
-            order = torch.rand(support.y.shape[:2], device=support.y.device).argsort(dim=1)
-
-            def shuffled(t: Tensor) -> Tensor:
-                return t.gather(1, order.view(*order.shape, *[1] * (t.dim() - 2)).expand_as(t))
-            support = TaskSet(shuffled(support.x), shuffled(support.y))
+        support = self.env.batch.support  # with inner_batch, the Env shuffled each task's examples
         self._support, self._batches_drawn = support, 0
         self._theta = theta
         self._predict = self.learner.predictor(theta, support.x)
@@ -166,11 +162,13 @@ def build_lower(learner: Learner, lr: float, steps: int, tasks: int,
     return UnrolledAdapt(learner, lr, steps, algo.first_order, inner_batch=inner_batch)
 
 
-def build_upper(learner: Learner, optimizer: torch.optim.Optimizer, scheduler=None) -> "MetaProblem":
-    """The upper problem for ``learner.algorithm``: Reptile's interpolation or the query loss."""
-    if learner.algorithm.update == "interpolate":
-        return ReptileProblem(learner, optimizer, scheduler=scheduler)
-    return MetaProblem(learner, optimizer, scheduler=scheduler)
+def build_upper(learner: Learner, optimizer: torch.optim.Optimizer, scheduler=None, chunks: int = 1,
+                group: Group = Group()) -> "MetaProblem":
+    """The upper problem for ``learner.algorithm``: Reptile's interpolation or the query loss.
+    ``chunks``: how many chunks of tasks each outer step accumulates; ``group``: the processes
+    whose meta-gradients are averaged."""
+    cls = ReptileProblem if learner.algorithm.update == "interpolate" else MetaProblem
+    return cls(learner, optimizer, scheduler=scheduler, chunks=chunks, group=group)
 
 
 class MetaProblem(ImplicitProblem):
@@ -181,13 +179,25 @@ class MetaProblem(ImplicitProblem):
     switches it on: Betty adds the implicit term of the lower problem's ``config.type``.
     """
 
-    def __init__(self, learner: Learner, optimizer: torch.optim.Optimizer, name: str = "upper", scheduler=None):
+    def __init__(self, learner: Learner, optimizer: torch.optim.Optimizer, name: str = "upper", scheduler=None,
+                 chunks: int = 1, group: Group = Group()):
         implicit = learner.algorithm.grad == "implicit"
-        super().__init__(name, Config(first_order=implicit, retain_graph=implicit), module=learner.model,
-                         optimizer=optimizer, scheduler=scheduler)
+        # Betty's gradient accumulation: with the meta-batch served in ``chunks`` equal chunks,
+        # each chunk's loss is divided by ``chunks`` and θ is updated after the last one.
+        super().__init__(name, Config(first_order=implicit, retain_graph=implicit, gradient_accumulation=chunks),
+                         module=learner.model, optimizer=optimizer)
         self.learner = learner
+        self.group = group
+        # Betty would step a scheduler after every chunk; it is stepped after each update instead
+        self.outer_schedule = scheduler
         self.last_grads: list[Tensor] = []
         self.last_stats: dict[str, float] = {}
+
+    def patch_optimizer(self) -> None:
+        """Betty rebuilds the optimiser from :meth:`trainable_parameters`; the schedule follows it."""
+        super().patch_optimizer()
+        if self.outer_schedule is not None:
+            self.outer_schedule = patch_scheduler(self.outer_schedule, self.optimizer)
 
     def meta_params(self) -> dict[str, Tensor]:
         """Every parameter of the network by name (frozen ones included: the forward needs them)."""
@@ -216,10 +226,27 @@ class MetaProblem(ImplicitProblem):
         loss = self.query_loss(batch)
         return {"loss": loss, "score": self.last_stats["score"]}
 
+    @property
+    def updates_now(self) -> bool:
+        """Whether Betty's optimiser step follows this backward (the last chunk of the step)."""
+        return self._count % self.gas == 0
+
     def grad_callback(self) -> None:
-        """Keep the meta-gradient of the step (for reports and tests) before the update."""
-        self.last_grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
-                           for p in self.trainable_parameters()]
+        """Before the update: average the meta-gradient over the processes, and keep it (for
+        reports and tests)."""
+        if not self.updates_now:
+            return
+        params = self.trainable_parameters()
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self.group.average_(p.grad for p in params)
+        self.last_grads = [p.grad.detach().clone() for p in params]
+
+    def param_callback(self) -> None:
+        """After each update of θ: one step of the outer learning-rate schedule."""
+        if self.outer_schedule is not None:
+            self.outer_schedule.step()
 
 
 class ReptileProblem(MetaProblem):
