@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -87,8 +88,9 @@ class Group:
     def broadcast_(self, tensors: Iterable[Tensor]) -> None:
         """Overwrite the tensors with rank 0's."""
         if self.active:
-            for t in tensors:
-                _collective(lambda: dist.broadcast(t, 0))
+            with torch.no_grad():  # parameters: a copy, not a step autograd should see
+                for t in tensors:
+                    _collective(lambda: dist.broadcast(t.detach(), 0))
 
     def broadcast_object(self, value: T) -> T:
         """Rank 0's ``value`` on every process (e.g. the output folder's name)."""
@@ -107,7 +109,8 @@ def _collective(call: Callable[[], Any]) -> None:
     try:
         call()
     except (RuntimeError, dist.DistError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        reason = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [""])[0])  # gloo's source location
+        reason = reason.split(". ")[0][:160] or type(exc).__name__
         raise PeerFailure(f"lost contact with the other processes of this run ({reason}); this process stops "
                           "too: the last checkpoint is intact, restart all processes with --resume") from None
 
