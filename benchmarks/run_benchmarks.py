@@ -20,7 +20,8 @@ memory of maml and imaml as inner steps grow (1, 5, 10, 20), and where an anil o
 time goes (task sampling, Betty's bookkeeping, the computation itself); and bodies: anil and
 foanil on ResNet-18 (generic per-task path, ``--train-body all`` and ``bn``) against the
 plain forward+backward floor of the same images and the same trainable parameters, and the
-generic per-task path against the hand-written one on Conv4. Results are printed and
+generic per-task path against the hand-written one on Conv4; and ``--task-chunk`` C = 1, 4,
+8, 32 for maml and imaml with 5 inner steps (peak memory and step time). Results are printed and
 written as CSV files to ``--out``.
 """
 from __future__ import annotations
@@ -59,10 +60,14 @@ INNER_LR, META_LR, LAM, CG_ITERATIONS = 0.4, 0.003, 2.0, 5
 ALGOS = ["anil", "foanil", "maml", "fomaml", "imaml"]
 
 
-def build(model, algo_name: str, steps: int, sampler, tasks: int, device: str) -> MetaEngine:
+CHUNKS = (1, 4, 8, 32)  # --task-chunk sweep (32: the whole meta-batch)
+
+
+def build(model, algo_name: str, steps: int, sampler, tasks: int, device: str, task_chunk=None) -> MetaEngine:
     algo = get_algorithm(algo_name)
     return step_engine(Learner(model, algo, "cross_entropy", LAM), sampler, tasks, steps, INNER_LR,
-                       torch.optim.Adam(model.parameters(), lr=META_LR), HypergradConfig("cg", CG_ITERATIONS), device)
+                       torch.optim.Adam(model.parameters(), lr=META_LR), HypergradConfig("cg", CG_ITERATIONS), device,
+                       task_chunk=task_chunk)
 
 
 def median_run(fn, repeats: int, device: str) -> tuple[float, float]:
@@ -157,16 +162,21 @@ def _mib(value) -> str:
     return "   n/a" if value is None else f"{value:6.1f}"
 
 
-def peak_memory(base: torch.nn.Module, batch: EpisodeBatch, device: str, sweep=(1, 5, 10, 20)) -> dict:
-    """Peak memory of one step of every case (after a warm-up step), in a process whose large
-    allocations are returned to the system on free (see profiling.reexec_with_returnable_memory)."""
+def peak_memory(base: torch.nn.Module, batch: EpisodeBatch, device: str, only=None, sweep=(1, 5, 10, 20)) -> dict:
+    """Peak memory of one step of every case the part ``only`` (None: all) reports (after a
+    warm-up step), in a process whose large allocations are returned to the system on free
+    (see profiling.reexec_with_returnable_memory)."""
     peaks: dict = {}
+    if only == "chunks":  # only the chunk sweep and the learn2learn-style loop beside it
+        sweep, algos = (5,), ("maml", "imaml")
+    else:
+        algos = ALGOS
     floor_model = copy.deepcopy(base)
     fn = floor_step(floor_model, batch, torch.optim.Adam(floor_model.parameters()))
     fn()
     peaks[("floor", 0)] = {"ours": measure(fn, device).peak_mib}
-    for steps in sorted({1, 5, *sweep}):
-        for name in ALGOS:
+    for steps in sorted({1, 5, *sweep} if only != "chunks" else {5}):
+        for name in algos:
             if steps not in (1, 5) and name not in ("maml", "imaml"):
                 continue
             engine = build(copy.deepcopy(base), name, steps, RepeatBatch(batch), batch.tasks, device)
@@ -178,7 +188,36 @@ def peak_memory(base: torch.nn.Module, batch: EpisodeBatch, device: str, sweep=(
                 ref()
                 entry["reference"] = measure(ref, device).peak_mib
             peaks[(name, steps)] = entry
+    for name in ("maml", "imaml"):
+        for chunk in CHUNKS:
+            engine = build(copy.deepcopy(base), name, 5, RepeatBatch(batch), batch.tasks, device, chunk)
+            engine.train_step()
+            peaks[(f"{name}/chunk", chunk)] = {"ours": measure(engine.train_step, device).peak_mib}
     return peaks
+
+
+def chunk_sweep(base, batch: EpisodeBatch, repeats: int, device: str, peaks: dict) -> list[dict]:
+    """--task-chunk C for maml and imaml with 5 inner steps: peak memory (from the peak pass)
+    and median step time against C, beside the learn2learn-style loop's peak (one task's
+    graph at a time) and the unchunked step's time."""
+    rows = []
+    for name in ("maml", "imaml"):
+        reference_peak = peaks.get((name, 5), {}).get("reference")
+        whole_s = None
+        for chunk in sorted(CHUNKS, reverse=True):
+            engine = build(copy.deepcopy(base), name, 5, RepeatBatch(batch), batch.tasks, device, chunk)
+            seconds, _ = median_run(engine.train_step, repeats, device)
+            whole_s = whole_s or seconds  # the largest C (the whole meta-batch) comes first
+            peak = peaks.get((f"{name}/chunk", chunk), {}).get("ours")
+            row = {"case": name, "inner_steps": 5, "task_chunk": chunk, "step_s": seconds,
+                   "step_over_unchunked": seconds / whole_s, "peak_mib": peak, "reference_peak_mib": reference_peak,
+                   "peak_over_reference": None if peak is None or not reference_peak else peak / reference_peak}
+            rows.append(row)
+            ratio = "   n/a" if row["peak_over_reference"] is None else f"{row['peak_over_reference']:6.2f}"
+            print(f"chunks  {name:<6} K=5 C={chunk:<3} step {1000 * seconds:8.1f} ms ({row['step_over_unchunked']:4.2f}x "
+                  f"unchunked)  peak {_mib(peak)} MiB  learn2learn-style loop {_mib(reference_peak)} MiB  "
+                  f"peak/loop {ratio}", flush=True)
+    return rows
 
 
 def memory_sweep(base, batch: EpisodeBatch, device: str, peaks: dict, steps_list=(1, 5, 10, 20)) -> list[dict]:
@@ -291,7 +330,8 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions per case (after one warm-up)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default="benchmarks/results", help="folder for the CSV files")
-    p.add_argument("--only", choices=["steps", "memory", "breakdown", "bodies"], default=None, help="run one part")
+    p.add_argument("--only", choices=["steps", "memory", "breakdown", "bodies", "chunks"], default=None,
+                   help="run one part")
     p.add_argument("--peaks-to", default=None, help=argparse.SUPPRESS)  # internal: the peak-memory pass
     args = p.parse_args()
     if args.repeats < 1:
@@ -314,11 +354,11 @@ def main() -> int:
           f"{torch.__version__} with {torch.get_num_threads()} threads, device {args.device}; "
           f"Omniglot Conv4-64, 5-way 1-shot, 1 query/class, meta-batch 32; median of {args.repeats} runs", flush=True)
     if args.peaks_to:
-        peaks = peak_memory(base, batch, args.device)
+        peaks = peak_memory(base, batch, args.device, args.only)
         Path(args.peaks_to).write_text(json.dumps([[k[0], k[1], v] for k, v in peaks.items()]))
         return 0
     t0 = time.perf_counter()
-    peaks = measure_peaks_in_subprocess(out) if args.only in (None, "steps", "memory") else {}
+    peaks = measure_peaks_in_subprocess(out) if args.only in (None, "steps", "memory", "chunks") else {}
     if args.only in (None, "steps"):
         write_csv(out / "step_costs.csv", step_costs(base, batch, args.repeats, args.device, peaks))
     if args.only in (None, "memory"):
@@ -327,6 +367,8 @@ def main() -> int:
         write_csv(out / "anil_breakdown.csv", [anil_breakdown(base, tasks, batch, args.repeats, args.device)])
     if args.only in (None, "bodies"):
         write_csv(out / "bodies.csv", bodies(batch, args.repeats, args.device))
+    if args.only in (None, "chunks"):
+        write_csv(out / "chunks.csv", chunk_sweep(base, batch, args.repeats, args.device, peaks))
     print(f"wrote CSV files to {out} in {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=d.dataset, metavar="NAME",
                    help=f"benchmark: {', '.join(DATASETS)} (sine: the MAML paper's sine-wave regression)")
     p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder holding omniglot-py/ (torchvision layout); default ./data, downloaded if missing")
+                   help="folder holding omniglot-py/ (torchvision layout) or learn2learn's files of the natural-image "
+                        "benchmarks (README, Natural-image benchmarks); default ./data, downloaded if missing")
     p.add_argument("--no-download", dest="download", action="store_false", help="never download the data set")
     p.add_argument("--ways", type=int, default=None, help=f"classes per task (N), classification only; {dd('ways')}")
     p.add_argument("--shots", type=int, default=None,

@@ -12,6 +12,7 @@ import torch
 
 from . import distributed
 from .algorithms import get_algorithm
+from .data.natural import NATURAL_DATASETS
 from .errors import UsageError, require_positive_integers, require_positive_numbers
 from .fast_weights import INNER_OPTIMIZERS
 from .metrics_log import LOGGERS, summary_writer_class
@@ -20,7 +21,12 @@ from .models.conv4 import BN_MODES
 from .presets import algorithm_settings
 from .problems.hypergradients import HYPERGRADS
 
-DATASETS = ("omniglot", "sine")
+DATASETS = ("omniglot", "sine", *NATURAL_DATASETS)
+
+MAML_MINI_IMAGENET: dict[str, object] = {
+    "ways": 5, "shots": 1, "queries": 15, "test_queries": 15, "inner_lr": 0.01, "meta_lr": 0.001, "meta_batch": 4,
+    "iterations": 60000, "val_every": 1000, "val_tasks": 100, "bn": "batch", "inner_steps": 5,
+    "test_inner_steps": 10, "arch": "conv4-32"}
 
 # Settings whose default depends on the benchmark (None in RunConfig means "the dataset's default").
 DATASET_DEFAULTS: dict[str, dict[str, object]] = {
@@ -33,6 +39,18 @@ DATASET_DEFAULTS: dict[str, dict[str, object]] = {
     # diverge after 5-10 steps (README, Results: both measured).
     "sine": {"ways": None, "shots": 10, "queries": 10, "test_queries": 100, "inner_lr": 0.001, "meta_lr": 0.001,
              "meta_batch": 25, "iterations": 70000, "val_every": 5000, "val_tasks": 200, "bn": "none"},
+    # MAML paper, section 5.2 and cbfinn/maml's mini-ImageNet command: Conv4 with 32 filters,
+    # 5-way 1-shot, 15 queries per class, 5 inner steps at lr 0.01 (10 at test), meta-batch 4,
+    # Adam 1e-3, 60 000 outer steps. tiered-ImageNet and CIFAR-FS take the same settings.
+    "mini-imagenet": MAML_MINI_IMAGENET,
+    "tiered-imagenet": MAML_MINI_IMAGENET,
+    "cifar-fs": MAML_MINI_IMAGENET,
+    # learn2learn's ANIL example on FC100 (examples/vision/anil_fc100.py): Conv4 with 64
+    # filters (256 features at 32x32), 5-way 5-shot, 5 queries per class, 5 inner steps at
+    # lr 0.1, meta-batch 32, Adam 1e-3, 10 000 outer steps.
+    "fc100": {"ways": 5, "shots": 5, "queries": 5, "test_queries": 5, "inner_lr": 0.1, "meta_lr": 0.001,
+              "meta_batch": 32, "iterations": 10000, "val_every": 500, "val_tasks": 100, "bn": "batch",
+              "inner_steps": 5, "arch": "conv4"},
 }
 
 
@@ -94,7 +112,7 @@ class RunConfig:
     darts_alpha: float = 0.01
     bn: Optional[str] = None
     arch: Optional[str] = None
-    image_size: int = 28
+    image_size: Optional[int] = None
     pretrained: Optional[str] = None
     train_body: str = "all"
     rotate: bool = True
@@ -170,13 +188,17 @@ def validate_body(cfg: RunConfig, algo) -> None:
     """The network flags: --arch, --image-size, --pretrained, --train-body."""
     if cfg.dataset == "sine":
         for flag, value, default in (("arch", cfg.arch, None), ("pretrained", cfg.pretrained, None),
-                                     ("train-body", cfg.train_body, "all"), ("image-size", cfg.image_size, 28)):
+                                     ("train-body", cfg.train_body, "all"), ("image-size", cfg.image_size, None)):
             if value != default:
                 raise UsageError(f"--{flag} applies to image benchmarks; sine uses the MAML paper's MLP: drop --{flag}")
         return
     if cfg.arch is not None and cfg.arch not in IMAGE_ARCHS:
         raise UsageError(f"unknown --arch {cfg.arch!r}: choose one of {', '.join(IMAGE_ARCHS)}")
-    if cfg.image_size < 8:
+    if cfg.dataset in NATURAL_DATASETS and cfg.image_size is not None:
+        spec = NATURAL_DATASETS[cfg.dataset]
+        raise UsageError(f"--image-size applies to Omniglot; {spec.title}'s images are {spec.image_size}x"
+                         f"{spec.image_size}: drop --image-size")
+    if cfg.image_size is not None and cfg.image_size < 8:
         raise UsageError(f"--image-size must be at least 8 pixels, got {cfg.image_size}")
     if cfg.arch not in (None, "conv4") and cfg.bn not in (None, "batch"):
         raise UsageError(f"--bn {cfg.bn} is available on conv4 only; {cfg.arch} normalises each set with its own "
@@ -206,6 +228,8 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
             setattr(cfg, field, value)
     if cfg.dataset != "sine" and cfg.arch is None:
         cfg.arch = "conv4"
+    if cfg.dataset != "sine" and cfg.image_size is None:
+        cfg.image_size = NATURAL_DATASETS[cfg.dataset].image_size if cfg.dataset in NATURAL_DATASETS else 28
     cfg.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     group = distributed.current()
     if group.active and cfg.device == "cuda":

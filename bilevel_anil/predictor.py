@@ -4,12 +4,15 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
 from . import checkpoint
 from .algorithms import get_algorithm
+from .data.natural import NATURAL_DATASETS
+from .data.class_images import normalize_pixels
 from .data.omniglot import resize_gray, to_input
 from .errors import UsageError
 from .learner import Learner
@@ -35,12 +38,19 @@ class FewShotModel:
         self.image_size = state["arch"].get("image_size")
         self.bn_mode = state.get("bn_mode", "batch")
         self.algorithm = state["algorithm"]
+        self.dataset = state.get("config", {}).get("dataset", "omniglot")
         self.device = device
 
     def transform(self, image: Image.Image) -> Tensor:
-        """A PIL image to the model's input ``[1, S, S]`` (the training preprocessing)."""
+        """A PIL image to the model's input ``[C, S, S]`` (the training preprocessing: grey and
+        inverted for Omniglot; RGB, normalised per channel for the natural-image benchmarks)."""
         if self.image_size is None:
             raise UsageError("this model does not take images")
+        if self.dataset in NATURAL_DATASETS:
+            spec = NATURAL_DATASETS[self.dataset]
+            rgb = image.convert("RGB").resize((self.image_size, self.image_size), Image.BILINEAR)
+            pixels = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy())
+            return normalize_pixels(pixels, spec.mean, spec.std)
         return to_input(resize_gray(image, self.image_size))
 
     def adapt_and_predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor,

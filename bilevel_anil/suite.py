@@ -60,6 +60,35 @@ def omniglot_suite(cfg) -> TaskSuite:
                     f"{cfg.test_queries} queries/class")
 
 
+def natural_suite(cfg) -> TaskSuite:
+    """mini-ImageNet, tiered-ImageNet, CIFAR-FS or FC100 through learn2learn's dataset classes:
+    their standard meta-train / meta-validation / meta-test class splits, RGB inputs."""
+    from .data import ClassificationTasks
+    from .data.natural import NATURAL_DATASETS, load_natural
+    from .models import image_model
+
+    spec = NATURAL_DATASETS[cfg.dataset]
+    root = Path(cfg.data_root if cfg.data_root is not None else "data")
+    if cfg.data_root is None:
+        root.mkdir(exist_ok=True)
+    splits = load_natural(cfg.dataset, root, download=cfg.download)
+    names = {"train": "meta-train", "val": "meta-validation", "test": "meta-test"}
+    train = ClassificationTasks(splits["train"], cfg.ways, cfg.train_shots or cfg.shots, cfg.queries, False,
+                                names["train"])
+    val = ClassificationTasks(splits["val"], cfg.ways, cfg.shots, cfg.test_queries, False, names["val"])
+    test = ClassificationTasks(splits["test"], cfg.ways, cfg.shots, cfg.test_queries, False, names["test"])
+    label = f"{cfg.ways}-way {cfg.shots}-shot"
+    counts = ", ".join(f"{len(splits[k].classes)} {names[k]}" for k in names)
+    return TaskSuite(
+        model=image_model(cfg.arch, cfg.ways, in_channels=3, image_size=spec.image_size, bn=cfg.bn),
+        loss="cross_entropy", train=train,
+        val_set=fixed_tasks(val, cfg.val_tasks, seed=cfg.seed + 1),
+        test_sets={label: fixed_tasks(test, cfg.test_tasks, seed=cfg.seed + 2)},
+        test_steps=sorted({0, cfg.test_inner_steps}),
+        description=f"{cfg.test_tasks} tasks from the {spec.title} meta-test classes ({counts} classes), "
+                    f"{label}, {cfg.test_queries} queries/class")
+
+
 def sine_suite(cfg) -> TaskSuite:
     """Sine-wave regression with the MLP 1-40-40-1; tested at K=5 and K=10 after 0, 1, 5 and
     10 inner steps (the MAML paper's protocol) on tasks never seen in training."""
@@ -79,4 +108,6 @@ def sine_suite(cfg) -> TaskSuite:
 
 def build_suite(cfg) -> TaskSuite:
     """The task suite of ``cfg.dataset`` (a resolved :class:`bilevel_anil.config.RunConfig`)."""
-    return {"omniglot": omniglot_suite, "sine": sine_suite}[cfg.dataset](cfg)
+    if cfg.dataset in ("omniglot", "sine"):
+        return {"omniglot": omniglot_suite, "sine": sine_suite}[cfg.dataset](cfg)
+    return natural_suite(cfg)

@@ -119,6 +119,7 @@ class ClassificationTasks:
             raise DataError(f"--shots {shots} plus {queries} queries need {shots + queries} images per class, "
                             f"but the {split_name} split has {per_class}: lower --shots or the queries")
         self.ways, self.shots, self.queries = ways, shots, queries
+        self.to_input = data.to_input
         labels = data.labels.tolist()
         by_label: dict[int, list[int]] = {}
         for i, label in enumerate(labels):
@@ -145,7 +146,7 @@ class ClassificationTasks:
     def sample(self, tasks: int) -> EpisodeBatch:
         parts = [self._split(*self.taskset.sample()) for _ in range(tasks)]
         sx, sy, qx, qy = (torch.stack(p) for p in zip(*parts))
-        return EpisodeBatch(TaskSet(sx, sy), TaskSet(qx, qy))
+        return EpisodeBatch(TaskSet(self.to_input(sx), sy), TaskSet(self.to_input(qx), qy))
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,31 +15,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from .class_images import ClassImages, cache_dir
 
 FOLDER = "omniglot-py"
 SPLIT_DIRS = {"background": "images_background", "evaluation": "images_evaluation"}
 VALIDATION_FRACTION = 0.17  # of the background characters: 164 of 964 validate, 800 meta-train
 SPLIT_SEED = 0  # fixes which background characters are held out for validation
 CACHE_VERSION = 1
-
-
-@dataclass
-class ClassImages:
-    """Images ``[n, 1, S, S]`` in [0, 1] (strokes 1, background 0) and their class ids."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    classes: list[str]
-
-    def subset(self, class_ids: list[int]) -> "ClassImages":
-        ids = torch.tensor(class_ids, dtype=torch.long)
-        keep = torch.isin(self.labels, ids)
-        remap = torch.full((len(self.classes),), -1, dtype=torch.long)
-        remap[ids] = torch.arange(len(class_ids))
-        return ClassImages(self.images[keep], remap[self.labels[keep]], [self.classes[i] for i in class_ids])
-
-    def images_per_class(self) -> int:
-        return int(torch.bincount(self.labels).min()) if len(self.labels) else 0
 
 
 def locate(root: Path, download: bool) -> Path:
@@ -103,12 +84,8 @@ def _cache_file(split_dir: Path, files: list[Path], size: int) -> Path | None:
     for f in files:
         st = f.stat()
         digest.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
-    cache_dir = Path(os.environ.get("BILEVEL_ANIL_CACHE", Path.home() / ".cache" / "bilevel_anil"))
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return cache_dir / f"omniglot-{split_dir.name}-{size}-{digest.hexdigest()[:16]}.npz"
+    folder = cache_dir()
+    return None if folder is None else folder / f"omniglot-{split_dir.name}-{size}-{digest.hexdigest()[:16]}.npz"
 
 
 def load_split(base: Path, split: str, image_size: int = 28) -> ClassImages:

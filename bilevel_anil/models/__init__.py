@@ -1,9 +1,11 @@
 """Networks with a body/head split and a task-batched functional forward.
 
-Image architectures (``--arch``): ``conv4`` (the MAML/ANIL Conv4 with max-pooling) has a
+Image architectures (``--arch``): ``conv4`` (the MAML/ANIL Conv4 with max-pooling, 64
+filters) and ``conv4-32`` (the same with 32 filters, MAML's mini-ImageNet network) have a
 hand-written batched forward (:mod:`.functional`); ``conv4-strided`` (the iMAML authors'
-network) and every torchvision body in :data:`TORCHVISION_BODIES` run through the generic
-per-task path (:class:`TaskBatchedNet`: ``vmap`` over ``functional_call``).
+network), ``resnet12`` (MetaOptNet/RFS) and every torchvision body in
+:data:`TORCHVISION_BODIES` run through the generic per-task path (:class:`TaskBatchedNet`:
+``vmap`` over ``functional_call``).
 """
 from __future__ import annotations
 
@@ -12,17 +14,20 @@ from torch import nn
 from .conv4 import Conv4
 from .meta_trained import TRAIN_BODY, batch_norm_parameters, parameter_counts, set_meta_trained
 from .mlp import MLP
+from .resnet12 import resnet12_body
 from .strided_conv import init_like_imaml, strided_conv_body
 from .task_batched import TaskBatchedNet
 from .torchvision_bodies import TORCHVISION_BODIES, TorchvisionBody
 
-IMAGE_ARCHS = ("conv4", "conv4-strided", *TORCHVISION_BODIES)
+# conv4-32: MAML's mini-ImageNet network (Conv4 with 32 filters); resnet12: MetaOptNet/RFS
+IMAGE_ARCHS = ("conv4", "conv4-32", "conv4-strided", "resnet12", *TORCHVISION_BODIES)
 
 
 def image_model(name: str, ways: int, in_channels: int = 1, image_size: int = 28, bn: str = "batch") -> nn.Module:
     """A randomly initialised classifier ``name`` for ``ways`` classes."""
-    if name == "conv4":
-        return Conv4(ways, in_channels=in_channels, image_size=image_size, bn=bn)
+    if name in ("conv4", "conv4-32"):
+        return Conv4(ways, in_channels=in_channels, hidden=32 if name == "conv4-32" else 64, image_size=image_size,
+                     bn=bn)
     if name not in IMAGE_ARCHS:
         raise ValueError(f"unknown architecture {name!r}: choose one of {', '.join(IMAGE_ARCHS)}")
     if bn != "batch":
@@ -32,6 +37,8 @@ def image_model(name: str, ways: int, in_channels: int = 1, image_size: int = 28
         net = TaskBatchedNet(*strided_conv_body(in_channels, image_size), ways, arch)
         init_like_imaml(net)
         return net
+    if name == "resnet12":
+        return TaskBatchedNet(*resnet12_body(in_channels), ways, arch)
     return TaskBatchedNet(*TORCHVISION_BODIES[name].build(in_channels), ways, arch)
 
 

@@ -1,0 +1,177 @@
+"""Natural-image few-shot benchmarks read through learn2learn's dataset classes.
+
+mini-ImageNet, tiered-ImageNet, CIFAR-FS and FC100 in the on-disk formats of
+``learn2learn.vision.datasets`` (0.2.0), each with its standard meta-train / meta-validation /
+meta-test class split. The decoded pixels are cached as uint8 (like Omniglot's), keyed by
+the source files' names, sizes and modification times; episodes are normalised per channel
+when they are drawn. No augmentation.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError
+from .class_images import ClassImages, cache_dir
+
+CACHE_VERSION = 1
+IMAGENET_MEAN, IMAGENET_STD = (0.4721, 0.4533, 0.4100), (0.2772, 0.2677, 0.2845)  # mini-ImageNet's pixels
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)  # CIFAR-100's pixels
+MODES = {"train": "train", "val": "validation", "test": "test"}  # our split -> learn2learn's mode
+
+
+@dataclass(frozen=True)
+class NaturalDataset:
+    """One benchmark: its learn2learn class, files, image size, normalisation and class split."""
+
+    title: str
+    l2l_class: str
+    files: tuple[str, ...]  # what must be under the data root (shown when it is missing)
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    classes: tuple[int, int, int]  # meta-train, meta-validation, meta-test classes of the standard split
+    source: str  # where the split comes from
+
+    def split_files(self, root: Path, split: str) -> list[Path]:
+        """The files one split is read from."""
+        mode = MODES[split]
+        short = "val" if mode == "validation" else mode
+        return [root / f.format(mode=mode, short=short) for f in self.files if "{" in f] or \
+            [root / f for f in self.files]
+
+
+NATURAL_DATASETS: dict[str, NaturalDataset] = {
+    "mini-imagenet": NaturalDataset(
+        "mini-ImageNet", "MiniImagenet", ("mini-imagenet-cache-{mode}.pkl",), 84, IMAGENET_MEAN, IMAGENET_STD,
+        (64, 16, 20), "Vinyals et al. 2016, split of Ravi & Larochelle 2017"),
+    "tiered-imagenet": NaturalDataset(
+        "tiered-ImageNet", "TieredImagenet", ("tiered-imagenet/{short}_images_png.pkl",
+                                              "tiered-imagenet/{short}_labels.pkl"), 84, IMAGENET_MEAN, IMAGENET_STD,
+        (351, 97, 160), "Ren et al. 2018"),
+    "cifar-fs": NaturalDataset(
+        "CIFAR-FS", "CIFARFS", ("cifarfs/cifar100/data", "cifarfs/cifar100/splits/bertinetto"), 32,
+        CIFAR100_MEAN, CIFAR100_STD, (64, 16, 20), "Bertinetto et al. 2019"),
+    "fc100": NaturalDataset(
+        "FC100", "FC100", ("FC100_{short}.pickle",), 32, CIFAR100_MEAN, CIFAR100_STD, (60, 20, 20),
+        "Oreshkin et al. 2018 (TADAM)"),
+}
+
+
+def _l2l_dataset(spec: NaturalDataset, root: Path, mode: str, download: bool):
+    with contextlib.redirect_stderr(io.StringIO()):  # gym's banner on first import
+        from learn2learn.vision import datasets
+    with contextlib.redirect_stdout(io.StringIO()):  # "Data was already downloaded" and the like
+        return getattr(datasets, spec.l2l_class)(root=str(root), mode=mode, download=download)
+
+
+def _arrays(spec: NaturalDataset, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 pixels ``[n, 3, S, S]`` and integer labels of a learn2learn dataset object."""
+    name = spec.l2l_class
+    if name == "MiniImagenet":
+        pixels, labels = dataset.x.clamp(0, 255).to(torch.uint8).numpy(), np.asarray(dataset.y, dtype=np.int64)
+    elif name == "FC100":
+        pixels = np.asarray(dataset.images, dtype=np.uint8).transpose(0, 3, 1, 2)
+        labels = np.asarray(dataset.labels, dtype=np.int64)
+    elif name == "TieredImagenet":
+        pixels = np.stack([_decode(lambda i=i: io.BytesIO(dataset.images[i]), spec) for i in range(len(dataset))])
+        labels = np.asarray(dataset.labels, dtype=np.int64)
+    else:  # CIFARFS: a torchvision ImageFolder of PNG files
+        pixels = np.stack([_decode(lambda p=p: p, spec) for p, _ in dataset.samples])
+        labels = np.asarray(dataset.targets, dtype=np.int64)
+    if pixels.ndim != 4 or pixels.shape[1:] != (3, spec.image_size, spec.image_size):
+        raise ValueError(f"images of shape {tuple(pixels.shape[1:])}, expected (3, {spec.image_size}, "
+                         f"{spec.image_size})")
+    if len(labels) != len(pixels):
+        raise ValueError(f"{len(labels)} labels for {len(pixels)} images")
+    return pixels, labels
+
+
+def _decode(open_source: Callable[[], object], spec: NaturalDataset) -> np.ndarray:
+    with Image.open(open_source()) as im:
+        im = im.convert("RGB")
+        if im.size != (spec.image_size, spec.image_size):
+            im = im.resize((spec.image_size, spec.image_size), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _cache_file(spec: NaturalDataset, files: list[Path], split: str) -> Path | None:
+    digest = hashlib.sha1(f"{CACHE_VERSION}|{spec.l2l_class}|{split}".encode())
+    for f in files:
+        for g in ([f] if f.is_file() else sorted(p for p in f.rglob("*") if p.is_file())):
+            st = g.stat()
+            digest.update(f"{g.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    folder = cache_dir()
+    return None if folder is None else folder / f"{spec.l2l_class.lower()}-{split}-{digest.hexdigest()[:16]}.npz"
+
+
+def load_split(spec: NaturalDataset, root: Path, split: str, download: bool) -> ClassImages:
+    """One split (``train``, ``val``, ``test``), decoded through learn2learn and cached."""
+    files = spec.split_files(root, split)
+    missing = [str(f) for f in files if not f.exists()]
+    if missing and not download:
+        raise DataError(f"{spec.title} is not under {root} (missing {', '.join(missing)}): put learn2learn's "
+                        f"files there or allow the download")
+    cache = None if missing else _cache_file(spec, files, split)
+    if cache is not None and cache.exists():
+        try:
+            with np.load(cache) as z:
+                return _class_images(z["pixels"], z["labels"], spec)
+        except (OSError, ValueError, KeyError):
+            pass
+    try:
+        dataset = _l2l_dataset(spec, root, MODES[split], download)
+    except Exception as exc:  # network errors without a copy; truncated or foreign files with one
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        if missing or any(not f.exists() for f in files):
+            raise DataError(f"{spec.title} is not under {root} (expected {', '.join(str(f) for f in files)}) and "
+                            f"downloading it failed ({reason}): put learn2learn's files there or pass --data-root DIR"
+                            ) from None
+        raise DataError(f"cannot read {spec.title}'s {split} split from {', '.join(str(f) for f in files)} "
+                        f"({type(exc).__name__}: {reason}): the files are damaged or not in learn2learn's format; "
+                        f"download them again") from None
+    try:
+        pixels, labels = _arrays(spec, dataset)
+    except (OSError, UnidentifiedImageError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read {spec.title}'s {split} split from {', '.join(str(f) for f in files)} "
+                        f"({reason}): the files are damaged or not in learn2learn's format; download them again"
+                        ) from None
+    cache = _cache_file(spec, files, split)
+    if cache is not None:
+        tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
+        try:
+            np.savez(tmp, pixels=pixels, labels=labels)
+            os.replace(tmp, cache)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    return _class_images(pixels, labels, spec)
+
+
+def _class_images(pixels: np.ndarray, labels: np.ndarray, spec: NaturalDataset) -> ClassImages:
+    ids, dense = np.unique(labels, return_inverse=True)
+    return ClassImages(torch.from_numpy(np.ascontiguousarray(pixels)), torch.from_numpy(dense.astype(np.int64)),
+                       [str(i) for i in ids], mean=spec.mean, std=spec.std)
+
+
+def load_natural(name: str, root: Path, download: bool = True) -> dict[str, ClassImages]:
+    """The three meta-splits of ``name`` (a key of :data:`NATURAL_DATASETS`) under ``root``."""
+    spec = NATURAL_DATASETS[name]
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data root {root} is a file, not a folder: pass --data-root DIR")
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist: create it or pass --data-root DIR holding "
+                        f"{', '.join(spec.files)}")
+    return {split: load_split(spec, root, split, download) for split in MODES}
+
+
+__all__ = ["NATURAL_DATASETS", "NaturalDataset", "load_natural"]
