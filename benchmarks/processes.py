@@ -6,8 +6,10 @@ Runs ``run.py`` for each problem once as one process (with all CPU threads) and 
 ``torchrun --nproc-per-node N`` (threads divided among the processes), on Omniglot 5-way
 1-shot with the problem's defaults, and prints a table: outer steps per second (median of the
 per-step times, validation excluded) and the largest relative difference between the two runs'
-per-step training losses (the same seed draws the same tasks, so they should agree to float
-rounding). Runs go to a temporary folder.
+per-step training losses, at step 1 and the largest over the run (the same seed draws the
+same tasks, so step 1 agrees to float rounding; Adam then normalises the rounding noise of
+near-zero gradient entries, such as conv biases before BatchNorm, so later steps drift
+apart slowly). Runs go to a temporary folder.
 """
 from __future__ import annotations
 
@@ -63,17 +65,18 @@ def main() -> int:
     cores = os.cpu_count() or 1
     print(f"{cores} CPU cores; 1 process with {cores} threads vs {args.processes} processes with "
           f"{max(1, cores // args.processes)} thread(s) each; {args.iterations} outer steps, seed 0")
-    print("| problem | 1 process steps/s | %d processes steps/s | speed-up | max relative loss difference |"
-          % args.processes)
+    print("| problem | 1 process steps/s | %d processes steps/s | speed-up | relative loss difference: step 1 / "
+          "largest over the run |" % args.processes)
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for problem in args.problems.split(","):
             one = run(problem, 1, cores, Path(tmp) / f"{problem}-1", args)
             many = run(problem, args.processes, max(1, cores // args.processes), Path(tmp) / f"{problem}-n", args)
-            diff = max(abs(float(a["train_loss"]) - float(b["train_loss"])) / abs(float(a["train_loss"]))
-                       for a, b in zip(one, many))
+            diffs = [abs(float(a["train_loss"]) - float(b["train_loss"])) / abs(float(a["train_loss"]))
+                     for a, b in zip(one, many)]
             s1, sn = steps_per_second(one), steps_per_second(many)
-            print(f"| {problem} | {s1:.2f} | {sn:.2f} | {sn / s1:.2f}x | {diff:.1e} |", flush=True)
+            print(f"| {problem} | {s1:.2f} | {sn:.2f} | {sn / s1:.2f}x | {diffs[0]:.1e} / {max(diffs):.1e} |",
+                  flush=True)
     return 0
 
 
