@@ -6,13 +6,14 @@ images of the real size (this machine cannot download the data sets).
 For each data set: its default algorithm setting (config.DATASET_DEFAULTS: network, ways,
 shots, queries, meta-batch, inner steps and lr) with random pixels drawn per task, one outer
 step through the Engine timed (median of ``--repeats`` after a warm-up) and its peak memory
-measured in a child process whose large allocations are returned to the system on free (see
-profiling.reexec_with_returnable_memory). ResNet-12 rows use the same settings with
+measured in a second child process whose large allocations are returned to the system on
+free (see profiling.reexec_with_returnable_memory); every case runs in its own processes. ResNet-12 rows use the same settings with
 ``--arch resnet12``. Results: printed and written to benchmarks/results/natural_images.csv.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import statistics
@@ -58,38 +59,58 @@ def engine_for(dataset: str, algorithm: str, arch, device: str):
     return engine, arch, parameter_counts(model)["total"], d
 
 
+def one_case(index: int, repeats: int, device: str) -> dict:
+    """Time (``repeats`` > 0) or peak memory (``repeats`` == 0) of one case, in this process."""
+    engine, arch, params, d = engine_for(*CASES[index], device)
+    engine.train_step()  # warm-up
+    if repeats == 0:
+        return {"peak_mib": measure(engine.train_step, device).peak_mib}
+    seconds = statistics.median(measure(engine.train_step, device).seconds for _ in range(repeats))
+    return {"arch": arch, "parameters": params, "step_s": seconds}
+
+
+def in_child(index: int, repeats: int, device: str, env: dict) -> dict:
+    """Each case runs in its own process (a ResNet-12 step at 84x84 holds many GiB), the peak
+    pass with large allocations returned to the system on free."""
+    done = subprocess.run([sys.executable, __file__, "--case", str(index), "--repeats", str(repeats),
+                           "--device", device], env={**os.environ, **env}, capture_output=True, text=True)
+    if done.returncode:
+        return {"error": (done.stderr.strip().splitlines() or ["killed"])[-1][:200]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default="benchmarks/results")
-    p.add_argument("--peak-of", type=int, default=None, help=argparse.SUPPRESS)  # internal: one case's peak
+    p.add_argument("--only", default=None, help="comma-separated case numbers (0-based) to run")
+    p.add_argument("--case", type=int, default=None, help=argparse.SUPPRESS)  # internal: one case in a child
     args = p.parse_args()
-    if args.peak_of is not None:
-        engine = engine_for(*CASES[args.peak_of], args.device)[0]
-        engine.train_step()
-        print(json.dumps(measure(engine.train_step, args.device).peak_mib))
+    if args.case is not None:
+        print(json.dumps(one_case(args.case, args.repeats, args.device)))
         return 0
     print(f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
           f"device {args.device}; synthetic images; median of {args.repeats} outer steps after a warm-up")
     rows = []
-    for i, (dataset, algorithm, arch) in enumerate(CASES):
-        engine, arch, params, d = engine_for(dataset, algorithm, arch, args.device)
-        engine.train_step()
-        seconds = statistics.median(measure(engine.train_step, args.device).seconds for _ in range(args.repeats))
-        child = subprocess.run([sys.executable, __file__, "--peak-of", str(i), "--device", args.device],
-                               env={**os.environ, MMAP_ENV: "65536"}, capture_output=True, text=True, check=True)
-        peak = json.loads(child.stdout.strip().splitlines()[-1])
-        row = {"dataset": dataset, "algorithm": algorithm, "arch": arch, "parameters": params,
+    chosen = range(len(CASES)) if args.only is None else [int(i) for i in args.only.split(",")]
+    for i in chosen:
+        dataset, algorithm, arch = CASES[i]
+        d = DATASET_DEFAULTS[dataset]
+        timing = in_child(i, args.repeats, args.device, {})
+        peak = in_child(i, 0, args.device, {MMAP_ENV: "65536"})
+        row = {"dataset": dataset, "algorithm": algorithm, "arch": timing.get("arch", arch or d["arch"]),
+               "parameters": timing.get("parameters"),
                "shape": f"{d['ways']}-way {d['shots']}-shot, {d['queries']} queries", "meta_batch": d["meta_batch"],
-               "inner_steps": d["inner_steps"], "step_s": round(seconds, 3), "peak_mib": round(peak, 1)}
+               "inner_steps": d["inner_steps"], "step_s": timing.get("step_s"), "peak_mib": peak.get("peak_mib"),
+               "error": timing.get("error") or peak.get("error") or ""}
         rows.append(row)
-        print(f"{dataset:<16} {algorithm:<5} {arch:<9} {params:>10,} params  {row['shape']}, meta-batch "
-              f"{d['meta_batch']}, {d['inner_steps']} inner steps:  step {seconds:7.2f} s  peak {peak:8.1f} MiB",
-              flush=True)
+        step = "failed" if row["step_s"] is None else f"{row['step_s']:7.2f} s"
+        mib = "failed" if row["peak_mib"] is None else f"{row['peak_mib']:8.1f} MiB"
+        print(f"{dataset:<16} {algorithm:<5} {row['arch']:<9} {row['shape']}, meta-batch {d['meta_batch']}, "
+              f"{d['inner_steps']} inner steps:  step {step}  peak {mib}  {row['error']}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    import csv
     with open(out / "natural_images.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()

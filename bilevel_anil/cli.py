@@ -18,8 +18,12 @@ from .problems.hypergradients import HYPERGRADS
 __all__ = ["build_parser", "main", "parse_config", "resolve_config", "RunConfig"]
 
 def _dataset_default(field: str) -> str:
-    values = [f"{v} ({name})" for name, d in DATASET_DEFAULTS.items() if (v := d.get(field)) is not None]
-    return "default: " + ", ".join(values)
+    """``default: 5 (omniglot, mini-imagenet, ...), 10 (sine)``: each value once, with its datasets."""
+    by_value: dict[str, list[str]] = {}
+    for name, d in DATASET_DEFAULTS.items():
+        if (v := d.get(field)) is not None:
+            by_value.setdefault(str(v), []).append(name)
+    return "default: " + ", ".join(f"{v} ({', '.join(names)})" for v, names in by_value.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
