@@ -22,6 +22,9 @@ from .presets import algorithm_settings
 from .problems.hypergradients import HYPERGRADS
 
 DATASETS = ("omniglot", "sine", *NATURAL_DATASETS)
+# where the proximal term enters iMAML's inner loop: every step, or one pull-back step after
+# steps on the support loss alone (the iMAML authors' code)
+INNER_PROXIMAL = ("every", "pullback")
 
 MAML_MINI_IMAGENET: dict[str, object] = {
     "ways": 5, "shots": 1, "queries": 15, "test_queries": 15, "inner_lr": 0.01, "meta_lr": 0.001, "meta_batch": 4,
@@ -106,6 +109,7 @@ class RunConfig:
     test_lam: Optional[float] = None
     cg_damping: Optional[float] = None
     cg_lam_damping: Optional[float] = None
+    inner_proximal: str = "every"
     hypergrad: str = "cg"
     hypergrad_iterations: int = 5
     neumann_alpha: float = 0.1
@@ -148,6 +152,11 @@ def validate_config(cfg: RunConfig) -> None:
             raise UsageError(f"--{name} must be a number >= 0, got {value}")
         if value is not None and not algo.proximal:
             raise UsageError(f"--{name} applies to imaml/ianil (the proximal inner objective): drop it")
+    if cfg.inner_proximal not in INNER_PROXIMAL:
+        raise UsageError(f"unknown --inner-proximal {cfg.inner_proximal!r}: choose one of {', '.join(INNER_PROXIMAL)}")
+    if cfg.inner_proximal == "pullback" and algo.grad != "implicit":
+        raise UsageError("--inner-proximal pullback is the iMAML authors' inner loop for the implicit meta-gradient: "
+                         "use it with imaml or ianil (without --grad unrolled)")
     if cfg.inner_optimizer is not None and cfg.inner_optimizer not in INNER_OPTIMIZERS:
         raise UsageError(f"unknown --inner-optimizer {cfg.inner_optimizer!r}: choose one of {', '.join(INNER_OPTIMIZERS)}")
     if cfg.inner_optimizer == "adam" and algo.grad == "implicit":

@@ -50,7 +50,7 @@ def seed_everything(seed: int) -> None:
 RESUME_FIELDS = ("problem", "dataset", "ways", "shots", "train_shots", "queries", "arch", "image_size", "bn",
                  "train_body", "pretrained", "inner_steps", "inner_lr", "inner_batch", "inner_optimizer", "meta_lr",
                  "meta_eps", "meta_batch", "lam", "grad", "first_order", "hypergrad", "hypergrad_iterations",
-                 "cg_damping", "cg_lam_damping", "rotate", "seed")
+                 "cg_damping", "cg_lam_damping", "inner_proximal", "rotate", "seed")
 
 
 def resumable_state(path: Path, cfg: RunConfig) -> dict:
@@ -96,7 +96,8 @@ def train_and_test(cfg: RunConfig) -> dict:
     upper = build_upper(learner, *outer_optimizer(algo, model, cfg), chunks=env.chunk_count, group=group)
     hypergrad = HypergradConfig(cfg.hypergrad, cfg.hypergrad_iterations, cfg.neumann_alpha, cfg.darts_alpha,
                                 cfg.cg_damping, cfg.cg_lam_damping)
-    lower = build_lower(learner, cfg.inner_lr, cfg.inner_steps, env.task_chunk, hypergrad, cfg.inner_batch)
+    lower = build_lower(learner, cfg.inner_lr, cfg.inner_steps, env.task_chunk, hypergrad, cfg.inner_batch,
+                        pullback=cfg.inner_proximal == "pullback")
     out = Path(cfg.out)
     settings = EngineSettings(cfg.iterations, cfg.inner_steps, cfg.val_every, out, cfg.device,
                               higher_is_better=suite.higher_is_better, progress=cfg.progress,
@@ -121,8 +122,10 @@ def train_and_test(cfg: RunConfig) -> dict:
         how = ("first-order" if algo.first_order else "second-order") + ", unrolled"
     if algo.proximal:
         damped = cfg.cg_damping or cfg.cg_lam_damping
-        how += f", proximal λ={cfg.lam}" + (f", CG system ((1 + {cfg.cg_damping})·I + H/(λ + {cfg.cg_lam_damping}))"
-                                           if damped else "")
+        how += (f", proximal λ={cfg.lam}" + (" in one pull-back step after the support-loss steps"
+                                             if cfg.inner_proximal == "pullback" else "")
+                + (f", CG system ((1 + {cfg.cg_damping})·I + H/(λ + {cfg.cg_lam_damping}))"
+                                           if damped else ""))
         if cfg.test_lam != cfg.lam:
             how += f"; test-time adaptation with λ={cfg.test_lam}"
     optimizer_name = "Adam (β1 = 0)" if algo.inner_optimizer == "adam" else "SGD"

@@ -75,12 +75,13 @@ class Learner:
         """Fraction of correct predictions of each task ``[B]`` (classification only)."""
         return (outputs.argmax(dim=-1) == targets).float().mean(dim=1)
 
-    def inner_loss(self, predict: Predictor, fast: Params, targets: Tensor, theta: Params) -> Tensor:
+    def inner_loss(self, predict: Predictor, fast: Params, targets: Tensor, theta: Params,
+                   proximal: bool = True) -> Tensor:
         """The inner objective summed over tasks: each task's mean support loss, plus
-        ``(λ/2)·‖φ_b − θ‖²`` for proximal algorithms. Its gradient with respect to per-task
-        fast weights ``φ_b`` is each task's own gradient."""
+        ``(λ/2)·‖φ_b − θ‖²`` for proximal algorithms (unless ``proximal`` is False). Its
+        gradient with respect to per-task fast weights ``φ_b`` is each task's own gradient."""
         loss = self.task_losses(predict(fast), targets).sum()
-        if self.lam:
+        if self.lam and proximal:
             loss = loss + 0.5 * self.lam * sum((p - theta[n]).pow(2).sum() for n, p in fast.items())
         return loss
 

@@ -12,8 +12,9 @@ from bilevel_anil.data.episodes import EpisodeBatch
 
 def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: EpisodeBatch, steps: int, lr: float,
                        lam: float, loss: str = "cross_entropy", damping: float = 0.0,
-                       lam_damping: float = 0.0) -> list[torch.Tensor]:
-    """Run ``steps`` SGD steps on each task's support loss + (λ/2)‖φ − θ‖² from θ, then
+                       lam_damping: float = 0.0, pullback: bool = False) -> list[torch.Tensor]:
+    """Run ``steps`` SGD steps on each task's support loss + (λ/2)‖φ − θ‖² from θ (with
+    ``pullback``: on the support loss alone, then φ ← φ − lr·λ(φ − θ)), then
     ``dL/dθ = ∂L/∂θ + (−∂²g/∂θ∂φ) · H⁻¹ ∂L/∂φ`` with ``H = ∂²g/∂φ²`` solved exactly; with
     damping d and lam_damping c, ``H⁻¹`` is replaced by ``((1 + d)·I + (H − λI)/(λ + c))⁻¹ / λ``
     (the iMAML reference code's system; d = c = 0 gives ``H⁻¹``)."""
@@ -36,9 +37,13 @@ def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: Epis
 
         detached = {n: p.detach() for n, p in theta.items()}
         phi = torch.cat([detached[n].flatten() for n in names])
+        anchor = phi.clone()
         for _ in range(steps):
             phi = phi.detach().requires_grad_()
-            phi = phi - lr * torch.autograd.grad(g(phi, detached), phi)[0]
+            objective = g(phi, detached) - (0.5 * lam * (phi - anchor).pow(2).sum() if pullback else 0)
+            phi = phi - lr * torch.autograd.grad(objective, phi)[0]
+        if pullback:
+            phi = phi - lr * lam * (phi - anchor)
         phi = phi.detach().requires_grad_()
         query = loss_fn(functional_call(model, {**theta, **unflatten(phi)}, (batch.query.x[b],)), batch.query.y[b])
         direct = torch.autograd.grad(query, list(theta.values()) + [phi], allow_unused=True)

@@ -68,11 +68,14 @@ class InnerObjective:
         self._batches_drawn += 1
         return TaskSet(self._support.x[:, index], self._support.y[:, index])
 
+    # True while an inner step of the iMAML authors' loop runs (support loss only; see ImplicitAdapt)
+    _free_step = False
+
     def training_step(self, batch) -> Tensor:
         # a bare tensor: Betty's hypergradient functions re-evaluate this and differentiate it
         whole = batch is self._support
         predict = self._predict if self.share_features and whole else self.learner.predictor(self._theta, batch.x)
-        return self.learner.inner_loss(predict, self.task_params(), batch.y, self._theta)
+        return self.learner.inner_loss(predict, self.task_params(), batch.y, self._theta, proximal=not self._free_step)
 
     def end_tasks(self) -> None:
         self._predict = None
@@ -118,10 +121,14 @@ class TaskParams(nn.Module):
 
 class ImplicitAdapt(InnerObjective, ImplicitProblem):
     """Inner loop differentiated implicitly (iMAML): ``steps`` SGD steps on the proximal
-    objective from θ, then Betty's hypergradient (``hypergrad``) at the last iterate."""
+    objective from θ, then Betty's hypergradient (``hypergrad``) at the last iterate.
+
+    ``pullback=True`` runs the iMAML authors' loop instead (aravindr93/imaml_dev,
+    ``omniglot_implicit_maml.py``): ``steps`` SGD steps on the support loss alone, then one
+    step on the proximal term alone, φ ← φ − lr·λ(φ − θ); the hypergradient is the same."""
 
     def __init__(self, learner: Learner, lr: float, steps: int, tasks: int, hypergrad: HypergradConfig,
-                 name: str = "lower"):
+                 name: str = "lower", pullback: bool = False):
         if not learner.lam > 0:
             raise ValueError("the implicit meta-gradient needs a proximal term (lam > 0)")
         module = TaskParams(learner.model, learner.adapted_names, tasks)
@@ -132,6 +139,24 @@ class ImplicitAdapt(InnerObjective, ImplicitProblem):
         self.learner = learner
         self.share_features = hypergrad.method != "darts"
         self.cg_damping = (hypergrad.damping, hypergrad.lam_damping) if hypergrad.method == "cg" else (0.0, 0.0)
+        self.pullback = pullback
+
+    def one_step_descent(self, batch=None):
+        self._free_step = self.pullback
+        try:
+            stats = super().one_step_descent(batch)
+        finally:
+            self._free_step = False
+        if self.pullback and self._count % self._unroll_steps == 0:  # the last step of this inner loop
+            self.pull_back()
+        return stats
+
+    def pull_back(self) -> None:
+        """One SGD step on the proximal term alone: φ ← φ − lr·λ(φ − θ)."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        with torch.no_grad():
+            for name, p in self.module.as_dict().items():
+                p.sub_(lr * self.learner.lam * (p - self._theta[name].detach()))
 
     def on_inner_loop_start(self) -> None:
         start = self.begin_tasks()
@@ -147,18 +172,22 @@ class ImplicitAdapt(InnerObjective, ImplicitProblem):
 
 
 def build_lower(learner: Learner, lr: float, steps: int, tasks: int,
-                hypergrad: Optional[HypergradConfig] = None, inner_batch: Optional[int] = None) -> InnerObjective:
+                hypergrad: Optional[HypergradConfig] = None, inner_batch: Optional[int] = None,
+                pullback: bool = False) -> InnerObjective:
     """The lower problem for ``learner.algorithm``: its ``grad`` picks the Betty base class.
     ``lr`` is the step size of adaptation; for a ``pretrain`` algorithm the meta-training
     inner loop takes zero-size steps instead (``lr`` then applies at validation and test).
-    ``inner_batch``: examples per task in each inner step (unrolled only; None: all)."""
+    ``inner_batch``: examples per task in each inner step (unrolled only; None: all);
+    ``pullback``: the iMAML authors' inner loop (implicit only, see :class:`ImplicitAdapt`)."""
     algo = learner.algorithm
     if algo.pretrain:
         lr = 0.0
     if algo.grad == "implicit":
         if inner_batch:
             raise ValueError("the implicit meta-gradient needs full-batch inner steps (inner_batch=None)")
-        return ImplicitAdapt(learner, lr, steps, tasks, hypergrad or HypergradConfig())
+        return ImplicitAdapt(learner, lr, steps, tasks, hypergrad or HypergradConfig(), pullback=pullback)
+    if pullback:
+        raise ValueError("the pull-back inner loop is the implicit algorithms' (imaml, ianil)")
     return UnrolledAdapt(learner, lr, steps, algo.first_order, inner_batch=inner_batch)
 
 
