@@ -13,7 +13,6 @@ free (see profiling.reexec_with_returnable_memory); every case runs in its own p
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bilevel_anil.algorithms import get_algorithm  # noqa: E402
 from bilevel_anil.config import DATASET_DEFAULTS  # noqa: E402
@@ -33,6 +33,7 @@ from bilevel_anil.engines import step_engine  # noqa: E402
 from bilevel_anil.learner import Learner  # noqa: E402
 from bilevel_anil.models import image_model, parameter_counts  # noqa: E402
 from bilevel_anil.profiling import MMAP_ENV, measure  # noqa: E402
+from run_benchmarks import write_csv  # noqa: E402
 
 # (data set, algorithm, network): the data set's own network, and ResNet-12 where it is the usual one
 CASES = [("mini-imagenet", "maml", None), ("mini-imagenet", "anil", "resnet12"), ("tiered-imagenet", "maml", None),
@@ -111,10 +112,7 @@ def main() -> int:
               f"{d['inner_steps']} inner steps:  step {step}  peak {mib}  {row['error']}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "natural_images.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "natural_images.csv", rows)
     return 0
 
 

@@ -122,7 +122,7 @@ class MetaEngine(Engine):
         interval = self.validate_fn()
         return {"val_score": interval.mean, "val_ci95": interval.ci95}
 
-    def configure_systems(self) -> None:
+    def configure_systems(self) -> dict[str, Any]:
         """Betty's own ``distributed`` strategy calls ``torch.cuda.set_device`` and wraps modules
         in DDP, which the functional fast weights bypass; and any strategy but ``default``
         broadcasts each problem's parameters from rank 0 every 20 updates, which would
