@@ -26,12 +26,9 @@ def _double(batch):
     return batch
 
 
-@pytest.mark.parametrize("damping, lam_damping", [(0.0, 0.0), (1.0, 10.0)])
-@pytest.mark.parametrize("name", ["imaml", "ianil"])
-def test_betty_cg_hypergradient_equals_direct_solve_on_sine(name, damping, lam_damping, tmp_path):
-    """CG run to convergence equals a direct solve (float64, ≤ 1e-8): of the exact implicit
-    system, and (--cg-damping 1 --cg-lam-damping 10) of the iMAML authors' damped system
-    ((1 + d)·I + H_L/(λ + c)) x = ∇L, which gives another gradient (so the check can fail)."""
+def _sine_case(name, tmp_path, **hypergrad):
+    """An MLP, 3 sine tasks and an engine with CG run to convergence (float64); the model's
+    untouched copy for the reference."""
     torch.manual_seed(0)
     model = MLP(hidden=(8, 8)).double()
     reference = copy.deepcopy(model)
@@ -39,8 +36,17 @@ def test_betty_cg_hypergradient_equals_direct_solve_on_sine(name, damping, lam_d
     algo = ALGORITHMS[name]
     n_phi = sum(p.numel() for n, p in model.named_parameters() if algo.adapts(n)) * 3
     engine = build_engine(Learner(model, algo, "mse", lam=2.0), batch, 4, 0.05, tmp_path,
-                          hypergrad=HypergradConfig("cg", iterations=n_phi + 10, damping=damping,
-                                                    lam_damping=lam_damping))
+                          hypergrad=HypergradConfig("cg", iterations=n_phi + 10, **hypergrad))
+    return engine, reference, batch, algo
+
+
+@pytest.mark.parametrize("damping, lam_damping", [(0.0, 0.0), (1.0, 10.0)])
+@pytest.mark.parametrize("name", ["imaml", "ianil"])
+def test_betty_cg_hypergradient_equals_direct_solve_on_sine(name, damping, lam_damping, tmp_path):
+    """CG run to convergence equals a direct solve (float64, ≤ 1e-8): of the exact implicit
+    system, and (--cg-damping 1 --cg-lam-damping 10) of the iMAML authors' damped system
+    ((1 + d)·I + H_L/(λ + c)) x = ∇L, which gives another gradient (so the check can fail)."""
+    engine, reference, batch, algo = _sine_case(name, tmp_path, damping=damping, lam_damping=lam_damping)
     assert isinstance(engine.lower, ImplicitAdapt)
     engine.train_step()
     want = implicit_reference(copy.deepcopy(reference), algo, batch, 4, 0.05, 2.0, loss="mse", damping=damping,
@@ -55,14 +61,7 @@ def test_pullback_inner_loop_equals_the_authors_steps_then_the_direct_solve(name
     """--inner-proximal pullback: steps on the support loss alone, one step on the proximal
     term, then the same implicit gradient (float64, ≤ 1e-8 against the direct solve at that
     φ); it differs from the every-step loop's gradient, so the check can fail."""
-    torch.manual_seed(0)
-    model = MLP(hidden=(8, 8)).double()
-    reference = copy.deepcopy(model)
-    batch = _double(SineTasks(5, 10).sample(3))
-    algo = ALGORITHMS[name]
-    n_phi = sum(p.numel() for n, p in model.named_parameters() if algo.adapts(n)) * 3
-    learner = Learner(model, algo, "mse", lam=2.0)
-    engine = build_engine(learner, batch, 4, 0.05, tmp_path, hypergrad=HypergradConfig("cg", iterations=n_phi + 10))
+    engine, reference, batch, algo = _sine_case(name, tmp_path)
     engine.lower.pullback = True
     engine.train_step()
     want = implicit_reference(copy.deepcopy(reference), algo, batch, 4, 0.05, 2.0, loss="mse", pullback=True)
