@@ -102,10 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-lam", type=float, default=None,
                    help="imaml/ianil: λ of the proximal term when adapting at validation and test time (default "
                         "--lam; imaml on omniglot 0, as the iMAML authors evaluate)")
-    p.add_argument("--inner-proximal", default=d.inner_proximal, metavar="WHERE",
-                   help="imaml/ianil: every (the proximal term in every inner step, the paper's objective) or "
-                        "pullback (the authors' code: the inner steps on the support loss alone, then one step on the "
-                        "proximal term)")
+    p.add_argument("--inner-proximal", default=None, metavar="WHERE",
+                   help="imaml/ianil: every (the proximal term in every inner step, the paper's objective; the "
+                        "default) or pullback (the authors' code: the inner steps on the support loss alone, then one "
+                        "step on the proximal term; the default of imaml on Omniglot)")
     p.add_argument("--cg-damping", type=float, default=None, metavar="D",
                    help="imaml/ianil with --hypergrad cg: CG solves ((1 + D)·I + H/(λ + C)) x = ∇L instead of "
                         "(I + H/λ) x = ∇L (H: the support loss's Hessian); default 0, imaml 1 (the iMAML "

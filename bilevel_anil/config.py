@@ -109,7 +109,7 @@ class RunConfig:
     test_lam: Optional[float] = None
     cg_damping: Optional[float] = None
     cg_lam_damping: Optional[float] = None
-    inner_proximal: str = "every"
+    inner_proximal: Optional[str] = None
     hypergrad: str = "cg"
     hypergrad_iterations: int = 5
     neumann_alpha: float = 0.1
@@ -152,11 +152,10 @@ def validate_config(cfg: RunConfig) -> None:
             raise UsageError(f"--{name} must be a number >= 0, got {value}")
         if value is not None and not algo.proximal:
             raise UsageError(f"--{name} applies to imaml/ianil (the proximal inner objective): drop it")
-    if cfg.inner_proximal not in INNER_PROXIMAL:
+    if cfg.inner_proximal is not None and cfg.inner_proximal not in INNER_PROXIMAL:
         raise UsageError(f"unknown --inner-proximal {cfg.inner_proximal!r}: choose one of {', '.join(INNER_PROXIMAL)}")
-    if cfg.inner_proximal == "pullback" and algo.grad != "implicit":
-        raise UsageError("--inner-proximal pullback is the iMAML authors' inner loop for the implicit meta-gradient: "
-                         "use it with imaml or ianil (without --grad unrolled)")
+    if cfg.inner_proximal is not None and not algo.proximal:
+        raise UsageError("--inner-proximal applies to imaml/ianil (the proximal inner objective): drop it")
     if cfg.inner_optimizer is not None and cfg.inner_optimizer not in INNER_OPTIMIZERS:
         raise UsageError(f"unknown --inner-optimizer {cfg.inner_optimizer!r}: choose one of {', '.join(INNER_OPTIMIZERS)}")
     if cfg.inner_optimizer == "adam" and algo.grad == "implicit":
@@ -254,6 +253,8 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
         cfg.lam = 2.0
     if cfg.test_lam is None:
         cfg.test_lam = cfg.lam
+    if cfg.inner_proximal is None:
+        cfg.inner_proximal = "every"
     if cfg.cg_damping is None:
         cfg.cg_damping = 0.0
     if cfg.cg_lam_damping is None:

@@ -18,7 +18,7 @@ _MAML_20W = {"dataset": "omniglot", "ways": 20, "shots": 1, "queries": 1, "inner
              "inner_lr": 0.1, "meta_lr": 0.001, "meta_batch": 16, "iterations": 60000, "val_every": 1000}
 _IMAML = {"dataset": "omniglot", "arch": "conv4-strided", "shots": 1, "queries": 1, "inner_lr": 0.1, "lam": 2.0,
           "test_lam": 0.0, "hypergrad": "cg", "hypergrad_iterations": 5, "cg_damping": 1.0,
-          "cg_lam_damping": 10.0, "meta_batch": 32,
+          "cg_lam_damping": 10.0, "inner_proximal": "pullback", "meta_batch": 32,
           "meta_lr": 0.001, "meta_eps": 0.001, "iterations": 20000, "val_every": 500}
 _REPTILE = {"dataset": "omniglot", "arch": "conv4-strided", "shots": 1, "train_shots": 10, "queries": 1,
             "meta_lr": 1.0, "meta_batch": 5, "test_inner_steps": 50, "val_every": 1000, "inner_optimizer": "adam"}
@@ -39,7 +39,7 @@ PRESETS: dict[str, Preset] = {
         {"problem": "anil", **_MAML_20W}),
     "imaml-omniglot-5w1s": Preset(
         "Rajeswaran et al. 2019 and aravindr93/imaml_dev (examples/README.md and omniglot_implicit_maml.py): "
-        "λ = 2, 16 SGD steps at 0.1, 5 CG steps on the authors' damped system ((1 + 1)·I + H/(λ + 10)), meta-batch 32, Adam 1e-3 (eps 1e-3), "
+        "λ = 2, 16 SGD steps at 0.1 on the support loss then one on the proximal term, 5 CG steps on the authors' damped system ((1 + 1)·I + H/(λ + 10)), meta-batch 32, Adam 1e-3 (eps 1e-3), "
         "strided conv net without max-pooling, test: 16 steps with λ = 0",
         {"problem": "imaml", "ways": 5, "inner_steps": 16, "test_inner_steps": 16, **_IMAML}),
     "imaml-omniglot-20w1s": Preset(

@@ -31,9 +31,10 @@ def build_engine(learner: Learner, batch: EpisodeBatch, inner_steps: int, inner_
 
 def reference_meta_gradient(model: torch.nn.Module, algorithm: Algorithm, batch: EpisodeBatch,
                             inner_steps: int, inner_lr: float, loss: str = "cross_entropy",
-                            lam: float = 0.0) -> list[torch.Tensor]:
+                            lam: float = 0.0, pullback: bool = False) -> list[torch.Tensor]:
     """Plain torch.autograd, one task at a time, through the network's ordinary forward
-    (with the proximal term (λ/2)‖φ − θ‖² in the inner objective when ``lam`` > 0); the
+    (with the proximal term (λ/2)‖φ − θ‖² in the inner objective when ``lam`` > 0, or with
+    ``pullback`` instead as one step φ ← φ − lr·λ(φ − θ) after the support-loss steps); the
     gradient of the parameters that require one (the meta-trained ones)."""
     loss_fn = F.cross_entropy if loss == "cross_entropy" else F.mse_loss
     theta = dict(model.named_parameters())
@@ -43,11 +44,13 @@ def reference_meta_gradient(model: torch.nn.Module, algorithm: Algorithm, batch:
         params = dict(theta)
         for _ in range(inner_steps):
             support_loss = loss_fn(functional_call(model, params, (batch.support.x[b],)), batch.support.y[b])
-            if lam:
+            if lam and not pullback:
                 support_loss = support_loss + 0.5 * lam * sum((params[n] - theta[n]).pow(2).sum() for n in adapted)
             grads = torch.autograd.grad(support_loss, [params[n] for n in adapted],
                                         create_graph=not algorithm.first_order)
             params.update({n: params[n] - inner_lr * g for n, g in zip(adapted, grads)})
+        if pullback:
+            params.update({n: params[n] - inner_lr * lam * (params[n] - theta[n]) for n in adapted})
         total = total + loss_fn(functional_call(model, params, (batch.query.x[b],)), batch.query.y[b])
     return list(torch.autograd.grad(total / batch.tasks, [p for p in theta.values() if p.requires_grad]))
 

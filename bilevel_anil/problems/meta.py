@@ -68,8 +68,24 @@ class InnerObjective:
         self._batches_drawn += 1
         return TaskSet(self._support.x[:, index], self._support.y[:, index])
 
-    # True while an inner step of the iMAML authors' loop runs (support loss only; see ImplicitAdapt)
-    _free_step = False
+    # the iMAML authors' inner loop (aravindr93/imaml_dev, omniglot_implicit_maml.py): the
+    # steps on the support loss alone, then one step on the proximal term, φ ← φ − lr·λ(φ − θ)
+    pullback = False
+    _free_step = False  # True while such a support-loss-only step runs
+
+    def one_step_descent(self, batch=None):
+        self._free_step = self.pullback
+        try:
+            stats = super().one_step_descent(batch)
+        finally:
+            self._free_step = False
+        if self.pullback and self._count % self._unroll_steps == 0:  # the last step of this inner loop
+            self.pull_back()
+        return stats
+
+    def pull_back(self) -> None:
+        """One SGD step on the proximal term alone: φ ← φ − lr·λ(φ − θ)."""
+        raise NotImplementedError
 
     def training_step(self, batch) -> Tensor:
         # a bare tensor: Betty's hypergradient functions re-evaluate this and differentiate it
@@ -87,11 +103,18 @@ class UnrolledAdapt(InnerObjective, IterativeProblem):
     """Inner loop with unrolled differentiation (MAML, ANIL, and iMAML with ``--grad unrolled``)."""
 
     def __init__(self, learner: Learner, lr: float, steps: int, first_order: bool, name: str = "lower",
-                 inner_batch: Optional[int] = None):
+                 inner_batch: Optional[int] = None, pullback: bool = False):
         IterativeProblem.__init__(self, name, Config(unroll_steps=steps), module=learner.model, lr=lr,
                                   first_order=first_order, optimizer=learner.algorithm.inner_optimizer)
         self.learner = learner
         self.inner_batch = inner_batch
+        self.pullback = pullback
+
+    def pull_back(self) -> None:
+        """On the fast weights, differentiably (the unrolled gradient goes through it)."""
+        lam = self.learner.lam
+        lr = self.update.lr
+        self.fast_params = {n: p - lr * lam * (p - self._theta[n]) for n, p in self.fast_params.items()}
 
     def on_inner_loop_start(self) -> None:
         self.reset(self.begin_tasks())
@@ -123,9 +146,8 @@ class ImplicitAdapt(InnerObjective, ImplicitProblem):
     """Inner loop differentiated implicitly (iMAML): ``steps`` SGD steps on the proximal
     objective from θ, then Betty's hypergradient (``hypergrad``) at the last iterate.
 
-    ``pullback=True`` runs the iMAML authors' loop instead (aravindr93/imaml_dev,
-    ``omniglot_implicit_maml.py``): ``steps`` SGD steps on the support loss alone, then one
-    step on the proximal term alone, φ ← φ − lr·λ(φ − θ); the hypergradient is the same."""
+    ``pullback=True`` runs the iMAML authors' loop instead (see :class:`InnerObjective`);
+    the hypergradient is the same."""
 
     def __init__(self, learner: Learner, lr: float, steps: int, tasks: int, hypergrad: HypergradConfig,
                  name: str = "lower", pullback: bool = False):
@@ -141,18 +163,8 @@ class ImplicitAdapt(InnerObjective, ImplicitProblem):
         self.cg_damping = (hypergrad.damping, hypergrad.lam_damping) if hypergrad.method == "cg" else (0.0, 0.0)
         self.pullback = pullback
 
-    def one_step_descent(self, batch=None):
-        self._free_step = self.pullback
-        try:
-            stats = super().one_step_descent(batch)
-        finally:
-            self._free_step = False
-        if self.pullback and self._count % self._unroll_steps == 0:  # the last step of this inner loop
-            self.pull_back()
-        return stats
-
     def pull_back(self) -> None:
-        """One SGD step on the proximal term alone: φ ← φ − lr·λ(φ − θ)."""
+        """In place (the implicit gradient does not differentiate the path)."""
         lr = self.optimizer.param_groups[0]["lr"]
         with torch.no_grad():
             for name, p in self.module.as_dict().items():
@@ -178,7 +190,7 @@ def build_lower(learner: Learner, lr: float, steps: int, tasks: int,
     ``lr`` is the step size of adaptation; for a ``pretrain`` algorithm the meta-training
     inner loop takes zero-size steps instead (``lr`` then applies at validation and test).
     ``inner_batch``: examples per task in each inner step (unrolled only; None: all);
-    ``pullback``: the iMAML authors' inner loop (implicit only, see :class:`ImplicitAdapt`)."""
+    ``pullback``: the iMAML authors' inner loop (proximal algorithms, see :class:`InnerObjective`)."""
     algo = learner.algorithm
     if algo.pretrain:
         lr = 0.0
@@ -186,9 +198,9 @@ def build_lower(learner: Learner, lr: float, steps: int, tasks: int,
         if inner_batch:
             raise ValueError("the implicit meta-gradient needs full-batch inner steps (inner_batch=None)")
         return ImplicitAdapt(learner, lr, steps, tasks, hypergrad or HypergradConfig(), pullback=pullback)
-    if pullback:
-        raise ValueError("the pull-back inner loop is the implicit algorithms' (imaml, ianil)")
-    return UnrolledAdapt(learner, lr, steps, algo.first_order, inner_batch=inner_batch)
+    if pullback and not algo.proximal:
+        raise ValueError("the pull-back inner loop needs a proximal term (imaml, ianil)")
+    return UnrolledAdapt(learner, lr, steps, algo.first_order, inner_batch=inner_batch, pullback=pullback)
 
 
 def build_upper(learner: Learner, optimizer: torch.optim.Optimizer, scheduler=None, chunks: int = 1,
