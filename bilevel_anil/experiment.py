@@ -121,7 +121,7 @@ def train_and_test(cfg: RunConfig) -> dict:
     else:
         how = ("first-order" if algo.first_order else "second-order") + ", unrolled"
     if algo.proximal:
-        damped = cfg.cg_damping or cfg.cg_lam_damping
+        damped = algo.grad == "implicit" and (cfg.cg_damping or cfg.cg_lam_damping)
         how += (f", proximal λ={cfg.lam}" + (" in one pull-back step after the support-loss steps"
                                              if cfg.inner_proximal == "pullback" else "")
                 + (f", CG system ((1 + {cfg.cg_damping})·I + H/(λ + {cfg.cg_lam_damping}))"
