@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .errors import PeerFailure, UsageError
+from .errors import PeerFailure, UsageError, first_line
 
 T = TypeVar("T")
 TIMEOUT_ENV = "BILEVEL_ANIL_DIST_TIMEOUT"  # seconds a collective waits for the other processes
@@ -109,7 +109,7 @@ def _collective(call: Callable[[], Any]) -> None:
     try:
         call()
     except (RuntimeError, dist.DistError) as exc:
-        reason = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [""])[0])  # gloo's source location
+        reason = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc))  # without gloo's source location
         reason = reason.split(". ")[0][:160] or type(exc).__name__
         raise PeerFailure(f"lost contact with the other processes of this run ({reason}); this process stops "
                           "too: the last checkpoint is intact, restart all processes with --resume") from None

@@ -32,6 +32,13 @@ class Interrupted(Exception):
     exit_code = 130
 
 
+def first_line(exc: BaseException, limit: Optional[int] = None) -> str:
+    """An exception's message reduced to its first line (at most ``limit`` characters), or
+    its type's name when it has none: the reason part of a one-line error."""
+    text = str(exc).strip()
+    return (text.splitlines()[0][:limit] if text else "") or type(exc).__name__
+
+
 def require_positive_integers(flags: Mapping[str, Optional[int]]) -> None:
     """One line for the first flag (name without ``--``) whose value is below 1; None is unset."""
     for name, value in flags.items():

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError
+from ..errors import DataError, first_line
 from .class_images import ClassImages, cache_dir
 
 CACHE_VERSION = 1
@@ -131,7 +131,7 @@ def load_split(spec: NaturalDataset, root: Path, split: str, download: bool) -> 
     try:
         dataset = _l2l_dataset(spec, root, MODES[split], download)
     except Exception as exc:  # network errors without a copy; truncated or foreign files with one
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        reason = first_line(exc, 120)
         if missing or any(not f.exists() for f in files):
             raise DataError(f"{spec.title} is not under {root} (expected {', '.join(str(f) for f in files)}) and "
                             f"downloading it failed ({reason}): put learn2learn's files there or pass --data-root DIR"
@@ -142,7 +142,7 @@ def load_split(spec: NaturalDataset, root: Path, split: str, download: bool) -> 
     try:
         pixels, labels = _arrays(spec, dataset)
     except (OSError, UnidentifiedImageError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        reason = first_line(exc, 120)
         raise DataError(f"cannot read {spec.title}'s {split} split from {', '.join(str(f) for f in files)} "
                         f"({reason}): the files are damaged or not in learn2learn's format; download them again"
                         ) from None

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError
+from ..errors import DataError, first_line
 from .class_images import ClassImages, cache_dir
 
 FOLDER = "omniglot-py"
@@ -42,7 +42,7 @@ def locate(root: Path, download: bool) -> Path:
             for background in (True, False):
                 Omniglot(str(root), background=background, download=True)
         except Exception as exc:  # network errors, checksum errors, read-only folders
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = first_line(exc)
             raise DataError(
                 f"Omniglot is not under {base} and downloading it failed ({reason}); put the "
                 f"torchvision layout there ({', '.join(SPLIT_DIRS.values())}) or pass --data-root DIR"

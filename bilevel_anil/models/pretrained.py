@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from .torchvision_bodies import TORCHVISION_BODIES
 
 BODY_FILE_KIND = "bilevel_anil-body"  # what pretrain-body writes
@@ -33,7 +33,7 @@ def imagenet_state_dict(arch: str) -> dict[str, Tensor]:
         return weights.get_state_dict(progress=False, check_hash=True)
     except Exception as exc:  # offline, proxy, checksum, read-only cache
         file = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise UsageError(f"--pretrained imagenet: {file} is missing and downloading {weights.url} failed "
                          f"({reason}): put that file there, or pass --pretrained PATH") from None
 
