@@ -31,7 +31,7 @@ MODES = {"train": "train", "val": "validation", "test": "test"}  # our split -> 
 
 @dataclass(frozen=True)
 class NaturalDataset:
-    """One benchmark: its learn2learn class, files, image size, normalisation and class split."""
+    """One benchmark: its learn2learn class, files, image size and normalisation."""
 
     title: str
     l2l_class: str
@@ -39,8 +39,6 @@ class NaturalDataset:
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    classes: tuple[int, int, int]  # meta-train, meta-validation, meta-test classes of the standard split
-    source: str  # where the split comes from
 
     def split_files(self, root: Path, split: str) -> list[Path]:
         """The files one split is read from."""
@@ -50,20 +48,21 @@ class NaturalDataset:
             [root / f for f in self.files]
 
 
+# The standard splits (meta-train / meta-validation / meta-test classes) come with the files.
 NATURAL_DATASETS: dict[str, NaturalDataset] = {
+    # Vinyals et al. 2016, split of Ravi & Larochelle 2017: 64 / 16 / 20 classes
     "mini-imagenet": NaturalDataset(
-        "mini-ImageNet", "MiniImagenet", ("mini-imagenet-cache-{mode}.pkl",), 84, IMAGENET_MEAN, IMAGENET_STD,
-        (64, 16, 20), "Vinyals et al. 2016, split of Ravi & Larochelle 2017"),
+        "mini-ImageNet", "MiniImagenet", ("mini-imagenet-cache-{mode}.pkl",), 84, IMAGENET_MEAN, IMAGENET_STD),
+    # Ren et al. 2018: 351 / 97 / 160
     "tiered-imagenet": NaturalDataset(
         "tiered-ImageNet", "TieredImagenet", ("tiered-imagenet/{short}_images_png.pkl",
-                                              "tiered-imagenet/{short}_labels.pkl"), 84, IMAGENET_MEAN, IMAGENET_STD,
-        (351, 97, 160), "Ren et al. 2018"),
+                                              "tiered-imagenet/{short}_labels.pkl"), 84, IMAGENET_MEAN, IMAGENET_STD),
+    # Bertinetto et al. 2019: 64 / 16 / 20
     "cifar-fs": NaturalDataset(
         "CIFAR-FS", "CIFARFS", ("cifarfs/cifar100/data", "cifarfs/cifar100/splits/bertinetto"), 32,
-        CIFAR100_MEAN, CIFAR100_STD, (64, 16, 20), "Bertinetto et al. 2019"),
-    "fc100": NaturalDataset(
-        "FC100", "FC100", ("FC100_{short}.pickle",), 32, CIFAR100_MEAN, CIFAR100_STD, (60, 20, 20),
-        "Oreshkin et al. 2018 (TADAM)"),
+        CIFAR100_MEAN, CIFAR100_STD),
+    # Oreshkin et al. 2018 (TADAM): 60 / 20 / 20
+    "fc100": NaturalDataset("FC100", "FC100", ("FC100_{short}.pickle",), 32, CIFAR100_MEAN, CIFAR100_STD),
 }
 
 
@@ -139,6 +138,8 @@ def load_split(spec: NaturalDataset, root: Path, split: str, download: bool) -> 
         raise DataError(f"cannot read {spec.title}'s {split} split from {', '.join(str(f) for f in files)} "
                         f"({type(exc).__name__}: {reason}): the files are damaged or not in learn2learn's format; "
                         f"download them again") from None
+    if missing:  # the files were downloaded just now: key the cache by them
+        cache = _cache_file(spec, files, split)
     try:
         pixels, labels = _arrays(spec, dataset)
     except (OSError, UnidentifiedImageError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
@@ -146,7 +147,6 @@ def load_split(spec: NaturalDataset, root: Path, split: str, download: bool) -> 
         raise DataError(f"cannot read {spec.title}'s {split} split from {', '.join(str(f) for f in files)} "
                         f"({reason}): the files are damaged or not in learn2learn's format; download them again"
                         ) from None
-    cache = _cache_file(spec, files, split)
     if cache is not None:
         tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
         try:
