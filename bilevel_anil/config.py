@@ -242,7 +242,7 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     group = distributed.current()
     if group.active and cfg.device == "cuda":
         cfg.device = f"cuda:{group.local_rank}"  # one GPU per process
-    check_task_split(cfg.meta_batch, cfg.task_chunk, group.world_size)
+    distributed.check_task_split(cfg.meta_batch, cfg.task_chunk, group.world_size)
     algo = get_algorithm(cfg.problem, cfg.first_order, cfg.head_only, cfg.grad)
     cfg.problem, cfg.first_order, cfg.grad, cfg.head_only = algo.name, algo.first_order, algo.grad, False
     if cfg.inner_steps is None:
@@ -269,16 +269,3 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
         arch = "" if cfg.arch in (None, "conv4") else f"{cfg.arch}-"
         cfg.out = group.broadcast_object(str(Path("runs") / f"{cfg.problem}-{arch}{cfg.dataset}-{shape}-{stamp}"))
     return cfg
-
-
-def check_task_split(meta_batch: int, task_chunk: Optional[int], processes: int) -> None:
-    """The meta-batch must split evenly over the processes, and each process's share into chunks."""
-    if meta_batch % processes:
-        raise UsageError(f"--meta-batch {meta_batch} does not split evenly over {processes} processes: "
-                         f"use a multiple of {processes} (or another --nproc-per-node)")
-    share = meta_batch // processes
-    if task_chunk is not None and share % task_chunk:
-        divisors = ", ".join(str(d) for d in range(1, share + 1) if share % d == 0)
-        where = f"--meta-batch {meta_batch}" + (f" over {processes} processes" if processes > 1 else "")
-        raise UsageError(f"--task-chunk {task_chunk} does not divide the {share} tasks of each process "
-                         f"({where}): choose one of {divisors}")

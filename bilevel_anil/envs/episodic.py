@@ -8,7 +8,7 @@ from betty.envs import Env
 from torch import Tensor
 
 from ..data.episodes import EpisodeBatch, TaskSampler, TaskSet
-from ..distributed import Group
+from ..distributed import Group, check_task_split
 
 
 def shuffle_examples(tasks: TaskSet) -> TaskSet:
@@ -41,11 +41,9 @@ class EpisodicEnv(Env):
         self.sampler = sampler
         self.meta_batch = meta_batch
         self.group = group
-        share = group.share(meta_batch)
-        self.local_tasks = share.stop - share.start
+        check_task_split(meta_batch, task_chunk, group.world_size)
+        self.local_tasks = meta_batch // group.world_size
         self.task_chunk = task_chunk or self.local_tasks
-        if self.local_tasks % self.task_chunk:
-            raise ValueError(f"{self.task_chunk} does not divide the {self.local_tasks} tasks of this process")
         self.shuffle_support = shuffle_support
         self.chunks: list[EpisodeBatch] = []
         self.batch: Optional[EpisodeBatch] = None
