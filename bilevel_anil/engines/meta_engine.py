@@ -97,7 +97,7 @@ class MetaEngine(Engine):
         """One outer step: the Env draws the meta-batch; for each chunk of its tasks the lower
         problem takes ``inner_steps`` steps and Betty then calls the upper problem, which
         accumulates the meta-gradient and updates θ after the last chunk (averaged over the
-        processes). Returns the query loss and score over all B tasks."""
+        processes). Returns the query loss and score over this process's tasks."""
         upper_steps, chunks = self.upper.count, self.env.chunk_count
         self.env.step()
         totals: dict[str, float] = {}
@@ -113,10 +113,7 @@ class MetaEngine(Engine):
                 totals[key] = totals.get(key, 0.0) + value / chunks
         if self.upper.count != upper_steps + chunks:
             raise RuntimeError("the upper problem did not step once per chunk: check unroll_steps")
-        keys = sorted(totals)
-        shared = torch.tensor([totals[k] for k in keys], dtype=torch.float64)
-        self.group.average_([shared])
-        return dict(zip(keys, shared.tolist()))
+        return totals
 
     def validation(self) -> dict[str, float]:
         interval = self.validate_fn()
@@ -164,11 +161,13 @@ class MetaEngine(Engine):
         if self.group.is_main:
             checkpoint.save(self.settings.out_dir / name, self._state(step))
 
-    def _any(self, *flags: bool) -> list[bool]:
-        """Each flag, true if it is true in any process."""
-        shared = torch.tensor([float(f) for f in flags], dtype=torch.float64)
+    def _agree(self, stats: dict[str, float], *flags: bool) -> tuple:
+        """``stats`` averaged over the processes, then each flag, true if it is true in any of them."""
+        keys = sorted(stats)
+        shared = torch.tensor([stats[k] for k in keys] + [float(f) for f in flags], dtype=torch.float64)
         self.group.average_([shared])
-        return [bool(v > 0) for v in shared.tolist()]
+        values = shared.tolist()
+        return (dict(zip(keys, values[:len(keys)])), *(v > 0 for v in values[len(keys):]))
 
     def _better(self, score: float) -> bool:
         if self.best is None:
@@ -193,12 +192,13 @@ class MetaEngine(Engine):
                 stats = self.train_step()
                 train_time += time.perf_counter() - t0
                 done += 1
+                # one all-reduce: the loss and score over all B tasks, and whether any process is
+                # out of time or asked to stop (so that all of them stop together)
+                stats, out_of_time, stop_requested = self._agree(
+                    stats, s.time_budget is not None and train_time >= s.time_budget, stop.requested)
                 row = {"step": step, "train_loss": stats["loss"], "train_score": stats.get("score", ""),
                        "val_score": "", "val_ci95": "", "elapsed_s": round(time.perf_counter() - started, 3),
                        "train_s": round(train_time, 3), "steps_per_s": round(done / train_time, 3)}
-                # the processes agree on stopping (any out of time or asked to stop): one more all-reduce
-                out_of_time, stop_requested = self._any(s.time_budget is not None and train_time >= s.time_budget,
-                                                        stop.requested)
                 if step % s.val_every == 0 or step == s.iterations or out_of_time:
                     self.eval()
                     val = self.validation()
