@@ -35,58 +35,58 @@ class TaskSuite:
         return self.metric == "accuracy"
 
 
-def omniglot_suite(cfg) -> TaskSuite:
-    """N-way K-shot Omniglot: meta-train/validation on disjoint background characters,
-    meta-test on the evaluation alphabets."""
-    from .data import ClassificationTasks, load_omniglot
-    from .models import image_model
+def _data_root(cfg) -> Path:
+    """``--data-root``, or ``./data`` (created, for the download) when it is not given."""
+    if cfg.data_root is not None:
+        return Path(cfg.data_root)
+    root = Path("data")
+    root.mkdir(exist_ok=True)
+    return root
 
-    explicit_root = cfg.data_root is not None
-    root = Path(cfg.data_root if explicit_root else "data")
-    if not explicit_root:
-        root.mkdir(exist_ok=True)
-    splits = load_omniglot(root, download=cfg.download, image_size=cfg.image_size)
-    train = ClassificationTasks(splits["train"], cfg.ways, cfg.train_shots or cfg.shots, cfg.queries, cfg.rotate,
+
+def classification_suite(cfg, splits: dict, model: nn.Module, test_source: str, rotate: bool) -> TaskSuite:
+    """N-way K-shot tasks from the ``train``/``val``/``test`` splits of a data set (classes
+    rotated in meta-training when ``rotate``); ``test_source`` says where test tasks come from."""
+    from .data import ClassificationTasks
+
+    train = ClassificationTasks(splits["train"], cfg.ways, cfg.train_shots or cfg.shots, cfg.queries, rotate,
                                 "meta-train")
     val = ClassificationTasks(splits["val"], cfg.ways, cfg.shots, cfg.test_queries, False, "meta-validation")
     test = ClassificationTasks(splits["test"], cfg.ways, cfg.shots, cfg.test_queries, False, "meta-test")
     label = f"{cfg.ways}-way {cfg.shots}-shot"
     return TaskSuite(
-        model=image_model(cfg.arch, cfg.ways, image_size=cfg.image_size, bn=cfg.bn), loss="cross_entropy", train=train,
+        model=model, loss="cross_entropy", train=train,
         val_set=fixed_tasks(val, cfg.val_tasks, seed=cfg.seed + 1),
         test_sets={label: fixed_tasks(test, cfg.test_tasks, seed=cfg.seed + 2)},
         test_steps=sorted({0, cfg.test_inner_steps}),
-        description=f"{cfg.test_tasks} tasks from the Omniglot evaluation alphabets, {label}, "
-                    f"{cfg.test_queries} queries/class")
+        description=f"{cfg.test_tasks} tasks from {test_source}, {label}, {cfg.test_queries} queries/class")
+
+
+def omniglot_suite(cfg) -> TaskSuite:
+    """N-way K-shot Omniglot: meta-train/validation on disjoint background characters,
+    meta-test on the evaluation alphabets."""
+    from .data import load_omniglot
+    from .models import image_model
+
+    splits = load_omniglot(_data_root(cfg), download=cfg.download, image_size=cfg.image_size)
+    model = image_model(cfg.arch, cfg.ways, image_size=cfg.image_size, bn=cfg.bn)
+    return classification_suite(cfg, splits, model, "the Omniglot evaluation alphabets", cfg.rotate)
 
 
 def natural_suite(cfg) -> TaskSuite:
     """mini-ImageNet, tiered-ImageNet, CIFAR-FS or FC100 through learn2learn's dataset classes:
-    their standard meta-train / meta-validation / meta-test class splits, RGB inputs."""
-    from .data import ClassificationTasks
+    their standard meta-train / meta-validation / meta-test class splits, RGB inputs, no
+    rotated classes."""
     from .data.natural import NATURAL_DATASETS, load_natural
     from .models import image_model
 
     spec = NATURAL_DATASETS[cfg.dataset]
-    root = Path(cfg.data_root if cfg.data_root is not None else "data")
-    if cfg.data_root is None:
-        root.mkdir(exist_ok=True)
-    splits = load_natural(cfg.dataset, root, download=cfg.download)
+    splits = load_natural(cfg.dataset, _data_root(cfg), download=cfg.download)
+    model = image_model(cfg.arch, cfg.ways, in_channels=3, image_size=spec.image_size, bn=cfg.bn)
     names = {"train": "meta-train", "val": "meta-validation", "test": "meta-test"}
-    train = ClassificationTasks(splits["train"], cfg.ways, cfg.train_shots or cfg.shots, cfg.queries, False,
-                                names["train"])
-    val = ClassificationTasks(splits["val"], cfg.ways, cfg.shots, cfg.test_queries, False, names["val"])
-    test = ClassificationTasks(splits["test"], cfg.ways, cfg.shots, cfg.test_queries, False, names["test"])
-    label = f"{cfg.ways}-way {cfg.shots}-shot"
     counts = ", ".join(f"{len(splits[k].classes)} {names[k]}" for k in names)
-    return TaskSuite(
-        model=image_model(cfg.arch, cfg.ways, in_channels=3, image_size=spec.image_size, bn=cfg.bn),
-        loss="cross_entropy", train=train,
-        val_set=fixed_tasks(val, cfg.val_tasks, seed=cfg.seed + 1),
-        test_sets={label: fixed_tasks(test, cfg.test_tasks, seed=cfg.seed + 2)},
-        test_steps=sorted({0, cfg.test_inner_steps}),
-        description=f"{cfg.test_tasks} tasks from the {spec.title} meta-test classes ({counts} classes), "
-                    f"{label}, {cfg.test_queries} queries/class")
+    return classification_suite(cfg, splits, model, f"the {spec.title} meta-test classes ({counts} classes)",
+                                rotate=False)
 
 
 def sine_suite(cfg) -> TaskSuite:
@@ -108,6 +108,4 @@ def sine_suite(cfg) -> TaskSuite:
 
 def build_suite(cfg) -> TaskSuite:
     """The task suite of ``cfg.dataset`` (a resolved :class:`bilevel_anil.config.RunConfig`)."""
-    if cfg.dataset in ("omniglot", "sine"):
-        return {"omniglot": omniglot_suite, "sine": sine_suite}[cfg.dataset](cfg)
-    return natural_suite(cfg)
+    return {"omniglot": omniglot_suite, "sine": sine_suite}.get(cfg.dataset, natural_suite)(cfg)
