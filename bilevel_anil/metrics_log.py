@@ -42,13 +42,13 @@ def keep_rows_up_to(path: Path, step: int) -> None:
 
 
 class MetricsLog:
-    """Open with ``with MetricsLog(out_dir, start_step, loggers) as log: log.write(row)``."""
+    """Open with ``with MetricsLog(out_dir, start_step, tensorboard) as log: log.write(row)``."""
 
-    def __init__(self, out_dir: Path, start_step: int = 0, loggers: tuple[str, ...] = ("csv",), enabled: bool = True):
+    def __init__(self, out_dir: Path, start_step: int = 0, tensorboard: bool = False, enabled: bool = True):
         self.enabled = enabled  # False: writes nothing (the processes of a run other than rank 0)
         self.path = out_dir / "metrics.csv"
         self.start_step = start_step
-        self.tensorboard = "tensorboard" in loggers
+        self.tensorboard = tensorboard
         self._fh = self._csv = self._writer = None
 
     def __enter__(self) -> "MetricsLog":

@@ -40,7 +40,7 @@ def test_resume_drops_events_written_after_the_checkpoint(tmp_path):
     out = tmp_path / "run"
     assert main([*RUN, "--iterations", "6", "--out", str(out), "--log", "tensorboard"]) == 0
     # as after a crash whose last.pt is from step 4: steps 5 and 6 were logged and are redone
-    with metrics_log.MetricsLog(out, start_step=4, loggers=("csv", "tensorboard")) as log:
+    with metrics_log.MetricsLog(out, start_step=4, tensorboard=True) as log:
         log.write({"step": 5, "train_loss": 123.0, "train_score": "", "val_score": "", "val_ci95": "",
                    "elapsed_s": 0, "train_s": 0, "steps_per_s": 1})
     scalars = tensorboard_scalars(out)

@@ -68,7 +68,7 @@ class EngineSettings:
     higher_is_better: bool = True  # accuracy; False for a loss such as MSE
     progress: Optional[bool] = None  # None: show the bar only on a terminal
     time_budget: Optional[float] = None  # stop after this many seconds of outer steps (then validate)
-    loggers: tuple[str, ...] = ("csv",)  # metrics.csv always; "tensorboard" adds TensorBoard events
+    tensorboard: bool = False  # TensorBoard events beside metrics.csv (which is always written)
 
 
 class MetaEngine(Engine):
@@ -181,7 +181,7 @@ class MetaEngine(Engine):
         s.out_dir.mkdir(parents=True, exist_ok=True)
         self.group.broadcast_(self.upper.trainable_parameters())  # every process starts from rank 0's θ
         # rows written after last.pt are redone on --resume; only rank 0 writes files
-        with MetricsLog(s.out_dir, start_step, s.loggers, enabled=main) as log, stop_on_sigint() as stop:
+        with MetricsLog(s.out_dir, start_step, s.tensorboard, enabled=main) as log, stop_on_sigint() as stop:
             show = s.progress if main else False  # None: tqdm decides (a bar only on a terminal)
             bar = tqdm(total=s.iterations, initial=start_step, disable=None if show is None else not show,
                        unit="step", dynamic_ncols=True)
