@@ -121,11 +121,11 @@ def train_and_test(cfg: RunConfig) -> dict:
     else:
         how = ("first-order" if algo.first_order else "second-order") + ", unrolled"
     if algo.proximal:
-        damped = algo.grad == "implicit" and (cfg.cg_damping or cfg.cg_lam_damping)
-        how += (f", proximal λ={cfg.lam}" + (" in one pull-back step after the support-loss steps"
-                                             if cfg.inner_proximal == "pullback" else "")
-                + (f", CG system ((1 + {cfg.cg_damping})·I + H/(λ + {cfg.cg_lam_damping}))"
-                                           if damped else ""))
+        how += f", proximal λ={cfg.lam}"
+        if cfg.inner_proximal == "pullback":
+            how += " in one pull-back step after the support-loss steps"
+        if algo.grad == "implicit" and (cfg.cg_damping or cfg.cg_lam_damping):
+            how += f", CG system ((1 + {cfg.cg_damping})·I + H/(λ + {cfg.cg_lam_damping}))"
         if cfg.test_lam != cfg.lam:
             how += f"; test-time adaptation with λ={cfg.test_lam}"
     optimizer_name = "Adam (β1 = 0)" if algo.inner_optimizer == "adam" else "SGD"
