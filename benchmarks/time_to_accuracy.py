@@ -4,7 +4,8 @@
 
 Reads each run's ``metrics.csv`` (written by ``run.py``); reports the outer step, the
 outer-step seconds (``train_s``, validation excluded) and the wall seconds (``elapsed_s``)
-at the first validation whose accuracy reaches each target. Runs made with
+at the first validation whose accuracy reaches each target, counted from the run's start
+across ``--resume`` sessions. Runs made with
 ``--val-every 25`` resolve the time to 25 outer steps.
 """
 from __future__ import annotations
@@ -17,10 +18,18 @@ from pathlib import Path
 
 
 def first_reach(metrics: Path, target: float):
+    """(step, outer-step seconds, wall seconds) of the first validation at or above
+    ``target``, counted from the run's start: a ``--resume`` starts its clocks at 0 again,
+    so each session's seconds are added to those of the sessions before it."""
+    before_train = before_wall = last_train = last_wall = 0.0
     with open(metrics) as fh:
         for row in csv.DictReader(fh):
+            train_s, wall_s = float(row["train_s"]), float(row["elapsed_s"])
+            if train_s < last_train:  # the first row of a resumed session
+                before_train, before_wall = before_train + last_train, before_wall + last_wall
+            last_train, last_wall = train_s, wall_s
             if row["val_score"] and float(row["val_score"]) >= target:
-                return int(row["step"]), float(row["train_s"]), float(row["elapsed_s"])
+                return int(row["step"]), before_train + train_s, before_wall + wall_s
     return None
 
 
