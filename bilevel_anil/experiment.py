@@ -227,6 +227,11 @@ def format_report(report: dict, suite: TaskSuite, out: Path) -> str:
     lines.append(f"  best checkpoint: {out / 'best.pt'} (step {report['best_step']}, {best})")
     if report["plot"]:
         lines.append(f"  plot of test tasks: {report['plot']}")
-    lines.append(f"  training: {report['steps_done']} outer steps this session, {report['steps_per_second']} steps/s over {report['train_seconds']} s of outer steps; "
-                 f"{report['wall_seconds']} s wall time with validation; test evaluation {report['test_seconds']} s")
+    if report["steps_done"]:
+        lines.append(f"  training: {report['steps_done']} outer steps this session, {report['steps_per_second']} steps/s over "
+                     f"{report['train_seconds']} s of outer steps; {report['wall_seconds']} s wall time with validation; "
+                     f"test evaluation {report['test_seconds']} s")
+    else:  # --resume of a run that had already reached --iterations: only the test ran
+        lines.append(f"  training: no outer steps this session (the checkpoint had reached --iterations); "
+                     f"test evaluation {report['test_seconds']} s")
     return "\n".join(lines)

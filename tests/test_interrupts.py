@@ -1,6 +1,7 @@
 """Nothing is lost: Ctrl-C stops cleanly, SIGKILL at a random point resumes bit for bit, and
 damaged, foreign or mismatched files give one line (sine runs: no data set needed)."""
 import csv
+import json
 import os
 import random
 import signal
@@ -137,3 +138,20 @@ def test_resume_with_contradicting_flags_names_the_flag(uninterrupted, tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert f"was trained with {named} " in err
+
+
+def test_resume_of_a_finished_run_only_tests(uninterrupted, tmp_path, capsys):
+    """--resume of a checkpoint that reached --iterations takes no step, keeps the metrics and
+    writes the meta-test of its best checkpoint (how a stopped test is redone)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("last.pt", "best.pt", "metrics.csv"):
+        (out / name).write_bytes((uninterrupted / name).read_bytes())
+    before = rows(out)
+    assert main([*RUN, "--out", str(out), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "no outer steps this session" in printed
+    assert rows(out) == before
+    redone, original = (json.loads((d / "results.json").read_text()) for d in (out, uninterrupted))
+    assert redone["steps_done"] == 0 and redone["best_step"] == original["best_step"]
+    assert redone["test"] == original["test"]  # the same checkpoint on the same seeded test tasks
