@@ -44,8 +44,8 @@ PRESETS: dict[str, Preset] = {
         {"problem": "imaml", "ways": 5, "inner_steps": 16, "test_inner_steps": 16, **_IMAML}),
     "imaml-omniglot-5w1s-cpu": Preset(
         "this package's CPU recipe (README, What holds iMAML back on a CPU): imaml-omniglot-5w1s with Adam 3e-3 "
-        "(eps 1e-8), meta-batch 16 and 15 queries per class, 30 minutes of outer steps; measured faster per second "
-        "here than the authors' settings",
+        "(eps 1e-8), meta-batch 16 and 15 queries per class, 30 minutes of outer steps; measured: 90% validation "
+        "after 1,182 s of outer steps on 2 CPU cores",
         {"problem": "imaml", "ways": 5, "inner_steps": 16, "test_inner_steps": 16,
          **{**_IMAML, "queries": 15, "meta_lr": 0.003, "meta_eps": 1e-8, "meta_batch": 16, "val_every": 50},
          "time_budget": 1800.0}),
