@@ -20,6 +20,7 @@ _IMAML = {"dataset": "omniglot", "arch": "conv4-strided", "shots": 1, "queries":
           "test_lam": 0.0, "hypergrad": "cg", "hypergrad_iterations": 5, "cg_damping": 1.0,
           "cg_lam_damping": 10.0, "inner_proximal": "pullback", "meta_batch": 32,
           "meta_lr": 0.001, "meta_eps": 0.001, "iterations": 20000, "val_every": 500}
+_IMAML_5W = {"problem": "imaml", "ways": 5, "inner_steps": 16, "test_inner_steps": 16, **_IMAML}
 _REPTILE = {"dataset": "omniglot", "arch": "conv4-strided", "shots": 1, "train_shots": 10, "queries": 1,
             "meta_lr": 1.0, "meta_batch": 5, "test_inner_steps": 50, "val_every": 1000, "inner_optimizer": "adam"}
 
@@ -41,13 +42,12 @@ PRESETS: dict[str, Preset] = {
         "Rajeswaran et al. 2019 and aravindr93/imaml_dev (examples/README.md and omniglot_implicit_maml.py): "
         "λ = 2, 16 SGD steps at 0.1 on the support loss then one on the proximal term, 5 CG steps on the authors' damped system ((1 + 1)·I + H/(λ + 10)), meta-batch 32, Adam 1e-3 (eps 1e-3), "
         "strided conv net without max-pooling, test: 16 steps with λ = 0",
-        {"problem": "imaml", "ways": 5, "inner_steps": 16, "test_inner_steps": 16, **_IMAML}),
+        _IMAML_5W),
     "imaml-omniglot-5w1s-cpu": Preset(
         "this package's CPU recipe (README, What holds iMAML back on a CPU): imaml-omniglot-5w1s with Adam 3e-3 "
         "(eps 1e-8), meta-batch 16 and 15 queries per class, 30 minutes of outer steps; measured: 90% validation "
         "after 1,182 s of outer steps on 2 CPU cores",
-        {"problem": "imaml", "ways": 5, "inner_steps": 16, "test_inner_steps": 16,
-         **{**_IMAML, "queries": 15, "meta_lr": 0.003, "meta_eps": 1e-8, "meta_batch": 16, "val_every": 50},
+        {**_IMAML_5W, "queries": 15, "meta_lr": 0.003, "meta_eps": 1e-8, "meta_batch": 16, "val_every": 50,
          "time_budget": 1800.0}),
     "imaml-omniglot-20w1s": Preset(
         "as imaml-omniglot-5w1s with 20 ways and 25 inner steps (Rajeswaran et al. 2019)",
