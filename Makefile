@@ -1,16 +1,16 @@
 # The two entry points of the README: `make run` and `make test`.
+# PYTHON: the interpreter for the venv (python3.12, 3.12, /usr/bin/python3); default: the newest
+# supported one found (python3.13 ... python3.10, on the PATH or through pyenv).
 VENV ?= .venv
+PYTHON ?=
 PY := $(VENV)/bin/python
 ARGS ?=
 
 .PHONY: run test venv bench clean
 
-venv: $(VENV)/.installed
-
-$(VENV)/.installed: setup.cfg pyproject.toml scripts/make_venv.sh
-	bash scripts/make_venv.sh $(VENV)
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $@
+# make_venv.sh returns at once when the venv is up to date (same Python, same setup.cfg)
+venv:
+	@bash scripts/make_venv.sh $(VENV) $(PYTHON)
 
 run: venv
 	$(PY) run.py --problem anil $(ARGS)

@@ -1,33 +1,88 @@
-"""Checkpoint files: written atomically, so a crash never leaves a half-written file."""
+"""Checkpoint files: written atomically, read without running code.
+
+A checkpoint is a dict of tensors and plain Python values (str, int, float, bool, None, lists,
+tuples, dicts), written by :func:`save` through a temporary file and an atomic rename, so a
+crash never leaves a half-written file. :func:`read` loads with ``torch.load(weights_only=True)``:
+a pickle that would import or call anything else (a crafted ``__reduce__``) is refused with one
+line instead of being run. Files of earlier versions of the package stored the numpy random
+state as an ``ndarray``; exactly the numpy globals that rebuild a plain array are allow-listed for
+them (no object arrays), so they still load.
+"""
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from .errors import UsageError
+from .errors import UsageError, first_line
 
 FORMAT = 1
 
 
+def _numpy_array_globals() -> list:
+    """What ``pickle`` needs to rebuild a plain numpy array, and nothing more."""
+    try:
+        from numpy._core.multiarray import _reconstruct  # numpy >= 2
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def save(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` via a temporary file and an atomic rename."""
+    """Write ``state`` to ``path`` via a temporary file and an atomic rename.
+
+    A full disk raises a one-line :class:`UsageError` naming the file; the temporary file is
+    removed and the previous file at ``path`` is left as it was."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UsageError(f"no space left on the device writing {path}; the file there before is intact: "
+                             "free space and continue with --resume") from None
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write {path} ({first_line(exc)})") from None
+        raise
+
+
+def read(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """The object in a file written by ``torch.save``, loaded without running code from it.
+
+    Raises a one-line :class:`UsageError` when the file is missing or unreadable, and when its
+    pickle asks for anything but tensors and plain values (it is refused, not run)."""
+    path = Path(path)
+    if not path.is_file():
+        if what == "checkpoint":
+            raise UsageError(f"checkpoint {path} does not exist: pass the path of a best.pt or last.pt of a run")
+        raise UsageError(f"{what} {path}: no such file")
+    try:
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        text = str(exc)
+        if "Weights only load failed" in text or "Unsupported global" in text or "weights_only" in text:
+            raise UsageError(f"{what} {path} was refused: its pickle asks to run code or build objects other than "
+                             "tensors and plain values (a crafted or foreign file); nothing from it was run") from None
+        raise UsageError(f"{what} {path} cannot be read ({type(exc).__name__}): it is damaged or not a "
+                         "PyTorch file") from None
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save`; a clear error if it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"checkpoint {path} does not exist: pass the path of a best.pt or last.pt of a run")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise UsageError(f"checkpoint {path} cannot be read ({type(exc).__name__}): it is damaged or not a checkpoint") from None
+    """Read a checkpoint written by :func:`save`; a one-line :class:`UsageError` if it is not one."""
+    state = read(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"{path} is not a bilevel_anil checkpoint (format {FORMAT})")
     return state

@@ -6,6 +6,7 @@ import sys
 from typing import Optional, Sequence
 
 from .algorithms import ALGORITHMS, GRADS
+from .allocator import keep_freed_memory
 from .argparsing import HelpFormatter, Parser, report_errors
 from .config import DATASET_DEFAULTS, DATASETS, RunConfig, resolve_config, validate_config
 from .errors import UsageError
@@ -183,6 +184,9 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> RunConfig:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    status = report_errors("run.py", keep_freed_memory, "nothing was started")  # bad BILEVEL_ANIL_MALLOC
+    if status:
+        return status
     if argv[:1] == ["compare-grads"]:
         from .compare import main as compare_main
         return compare_main(argv[1:])

@@ -21,6 +21,7 @@ from .learner import Learner
 from .models import TaskBatchedNet, parameter_counts, set_meta_trained
 from .models.pretrained import load_pretrained
 from .profiling import measure
+from .run_lock import RunFolderLock
 from .problems import HypergradConfig, build_lower, build_upper
 from .suite import TaskSuite, build_suite
 
@@ -80,7 +81,17 @@ def outer_optimizer(algo: Algorithm, model: torch.nn.Module, cfg: RunConfig) -> 
 
 def train_and_test(cfg: RunConfig) -> dict:
     """Meta-train with a resolved config, then evaluate the best checkpoint; returns the report
-    (also written to ``results.json`` in the output folder)."""
+    (also written to ``results.json`` in the output folder). The output folder is locked for the
+    run's life (:class:`RunFolderLock`): a second run on it stops with one line."""
+    if not distributed.current().is_main:
+        return _train_and_test(cfg)
+    with RunFolderLock(Path(cfg.out)):
+        if not cfg.resume and (Path(cfg.out) / "last.pt").exists():  # a run that finished while this one started
+            raise UsageError(f"--out {cfg.out} already holds a run: continue it with --resume, or choose another --out")
+        return _train_and_test(cfg)
+
+
+def _train_and_test(cfg: RunConfig) -> dict:
     seed_everything(cfg.seed)
     algo = get_algorithm(cfg.problem, cfg.first_order, grad=cfg.grad, inner_optimizer=cfg.inner_optimizer)
     suite = build_suite(cfg)

@@ -67,12 +67,15 @@ class MetricsLog:
                                                   purge_step=self.start_step + 1 if self.start_step else None)
         return self
 
-    def write(self, row: dict[str, Any]) -> None:
-        """One outer step's row; empty fields (no validation at this step) are left out of TensorBoard."""
+    def write(self, row: dict[str, Any], durable: bool = False) -> None:
+        """One outer step's row; empty fields (no validation at this step) are left out of
+        TensorBoard. ``durable``: also fsync the file (before a checkpoint that covers the row)."""
         if not self.enabled:
             return
         self._csv.writerow(row)
         self._fh.flush()
+        if durable:
+            os.fsync(self._fh.fileno())
         if self._writer is not None:
             for key in METRICS[1:]:
                 if row.get(key, "") != "":

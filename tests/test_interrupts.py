@@ -155,3 +155,54 @@ def test_resume_of_a_finished_run_only_tests(uninterrupted, tmp_path, capsys):
     redone, original = (json.loads((d / "results.json").read_text()) for d in (out, uninterrupted))
     assert redone["steps_done"] == 0 and redone["best_step"] == original["best_step"]
     assert redone["test"] == original["test"]  # the same checkpoint on the same seeded test tasks
+
+
+def test_sigkill_just_after_last_pt_loses_no_row(uninterrupted, tmp_path):
+    """The row of a validation step is on disk before its last.pt: killed right after last.pt is
+    renamed into place, the resumed run's metrics equal the uninterrupted run's row for row."""
+    from bilevel_anil.engines.meta_engine import KILL_AFTER_CHECKPOINT
+
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", KILL_AFTER_CHECKPOINT: "20"}
+    proc = subprocess.run([sys.executable, "run.py", *RUN, "--out", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert int(torch.load(out / "last.pt", weights_only=True)["step"]) == 20
+    assert [r["step"] for r in rows(out)][-1] == "20"  # the row of the checkpoint's step survived
+    last = start(out, "--resume")
+    assert last.wait(timeout=300) == 0, last.stderr.read()
+    assert losses(out) == losses(uninterrupted)
+    for name, value in final_state(uninterrupted).items():
+        assert torch.equal(final_state(out)[name], value), name
+
+
+def test_a_second_run_on_a_locked_folder_is_one_line_naming_the_holder(tmp_path, capsys):
+    from bilevel_anil.run_lock import RunFolderLock
+
+    out = tmp_path / "run"
+    with RunFolderLock(out):
+        code = main([*RUN, "--iterations", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"in use by another run (process {os.getpid()}" in err and str(out) in err
+    assert not (out / "metrics.csv").exists()
+
+
+def test_two_runs_started_together_on_one_folder(tmp_path):
+    """Both pass the 'already holds a run' check; one runs, the other stops with the lock's line."""
+    out = tmp_path / "run"
+    procs = [start(out, "--iterations", "40") for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    err = next(err for code, err in results if code == 2)
+    assert len(err.strip().splitlines()) == 1 and ("in use by another run" in err or "already holds a run" in err), err
+    assert [r["step"] for r in rows(out)] == [str(i) for i in range(1, 41)]
+
+
+def test_a_lock_file_left_by_a_dead_run_is_not_stale(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("999999\n")  # a run that was SIGKILLed left its lock file
+    assert main([*RUN, "--iterations", "2", "--val-every", "1", "--out", str(out)]) == 0
+    capsys.readouterr()

@@ -68,7 +68,8 @@ def resize_gray(image: Image.Image, size: int) -> np.ndarray:
 
 def to_input(pixels: np.ndarray) -> torch.Tensor:
     """uint8 grey pixels ``[..., S, S]`` to model inputs ``[..., 1, S, S]``: ink 1, paper 0."""
-    return 1.0 - torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255.0).unsqueeze(-3)
+    # np.array copies: the pixels may be a read-only view (a PIL image's buffer), which torch warns about
+    return 1.0 - torch.from_numpy(np.array(pixels, dtype=np.float32)).div_(255.0).unsqueeze(-3)
 
 
 def _decode(path: Path, size: int) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import random
 import signal
 import threading
@@ -30,6 +31,10 @@ from ..metrics_log import MetricsLog
 from ..problems import HypergradConfig, InnerObjective, MetaProblem, build_lower, build_upper
 
 get_logger().setLevel(logging.WARNING)  # Betty logs its set-up at INFO on stdout
+
+# set to a step number, the process kills itself (SIGKILL) just after writing last.pt at that
+# step: how the tests reach the moment between a checkpoint and what follows it
+KILL_AFTER_CHECKPOINT = "BILEVEL_ANIL_TEST_KILL_AFTER_CHECKPOINT"
 
 class _StopRequest:
     requested = False
@@ -142,7 +147,8 @@ class MetaEngine(Engine):
             "optimizer": self.upper.optimizer.state_dict(),
             "scheduler": None if self.upper.outer_schedule is None else self.upper.outer_schedule.state_dict(),
             "best": self.best,
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+            "rng": {"python": random.getstate(), "numpy": _numpy_state_to_plain(np.random.get_state()),
+                    "torch": torch.get_rng_state()},
         }
 
     def restore(self, state: dict[str, Any]) -> int:
@@ -153,13 +159,15 @@ class MetaEngine(Engine):
             self.upper.outer_schedule.load_state_dict(state["scheduler"])
         self.best = state["best"]
         random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
+        np.random.set_state(_numpy_state_from_plain(state["rng"]["numpy"]))
         torch.set_rng_state(state["rng"]["torch"])
         return int(state["step"])
 
     def _save(self, name: str, step: int) -> None:
         if self.group.is_main:
             checkpoint.save(self.settings.out_dir / name, self._state(step))
+            if name == "last.pt" and os.environ.get(KILL_AFTER_CHECKPOINT) == str(step):
+                os.kill(os.getpid(), signal.SIGKILL)  # the tests' kill point: just after last.pt is in place
 
     def _agree(self, stats: dict[str, float], *flags: bool) -> tuple:
         """``stats`` averaged over the processes, then each flag, true if it is true in any of them."""
@@ -204,6 +212,9 @@ class MetaEngine(Engine):
                     val = self.validation()
                     self.train()
                     row.update(val)
+                    # the row is on disk before the checkpoint that covers it: a kill between the two
+                    # leaves a row after the previous last.pt, which --resume drops and redoes
+                    log.write(row, durable=True)
                     if self._better(val["val_score"]):
                         self.best = {"step": step, **val}
                         self._save("best.pt", step)
@@ -211,7 +222,8 @@ class MetaEngine(Engine):
                     if bar.disable and main:
                         print(f"step {step}/{s.iterations}  loss {stats['loss']:.4f}  val {val['val_score']:.4f}"
                               f" ± {val['val_ci95']:.4f}  {row['steps_per_s']:.2f} steps/s", flush=True)
-                log.write(row)
+                else:
+                    log.write(row)
                 if not math.isfinite(stats["loss"]):
                     bar.close()
                     kept = "no checkpoint was written yet" if self.best is None else \
@@ -247,3 +259,17 @@ def step_engine(learner: Learner, sampler: TaskSampler, tasks: int, inner_steps:
     settings = EngineSettings(iterations=1, inner_steps=inner_steps, val_every=1, out_dir=Path("."),
                               device=device, progress=False)
     return MetaEngine(upper, lower, env, settings, lambda: Interval(0.0, 0.0, 1), {})
+
+
+def _numpy_state_to_plain(state: tuple) -> tuple:
+    """numpy's legacy random state with its key array as a tensor, so that the checkpoint holds
+    only tensors and plain values (read with ``weights_only=True``)."""
+    name, keys, pos, has_gauss, cached = state
+    return (name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached))
+
+
+def _numpy_state_from_plain(state: tuple) -> tuple:
+    """The inverse of :func:`_numpy_state_to_plain`; also takes the ndarray of older checkpoints."""
+    name, keys, pos, has_gauss, cached = state
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    return (name, keys.astype(np.uint32), pos, has_gauss, cached)

@@ -38,20 +38,12 @@ def imagenet_state_dict(arch: str) -> dict[str, Tensor]:
                          f"({reason}): put that file there, or pass --pretrained PATH") from None
 
 
-def _read(path: Path) -> Any:
-    if not path.is_file():
-        raise UsageError(f"--pretrained {path}: no such file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UsageError(f"--pretrained {path} cannot be read ({type(exc).__name__}): "
-                         "it is damaged or not a PyTorch weights file") from None
-
-
 def file_state_dict(path: Path, arch: str) -> dict[str, Tensor]:
     """The body weights in a file: a ``pretrain-body`` output, a run checkpoint (``model``), a
     wrapped (``state_dict``) or a plain state_dict, with ``module.``/``body.`` prefixes removed."""
-    data = _read(path)
+    from ..checkpoint import read  # the one safe loader of the package (no code from the file runs)
+
+    data = read(path, "--pretrained")
     if isinstance(data, dict) and data.get("kind") == BODY_FILE_KIND:
         if data["arch"]["name"] != arch:
             raise UsageError(f"--pretrained {path} holds a {data['arch']['name']} body, not {arch}: "
