@@ -12,6 +12,7 @@ import torch
 
 from . import checkpoint, distributed
 from .algorithms import Algorithm, get_algorithm
+from .allocator import keep_freed_memory
 from .config import RunConfig
 from .engines import EngineSettings, MetaEngine
 from .envs import EpisodicEnv
@@ -83,6 +84,7 @@ def train_and_test(cfg: RunConfig) -> dict:
     """Meta-train with a resolved config, then evaluate the best checkpoint; returns the report
     (also written to ``results.json`` in the output folder). The output folder is locked for the
     run's life (:class:`RunFolderLock`): a second run on it stops with one line."""
+    keep_freed_memory()  # as run.py does, for callers from Python (README, Speed)
     if not distributed.current().is_main:
         return _train_and_test(cfg)
     with RunFolderLock(Path(cfg.out)):
