@@ -8,7 +8,8 @@ from typing import Optional, Sequence
 from .algorithms import ALGORITHMS, GRADS
 from .allocator import keep_freed_memory
 from .argparsing import HelpFormatter, Parser, report_errors
-from .config import DATASET_DEFAULTS, DATASETS, RunConfig, resolve_config, validate_config
+from .config import (DATASET_DEFAULTS, DATASETS, RunConfig, flag_scopes_help, resolve_config, validate_config,
+                     validate_scopes)
 from .errors import UsageError
 from .fast_weights import INNER_OPTIMIZERS
 from .models import IMAGE_ARCHS, TRAIN_BODY
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="run.py", description="Meta-train a few-shot learner with Betty and report meta-test results.",
                 epilog="Also: run.py compare-grads compares implicit, unrolled and first-order meta-gradients on "
                        "one meta-batch; run.py pretrain-body trains a body as a classifier for --pretrained; "
-                       "run.py scenarios runs the ANIL notes' four scenarios (each with --help).",
+                       "run.py scenarios runs the ANIL notes' four scenarios (each with --help). "
+                       + flag_scopes_help(),
                 formatter_class=HelpFormatter)
     dd = _dataset_default
     p.add_argument("--preset", default=None, metavar="NAME",
@@ -176,9 +178,11 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> RunConfig:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     cfg = RunConfig(**vars(args))
-    if cfg.preset is not None:  # only then is a second parse needed, to tell given flags from defaults
-        apply_preset(cfg, explicit_flags(argv))
+    explicit = explicit_flags(argv)  # a second parse tells the flags given from the defaults
+    if cfg.preset is not None:
+        apply_preset(cfg, explicit)
     validate_config(cfg)
+    validate_scopes(cfg, explicit)
     return cfg
 
 

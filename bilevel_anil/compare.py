@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .algorithms import Algorithm, get_algorithm
 from .data.episodes import EpisodeBatch, RepeatBatch, seeded
-from .errors import require_positive_integers, require_positive_numbers
+from .errors import require_device, require_output, require_positive_integers, require_positive_numbers, require_seed
 from .learner import Learner
 from .problems.hypergradients import HypergradConfig, cg_solve
 from .profiling import measure
@@ -325,6 +325,9 @@ def main(argv: Sequence[str]) -> int:
                                    ("ways", "shots", "queries", "tasks", "inner_steps", "exact_max_iterations")})
         require_positive_numbers({name.replace("_", "-"): getattr(cfg, name)
                                   for name in ("lam", "inner_lr", "neumann_alpha", "exact_tol")})
+        require_seed(cfg.seed)
+        require_device(cfg.device)
+        require_output(cfg.out)
         run_comparison(cfg)
 
     from .argparsing import report_errors

@@ -13,7 +13,8 @@ import torch
 from . import distributed
 from .algorithms import get_algorithm
 from .data.natural import NATURAL_DATASETS
-from .errors import UsageError, require_positive_integers, require_positive_numbers
+from .errors import (UsageError, require_device, require_output, require_positive_integers,
+                     require_positive_numbers, require_seed)
 from .fast_weights import INNER_OPTIMIZERS
 from .metrics_log import LOGGERS, summary_writer_class
 from .models import IMAGE_ARCHS, TRAIN_BODY
@@ -128,6 +129,37 @@ class RunConfig:
     log: str = "csv"
 
 
+# Flags that apply to some algorithms only: field -> (to what, whether an algorithm uses it).
+# Given explicitly to an algorithm that does not use it, a flag is refused (validate_scopes),
+# instead of being accepted and ignored; --help lists this table.
+_PROXIMAL = ("imaml/ianil (the proximal inner objective)", lambda algo: algo.proximal)
+_IMPLICIT = ("the implicit meta-gradient (imaml, ianil, --grad implicit)", lambda algo: algo.grad == "implicit")
+FLAG_SCOPES: dict[str, tuple[str, object]] = {
+    "lam": _PROXIMAL, "test_lam": _PROXIMAL, "inner_proximal": _PROXIMAL,
+    "hypergrad": _IMPLICIT, "hypergrad_iterations": _IMPLICIT, "neumann_alpha": _IMPLICIT, "darts_alpha": _IMPLICIT,
+    "cg_damping": _IMPLICIT, "cg_lam_damping": _IMPLICIT,
+}
+
+
+def flag_scopes_help() -> str:
+    """The scope table as one sentence for ``--help``."""
+    by_scope: dict[str, list[str]] = {}
+    for field, (scope, _) in FLAG_SCOPES.items():
+        by_scope.setdefault(scope, []).append("--" + field.replace("_", "-"))
+    return "Flags for some algorithms only (refused elsewhere): " + "; ".join(
+        f"{', '.join(flags)}: {scope}" for scope, flags in by_scope.items()) + "."
+
+
+def validate_scopes(cfg: RunConfig, explicit: set[str]) -> None:
+    """One line for the first flag given on the command line that the chosen algorithm does not use."""
+    algo = get_algorithm(cfg.problem, cfg.first_order, cfg.head_only, cfg.grad)
+    for field, (scope, applies) in FLAG_SCOPES.items():
+        if field in explicit and not applies(algo):
+            flag = "--" + field.replace("_", "-")
+            raise UsageError(f"{flag} applies to {scope}; {algo.name} with the {algo.grad} meta-gradient does not "
+                             f"use it: drop {flag}")
+
+
 def validate_config(cfg: RunConfig) -> None:
     """Reject bad input with one actionable sentence (before dataset defaults are filled in)."""
     algo = get_algorithm(cfg.problem, cfg.first_order, cfg.head_only, cfg.grad)
@@ -176,10 +208,9 @@ def validate_config(cfg: RunConfig) -> None:
         raise UsageError(f"--time-budget must be a positive number of seconds, got {cfg.time_budget}")
     require_positive_numbers({"inner-lr": cfg.inner_lr, "meta-lr": cfg.meta_lr, "meta-eps": cfg.meta_eps,
                               "lam": cfg.lam, "neumann-alpha": cfg.neumann_alpha, "darts-alpha": cfg.darts_alpha})
-    if cfg.device is not None and cfg.device not in ("cpu", "cuda") and not cfg.device.startswith("cuda:"):
-        raise UsageError(f"unknown device {cfg.device!r}: use cpu or cuda")
-    if cfg.device and cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA device is available: use --device cpu")
+    require_device(cfg.device)
+    require_seed(cfg.seed)
+    require_output(cfg.out)
     if cfg.log not in LOGGERS:
         raise UsageError(f"unknown --log {cfg.log!r}: choose one of {', '.join(LOGGERS)}")
     if cfg.log == "tensorboard":
@@ -263,9 +294,60 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
         cfg.inner_optimizer = algo.inner_optimizer
     if cfg.test_inner_steps is None:
         cfg.test_inner_steps = cfg.inner_steps
+    check_memory(cfg)
     if cfg.out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         shape = f"{cfg.ways}w{cfg.shots}s" if cfg.ways else f"K{cfg.shots}"
         arch = "" if cfg.arch in (None, "conv4") else f"{cfg.arch}-"
         cfg.out = group.broadcast_object(str(Path("runs") / f"{cfg.problem}-{arch}{cfg.dataset}-{shape}-{stamp}"))
     return cfg
+
+
+OMNIGLOT_IMAGES = 1623 * 20  # characters x drawings, decoded at --image-size as uint8
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``); None elsewhere."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def task_tensor_bytes(cfg: RunConfig) -> dict[str, int]:
+    """The bytes of what a resolved config materialises before the first step, by the flag
+    that sets each: one meta-batch of inputs, the fixed validation and test tasks (float32),
+    and Omniglot's decoded images (uint8). A lower bound of the run's memory (activations
+    come on top): settings that cannot fit are refused before anything is allocated."""
+    if cfg.dataset == "sine":
+        pixels, ways, decoded, test_sets = 1, 1, 0, 2
+    else:
+        size = NATURAL_DATASETS[cfg.dataset].image_size if cfg.dataset in NATURAL_DATASETS else cfg.image_size
+        pixels = (3 if cfg.dataset in NATURAL_DATASETS else 1) * size * size
+        ways, test_sets = cfg.ways, 1
+        decoded = OMNIGLOT_IMAGES * size * size if cfg.dataset == "omniglot" else 0
+    per_task = lambda shots, queries: ways * (shots + queries) * pixels * 4
+    return {"--meta-batch": cfg.meta_batch * per_task(cfg.train_shots or cfg.shots, cfg.queries),
+            "--val-tasks": cfg.val_tasks * per_task(cfg.shots, cfg.test_queries),
+            "--test-tasks": test_sets * cfg.test_tasks * per_task(cfg.shots, cfg.test_queries),
+            "--image-size": decoded}
+
+
+def check_memory(cfg: RunConfig, available: Optional[int] = None) -> None:
+    """One line when the task tensors of ``cfg`` alone exceed the memory available."""
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    need = task_tensor_bytes(cfg)
+    total = sum(need.values())
+    if total > available:
+        flag = max(need, key=need.get)
+        gib = lambda b: f"{b / 2 ** 30:,.1f} GiB"
+        parts = ", ".join(f"{gib(b)} for {f}" for f, b in sorted(need.items(), key=lambda kv: -kv[1])
+                          if b >= 2 ** 26)
+        pixels = " or --image-size" if cfg.dataset == "omniglot" and cfg.image_size > 28 else ""
+        raise UsageError(f"these settings need at least {gib(total)} for their task tensors alone ({parts}); this "
+                         f"machine has {gib(available)} available: lower {flag}{pixels}")

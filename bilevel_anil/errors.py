@@ -51,3 +51,58 @@ def require_positive_numbers(flags: Mapping[str, Optional[float]]) -> None:
     for name, value in flags.items():
         if value is not None and not (math.isfinite(value) and value > 0):
             raise UsageError(f"--{name} must be a positive number, got {value}")
+
+
+SEED_LIMIT = 2 ** 32  # numpy's seeds are 0 .. 2**32 - 1
+
+
+def require_seed(seed: Optional[int]) -> None:
+    """One line unless ``seed`` is an integer numpy, torch and Python's ``random`` all accept."""
+    if seed is not None and not 0 <= seed < SEED_LIMIT:
+        raise UsageError(f"--seed must be between 0 and {SEED_LIMIT - 1}, got {seed}")
+
+
+def require_device(device: Optional[str]) -> None:
+    """One line unless ``device`` is None, ``cpu``, ``cuda`` or ``cuda:N`` with CUDA present."""
+    if device is None:
+        return
+    index = device[5:] if device.startswith("cuda:") else ""
+    if device not in ("cpu", "cuda") and not index.isdigit():
+        raise UsageError(f"unknown device {device!r}: use cpu or cuda")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device} was asked for but no CUDA device is available: use --device cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
+def _first_existing(path: "Path") -> "Path":
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def require_output(value: Optional[str], kind: str = "folder", flag: str = "--out") -> None:
+    """One line unless ``value`` (None: the default) names a folder (``kind="folder"``) or a file
+    (``kind="file"``) that can be written: not empty, not under a file, not where a file/folder of
+    the other kind is, on a writable file system. Checked before any data is loaded."""
+    import os
+    from pathlib import Path
+
+    if value is None:
+        return
+    if not str(value).strip():
+        raise UsageError(f"{flag} is empty: give a {kind} name")
+    path = Path(value)
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {value} is a file, not a folder: choose another {flag}")
+    if kind == "file" and path.is_dir():
+        raise UsageError(f"{flag} {value} is a folder: give a file name, e.g. {path / 'body.pt'}")
+    existing = _first_existing(path if kind == "folder" else path.parent)
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {value} is under {existing}, which is a file: choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {value}: {existing} is not writable (read-only or no permission): choose "
+                         f"another {flag}")

@@ -22,7 +22,8 @@ from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint
-from .errors import UsageError, require_positive_integers, require_positive_numbers
+from .errors import (UsageError, require_device, require_output, require_positive_integers,
+                     require_positive_numbers, require_seed)
 from .evaluation import Interval, eval_mode
 from .models import IMAGE_ARCHS, image_model
 from .models.pretrained import BODY_FILE_KIND
@@ -172,8 +173,11 @@ def main(argv: Sequence[str]) -> int:
         if cfg.image_size < 8:
             raise UsageError(f"--image-size must be at least 8 pixels, got {cfg.image_size}")
         require_positive_numbers({"lr": cfg.lr})
-        if cfg.out is not None and Path(cfg.out).is_dir():
-            raise UsageError(f"--out {cfg.out} is a folder: give a file name, e.g. {Path(cfg.out) / 'body.pt'}")
+        if cfg.ways < 2:
+            raise UsageError(f"--ways must be at least 2 for classification, got {cfg.ways}")
+        require_seed(cfg.seed)
+        require_device(cfg.device)
+        require_output(cfg.out, kind="file")
         pretrain_body(cfg)
 
     from .argparsing import report_errors

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import UsageError, require_positive_integers
+from .errors import UsageError, require_output, require_positive_integers
 
 
 @dataclass(frozen=True)
@@ -270,6 +270,7 @@ def validate(cfg: ScenarioConfig) -> None:
     if unknown:
         raise UsageError(f"--only: unknown scenario {unknown[0]!r}: choose from {', '.join(keys)}")
     require_positive_integers({"pretrain-epochs": cfg.pretrain_epochs})
+    require_output(cfg.out)
     if cfg.pretrained not in ("auto", "imagenet") and not Path(cfg.pretrained).is_file():
         raise UsageError(f"--pretrained {cfg.pretrained}: no such file (give auto, imagenet or a weights file)")
     # every other flag (--time-budget, counts, rates) is checked as the runs will see it
