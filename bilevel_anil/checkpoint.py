@@ -73,7 +73,7 @@ def read(path: str | os.PathLike, what: str = "checkpoint") -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text or "weights_only" in text:
+        if any(key in text for key in ("GLOBAL", "Unsupported global", "allowlisted")):  # asks for a function or class
             raise UsageError(f"{what} {path} was refused: its pickle asks to run code or build objects other than "
                              "tensors and plain values (a crafted or foreign file); nothing from it was run") from None
         raise UsageError(f"{what} {path} cannot be read ({type(exc).__name__}): it is damaged or not a "

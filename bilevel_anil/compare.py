@@ -25,7 +25,8 @@ from torch import Tensor
 
 from .algorithms import Algorithm, get_algorithm
 from .data.episodes import EpisodeBatch, RepeatBatch, seeded
-from .errors import require_device, require_output, require_positive_integers, require_positive_numbers, require_seed
+from .errors import (TrainingDiverged, UsageError, require_device, require_output, require_positive_integers,
+                     require_positive_numbers, require_seed)
 from .learner import Learner
 from .problems.hypergradients import HypergradConfig, cg_solve
 from .profiling import measure
@@ -38,7 +39,7 @@ class CompareConfig:
     dataset: str = "omniglot"
     data_root: Optional[str] = None
     head_only: bool = True
-    ways: int = 5
+    ways: Optional[int] = None  # omniglot: 5
     shots: int = 1
     queries: int = 15
     tasks: int = 8
@@ -183,6 +184,9 @@ def run_comparison(cfg: CompareConfig) -> list[dict]:
     ref = measure(lambda: exact_implicit_gradient(reference_learner, batch, cfg.inner_steps, lr, solver,
                                                   cfg.exact_tol, cfg.exact_max_iterations), cfg.device)
     exact, info = ref.value
+    if not (math.isfinite(info["inner_grad_norm"]) and all(torch.isfinite(g).all() for g in exact)):
+        raise TrainingDiverged(f"the inner loop diverged at inner lr {lr} (non-finite inner gradient or exact "
+                               "meta-gradient): lower --inner-lr; nothing was written")
     rows: list[dict] = []
 
     def add(method: str, knob: str, value, grads, m):
@@ -296,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", dest="head_only", action="store_false",
                    help="adapt the full network (imaml; exact gradient by CG to convergence) instead of the "
                         "head only (ianil; exact gradient by a direct solve)")
-    p.add_argument("--ways", type=int, default=d.ways)
+    p.add_argument("--ways", type=int, default=d.ways, help="classes per task (omniglot; default 5)")
     p.add_argument("--shots", type=int, default=d.shots)
     p.add_argument("--queries", type=int, default=d.queries)
     p.add_argument("--tasks", type=int, default=d.tasks, help="tasks in the fixed meta-batch")
@@ -328,6 +332,12 @@ def main(argv: Sequence[str]) -> int:
         require_seed(cfg.seed)
         require_device(cfg.device)
         require_output(cfg.out)
+        if cfg.dataset == "sine" and cfg.ways is not None:
+            raise UsageError("--ways applies to classification; sine regression has no classes: drop --ways")
+        if cfg.ways is None and cfg.dataset != "sine":
+            cfg.ways = 5
+        if cfg.ways is not None and cfg.ways < 2:
+            raise UsageError(f"--ways must be at least 2 for classification, got {cfg.ways}")
         run_comparison(cfg)
 
     from .argparsing import report_errors

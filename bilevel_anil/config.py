@@ -17,7 +17,7 @@ from .errors import (UsageError, require_device, require_output, require_positiv
                      require_positive_numbers, require_seed)
 from .fast_weights import INNER_OPTIMIZERS
 from .metrics_log import LOGGERS, summary_writer_class
-from .models import IMAGE_ARCHS, TRAIN_BODY
+from .models import IMAGE_ARCHS, TRAIN_BODY, smallest_image_size
 from .models.conv4 import BN_MODES
 from .presets import algorithm_settings
 from .problems.hypergradients import HYPERGRADS
@@ -237,8 +237,10 @@ def validate_body(cfg: RunConfig, algo) -> None:
         spec = NATURAL_DATASETS[cfg.dataset]
         raise UsageError(f"--image-size applies to Omniglot; {spec.title}'s images are {spec.image_size}x"
                          f"{spec.image_size}: drop --image-size")
-    if cfg.image_size is not None and cfg.image_size < 8:
-        raise UsageError(f"--image-size must be at least 8 pixels, got {cfg.image_size}")
+    smallest = smallest_image_size(cfg.arch or "conv4")
+    if cfg.image_size is not None and cfg.image_size < smallest:
+        raise UsageError(f"--image-size must be at least {smallest} pixels for {cfg.arch or 'conv4'} (smaller inputs "
+                         f"vanish in its poolings), got {cfg.image_size}")
     if cfg.arch not in (None, "conv4") and cfg.bn not in (None, "batch"):
         raise UsageError(f"--bn {cfg.bn} is available on conv4 only; {cfg.arch} normalises each set with its own "
                          "statistics: drop --bn")

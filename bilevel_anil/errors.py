@@ -46,11 +46,18 @@ def require_positive_integers(flags: Mapping[str, Optional[int]]) -> None:
             raise UsageError(f"--{name} must be a positive integer, got {value}")
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # the tensors are float32: a larger step or λ overflows in the first update
+
+
 def require_positive_numbers(flags: Mapping[str, Optional[float]]) -> None:
-    """One line for the first flag whose value is not a finite number above 0; None is unset."""
+    """One line for the first flag whose value is not a finite number above 0 (and at most
+    float32's largest, so that the first optimiser update cannot overflow); None is unset."""
     for name, value in flags.items():
         if value is not None and not (math.isfinite(value) and value > 0):
             raise UsageError(f"--{name} must be a positive number, got {value}")
+        if value is not None and value > FLOAT32_MAX:
+            raise UsageError(f"--{name} {value:g} is larger than float32 can hold ({FLOAT32_MAX:.3g}): give a "
+                             "smaller value")
 
 
 SEED_LIMIT = 2 ** 32  # numpy's seeds are 0 .. 2**32 - 1

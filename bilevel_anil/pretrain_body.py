@@ -25,7 +25,7 @@ from . import checkpoint
 from .errors import (UsageError, require_device, require_output, require_positive_integers,
                      require_positive_numbers, require_seed)
 from .evaluation import Interval, eval_mode
-from .models import IMAGE_ARCHS, image_model
+from .models import IMAGE_ARCHS, image_model, smallest_image_size
 from .models.pretrained import BODY_FILE_KIND
 
 
@@ -92,6 +92,9 @@ def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None) -> dic
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train.images, train.labels),
                                          batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(cfg.seed))
+    if len(loader) == 0:
+        raise UsageError(f"--batch-size {cfg.batch_size} is larger than the {len(train.labels)} training images "
+                         "(incomplete batches are dropped): lower --batch-size")
     val_tasks = fixed_tasks(ClassificationTasks(splits["val"], cfg.ways, cfg.shots, cfg.test_queries, False,
                                                 "meta-validation"), cfg.val_tasks, seed=cfg.seed + 1)
     out = Path(cfg.out) if cfg.out else Path("runs") / f"pretrain-body-{cfg.arch}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
@@ -170,8 +173,10 @@ def main(argv: Sequence[str]) -> int:
             raise UsageError(f"unknown --arch {cfg.arch!r}: choose one of {', '.join(IMAGE_ARCHS)}")
         require_positive_integers({name.replace("_", "-"): getattr(cfg, name)
                                    for name in ("epochs", "batch_size", "ways", "shots", "val_tasks")})
-        if cfg.image_size < 8:
-            raise UsageError(f"--image-size must be at least 8 pixels, got {cfg.image_size}")
+        smallest = smallest_image_size(cfg.arch)
+        if cfg.image_size < smallest:
+            raise UsageError(f"--image-size must be at least {smallest} pixels for {cfg.arch} (smaller inputs vanish "
+                             f"in its poolings), got {cfg.image_size}")
         require_positive_numbers({"lr": cfg.lr})
         if cfg.ways < 2:
             raise UsageError(f"--ways must be at least 2 for classification, got {cfg.ways}")

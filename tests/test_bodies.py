@@ -221,3 +221,27 @@ def test_pretrain_body_output_loads_with_the_same_features(tmp_path):
     assert torch.equal(model.body_forward(theta, x), reference.body_forward(dict(reference.named_parameters()), x))
     with pytest.raises(UsageError, match="holds a resnet18 body, not conv4"):
         load_pretrained(Conv4(ways=5), str(tmp_path / "body.pt"))
+
+
+@pytest.mark.parametrize("arch", ["conv4", "conv4-32", "conv4-strided", "resnet12", "resnet18"])
+def test_smallest_image_size_is_the_smallest_each_body_runs_on(arch):
+    """MIN_IMAGE_SIZE against a forward of the task-batched network: the smallest size runs and
+    gives finite logits; one pixel less fails (or the floor of 8 applies)."""
+    import warnings
+
+    from bilevel_anil.models import image_model, smallest_image_size
+
+    def runs(size: int) -> bool:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = image_model(arch, 3, image_size=size)
+                with torch.no_grad():
+                    logits = model(torch.zeros(2, 1, size, size))
+            return bool(torch.isfinite(logits).all())
+        except (RuntimeError, ValueError):
+            return False
+
+    smallest = smallest_image_size(arch)
+    assert runs(smallest)
+    assert smallest == 8 or not runs(smallest - 1)

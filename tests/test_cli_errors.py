@@ -65,7 +65,9 @@ def assert_one_line_error(code, err, *fragments):
     (["--arch", "resnet18", "--pretrained", "no/such/file.pt"], "no/such/file.pt: no such file"),
     (["--train-body", "some"], "unknown --train-body 'some'"),
     (["--problem", "maml", "--train-body", "bn"], "freezes body parameters that maml's inner loop would adapt"),
-    (["--image-size", "4"], "--image-size must be at least 8 pixels"),
+    (["--image-size", "4"], "--image-size must be at least 16 pixels for conv4"),
+    (["--image-size", "9"], "--image-size must be at least 16 pixels for conv4"),
+    (["--arch", "resnet18", "--image-size", "7"], "--image-size must be at least 8 pixels for resnet18"),
 ])
 def test_bad_arguments(capsys, args, fragment):
     assert_one_line_error(*run_main(capsys, *args), fragment)

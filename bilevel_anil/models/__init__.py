@@ -21,6 +21,14 @@ from .torchvision_bodies import TORCHVISION_BODIES, TorchvisionBody
 
 # conv4-32: MAML's mini-ImageNet network (Conv4 with 32 filters); resnet12: MetaOptNet/RFS
 IMAGE_ARCHS = ("conv4", "conv4-32", "conv4-strided", "resnet12", *TORCHVISION_BODIES)
+# The smallest --image-size each body runs on (four 2x2 max-pools leave nothing of a smaller
+# input); 8 for the others (the package's floor). tests/test_bodies.py checks each against a forward.
+MIN_IMAGE_SIZE = {"conv4": 16, "conv4-32": 16, "resnet12": 16}
+
+
+def smallest_image_size(arch: str) -> int:
+    """The smallest square input ``arch`` accepts (see :data:`MIN_IMAGE_SIZE`)."""
+    return MIN_IMAGE_SIZE.get(arch, 8)
 
 
 def image_model(name: str, ways: int, in_channels: int = 1, image_size: int = 28, bn: str = "batch") -> nn.Module:

@@ -1,0 +1,112 @@
+"""Hostile inputs, table-driven: each case is a command line (and environment) that must end in
+one line on stderr, no traceback, and exit code 2, before any data is loaded where it can be.
+Cases that once ended in a traceback or did silent nonsense (README, Errors)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bilevel_anil.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FILE = str(Path(__file__))  # an existing file, for --out cases
+SINE = ["--dataset", "sine", "--iterations", "2", "--val-tasks", "2", "--test-tasks", "2", "--no-progress"]
+
+CASES = [
+    # seeds numpy cannot take
+    (["--seed", "-1", *SINE], "--seed must be between 0 and 4294967295"),
+    (["--seed", str(2 ** 32), *SINE], "--seed must be between 0 and 4294967295"),
+    (["--seed", str(2 ** 64), *SINE], "--seed must be between 0 and 4294967295"),
+    (["pretrain-body", "--seed", "-1"], "--seed must be between"),
+    (["pretrain-body", "--seed", str(2 ** 64)], "--seed must be between"),
+    (["scenarios", "--seed", str(2 ** 32)], "--seed must be between"),
+    (["compare-grads", "--seed", "-5"], "--seed must be between"),
+    # settings whose task tensors cannot be allocated: said before allocating
+    (["--meta-batch", "100000000"], "lower --meta-batch"),
+    (["--test-tasks", "1000000000000"], "lower --test-tasks"),
+    (["--val-tasks", "100000000"], "lower --val-tasks"),
+    (["--image-size", "100000"], "or --image-size"),
+    (["--dataset", "sine", "--meta-batch", "10000000000"], "lower --meta-batch"),
+    # sizes a body cannot run on
+    (["--image-size", "9"], "--image-size must be at least 16 pixels for conv4"),
+    (["--arch", "resnet12", "--image-size", "12"], "at least 16 pixels for resnet12"),
+    (["pretrain-body", "--arch", "conv4", "--image-size", "9"], "at least 16 pixels for conv4"),
+    # numbers that overflow float32 in the first update
+    (["--meta-lr", "1e300", *SINE], "--meta-lr 1e+300 is larger than float32 can hold"),
+    (["--inner-lr", "1e39", *SINE], "--inner-lr 1e+39 is larger than float32 can hold"),
+    (["pretrain-body", "--lr", "1e300"], "--lr 1e+300 is larger than float32 can hold"),
+    (["compare-grads", "--lam", "1e300"], "--lam 1e+300 is larger than float32 can hold"),
+    # --out that cannot be a run folder (every sub-command), refused before data or model
+    (["--out", FILE, *SINE], "is a file, not a folder"),
+    (["--out", FILE + "/run", *SINE], "which is a file"),
+    (["--out", "", *SINE], "--out is empty"),
+    (["--out", " ", *SINE], "--out is empty"),
+    (["compare-grads", "--out", FILE], "is a file, not a folder"),
+    (["compare-grads", "--out", FILE + "/x"], "which is a file"),
+    (["compare-grads", "--out", ""], "--out is empty"),
+    (["pretrain-body", "--out", FILE + "/body.pt"], "which is a file"),
+    (["pretrain-body", "--out", ""], "--out is empty"),
+    (["pretrain-body", "--out", str(REPO)], "is a folder: give a file name"),
+    (["scenarios", "--out", FILE], "is a file, not a folder"),
+    (["scenarios", "--out", FILE + "/x"], "which is a file"),
+    (["scenarios", "--out", ""], "--out is empty"),
+    # devices
+    (["compare-grads", "--device", "foo"], "unknown device 'foo'"),
+    (["pretrain-body", "--device", "foo"], "unknown device 'foo'"),
+    (["--device", "cuda:x", *SINE], "unknown device 'cuda:x'"),
+    (["pretrain-body", "--device", "cuda"], "no CUDA device is available"),
+    # flags the chosen algorithm would ignore: refused, not accepted and ignored
+    (["--problem", "maml", "--lam", "7", *SINE], "--lam applies to imaml/ianil"),
+    (["--problem", "anil", "--lam", "7", *SINE], "--lam applies to imaml/ianil"),
+    (["--problem", "reptile", "--test-lam", "1", *SINE], "--test-lam applies to imaml/ianil"),
+    (["--problem", "maml", "--hypergrad", "neumann", *SINE], "--hypergrad applies to the implicit meta-gradient"),
+    (["--problem", "fomaml", "--hypergrad-iterations", "3", *SINE], "--hypergrad-iterations applies to the implicit"),
+    (["--problem", "maml", "--neumann-alpha", "0.5", *SINE], "--neumann-alpha applies to the implicit"),
+    (["--problem", "anil", "--darts-alpha", "0.1", *SINE], "--darts-alpha applies to the implicit"),
+    (["--problem", "imaml", "--grad", "unrolled", "--cg-damping", "1", *SINE], "--cg-damping applies to the implicit"),
+    (["--problem", "imaml", "--grad", "unrolled", "--hypergrad", "cg", *SINE], "--hypergrad applies to the implicit"),
+    (["--problem", "pretrain", "--inner-proximal", "pullback", *SINE], "--inner-proximal applies to imaml/ianil"),
+    (["compare-grads", "--dataset", "sine", "--ways", "7"], "--ways applies to classification"),
+    (["compare-grads", "--ways", "1"], "--ways must be at least 2"),
+    (["pretrain-body", "--ways", "1"], "--ways must be at least 2"),
+    (["compare-grads", "--dataset", "sine", "--inner-lr", "1e10", "--tasks", "2", "--ks", "1", "--unroll", "1",
+      "--darts-radii", "0.01"], "the inner loop diverged"),
+]
+
+
+def _check(code, err, fragment):
+    lines = err.strip().splitlines()
+    assert code == 2, (code, err)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("argv, fragment", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, fragment):
+    monkeypatch.chdir(tmp_path)  # nothing a case writes by mistake lands in the repository
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    _check(code, capsys.readouterr().err, fragment)
+    assert not any(tmp_path.iterdir()), list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_pretrain_body_batch_larger_than_the_data(capsys, omniglot_root, tmp_path):
+    code = main(["pretrain-body", "--arch", "conv4", "--data-root", str(omniglot_root), "--batch-size", "10000000",
+                 "--val-tasks", "2", "--out", str(tmp_path / "body.pt")])
+    _check(code, capsys.readouterr().err, "is larger than the")
+
+
+ENV_CASES = [
+    ({"BILEVEL_ANIL_MALLOC": "tcmalloc"}, "BILEVEL_ANIL_MALLOC='tcmalloc' is not understood"),
+]
+
+
+@pytest.mark.parametrize("env, fragment", ENV_CASES)
+def test_bad_environment_is_one_line_and_exit_2(tmp_path, env, fragment):
+    proc = subprocess.run([sys.executable, "run.py", *SINE, "--out", str(tmp_path / "run")], cwd=REPO,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    _check(proc.returncode, proc.stderr, fragment)
