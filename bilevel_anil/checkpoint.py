@@ -86,3 +86,25 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"{path} is not a bilevel_anil checkpoint (format {FORMAT})")
     return state
+
+
+# what a run's checkpoint holds (best.pt, last.pt), by key: for load() and for --resume
+_RUN_KEYS = {"model": dict, "arch": dict, "algorithm": str, "loss": str, "inner_lr": (int, float),
+             "test_inner_steps": int, "step": int, "config": dict}
+_RESUME_KEYS = {"optimizer": dict, "rng": dict}
+
+
+def load_run(path: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
+    """A run's checkpoint, with its structure checked: a one-line :class:`UsageError` (a
+    ``ValueError``) for a pretrain-body file, a foreign dict or a checkpoint missing what a
+    run (``resume``: and its continuation) needs."""
+    state = load(path)
+    if state.get("kind") == "bilevel_anil-body":
+        raise UsageError(f"{path} is a pretrain-body file (a body for --pretrained PATH), not a run's checkpoint")
+    for key, kind in {**_RUN_KEYS, **(_RESUME_KEYS if resume else {})}.items():
+        if not isinstance(state.get(key), kind):
+            raise UsageError(f"{path} is not a complete run checkpoint ({key!r} is missing or of the wrong type): "
+                             "pass the best.pt or last.pt of a run")
+    if not state["model"] or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        raise UsageError(f"{path}: its 'model' is not a state_dict (names to tensors)")
+    return state

@@ -39,6 +39,13 @@ def first_line(exc: BaseException, limit: Optional[int] = None) -> str:
     return (text.splitlines()[0][:limit] if text else "") or type(exc).__name__
 
 
+def load_failure(exc: BaseException) -> str:
+    """The line that names what did not fit in a ``load_state_dict`` error (a size mismatch, a
+    missing or unexpected key), else the exception's first line; at most 200 characters."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return next((line for line in lines if "mismatch" in line or " key" in line), first_line(exc))[:200]
+
+
 def require_positive_integers(flags: Mapping[str, Optional[int]]) -> None:
     """One line for the first flag (name without ``--``) whose value is below 1; None is unset."""
     for name, value in flags.items():

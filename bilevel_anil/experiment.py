@@ -16,7 +16,7 @@ from .allocator import keep_freed_memory
 from .config import RunConfig
 from .engines import EngineSettings, MetaEngine
 from .envs import EpisodicEnv
-from .errors import UsageError
+from .errors import UsageError, load_failure
 from .evaluation import Interval, evaluate
 from .learner import Learner
 from .models import TaskBatchedNet, parameter_counts, set_meta_trained
@@ -55,16 +55,29 @@ RESUME_FIELDS = ("problem", "dataset", "ways", "shots", "train_shots", "queries"
                  "cg_damping", "cg_lam_damping", "inner_proximal", "rotate", "seed")
 
 
+# what the validation score depends on: while a resumed run still trains, best.pt is chosen by
+# comparing scores, which must come from the same validation tasks (a finished run's re-test
+# may change them)
+VALIDATION_FIELDS = ("val_tasks", "test_queries", "test_inner_steps", "test_lam")
+
+
 def resumable_state(path: Path, cfg: RunConfig) -> dict:
     """The checkpoint at ``path``, if ``cfg`` continues the same run; otherwise one line naming
     the first flag that differs from the checkpoint's."""
-    state = checkpoint.load(path)
-    saved = state.get("config") or {}
+    state = checkpoint.load_run(path, resume=True)
+    saved = state["config"]
     for name in RESUME_FIELDS:
         if name in saved and saved[name] != getattr(cfg, name):
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"--resume: the run in {path.parent} was trained with {flag} {saved[name]}, not "
                              f"{getattr(cfg, name)}: drop {flag} (or give its old value), or start a new --out")
+    if state["step"] < cfg.iterations:
+        for name in VALIDATION_FIELDS:
+            if name in saved and saved[name] != getattr(cfg, name):
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"--resume: the run in {path.parent} validated with {flag} {saved[name]}; with "
+                                 f"{getattr(cfg, name)} best.pt would be chosen by comparing scores of different "
+                                 f"validation sets: drop {flag} (a finished run may be re-tested with other values)")
     return state
 
 
@@ -127,7 +140,15 @@ def _train_and_test(cfg: RunConfig) -> dict:
         return evaluate(test_learner, theta, suite.val_set, [cfg.test_inner_steps], cfg.inner_lr)[cfg.test_inner_steps]
 
     engine = MetaEngine(upper, lower, env, settings, validate, run_info)
-    start = engine.restore(resumable_state(out / "last.pt", cfg)) if cfg.resume else 0
+    start = 0
+    if cfg.resume:
+        try:
+            start = engine.restore(resumable_state(out / "last.pt", cfg))
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, UsageError):
+                raise
+            raise UsageError(f"--resume: {out / 'last.pt'} does not fit this run's network or optimiser "
+                             f"({load_failure(exc)}): start a new --out") from None
     if algo.grad == "implicit":
         how = (f"implicit, {cfg.hypergrad}" + ("" if cfg.hypergrad == "darts" else
                                                f" with {cfg.hypergrad_iterations} iterations"))

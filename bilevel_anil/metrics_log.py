@@ -31,8 +31,12 @@ def summary_writer_class():
 def keep_rows_up_to(path: Path, step: int) -> None:
     """Drop the rows of a metrics file after ``step`` (written after the checkpoint that a
     resumed run continues from), replacing the file atomically."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"--resume: {path} is not the CSV this package writes ({type(exc).__name__}); move it away "
+                         "and --resume again (the rows up to the checkpoint are then lost)") from None
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=METRICS)
@@ -57,7 +61,7 @@ class MetricsLog:
         new_file = self.start_step == 0 or not self.path.exists()
         if not new_file:
             keep_rows_up_to(self.path, self.start_step)
-        self._fh = open(self.path, "w" if new_file else "a", newline="")
+        self._fh = open(self.path, "w" if new_file else "a", newline="", encoding="utf-8")
         self._csv = csv.DictWriter(self._fh, fieldnames=METRICS)
         if new_file:
             self._csv.writeheader()

@@ -14,7 +14,7 @@ from .algorithms import get_algorithm
 from .data.natural import NATURAL_DATASETS
 from .data.class_images import normalize_pixels
 from .data.omniglot import resize_gray, to_input
-from .errors import UsageError
+from .errors import UsageError, load_failure
 from .learner import Learner
 from .models import build_model
 
@@ -27,8 +27,12 @@ class FewShotModel:
     """
 
     def __init__(self, state: dict, device: str = "cpu"):
-        self.model = build_model(state["arch"]).to(device)
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model = build_model(state["arch"]).to(device)
+            self.model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"the checkpoint's weights do not fit its network {state['arch'].get('name')!r}: "
+                             f"{load_failure(exc)}") from None
         self.model.eval()
         self.learner = Learner(self.model, get_algorithm(state["algorithm"], inner_optimizer=state.get("inner_optimizer")), state["loss"],
                                state.get("lam", 0.0))
@@ -77,5 +81,8 @@ class FewShotModel:
 
 
 def load(path: str | os.PathLike, device: str = "cpu") -> FewShotModel:
-    """Load a ``best.pt`` or ``last.pt`` written by ``run.py``."""
-    return FewShotModel(checkpoint.load(path), device)
+    """Load a ``best.pt`` or ``last.pt`` written by ``run.py``.
+
+    Nothing in the file is run (``torch.load(weights_only=True)``); a file that is not a
+    complete run checkpoint raises ``ValueError`` with a one-line message."""
+    return FewShotModel(checkpoint.load_run(path), device)

@@ -206,3 +206,68 @@ def test_a_lock_file_left_by_a_dead_run_is_not_stale(tmp_path, capsys):
     (out / ".lock").write_text("999999\n")  # a run that was SIGKILLed left its lock file
     assert main([*RUN, "--iterations", "2", "--val-every", "1", "--out", str(out)]) == 0
     capsys.readouterr()
+
+
+def _reshaped(uninterrupted) -> dict:
+    state = torch.load(uninterrupted / "last.pt", weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"][name] = state["model"][name].reshape(-1)[:3].clone()
+    return state
+
+
+FOREIGN = {
+    "pretrain-body": (lambda u: {"format": 1, "kind": "bilevel_anil-body", "arch": {"name": "conv4"},
+                                 "body": {"w": torch.zeros(2)}}, "is a pretrain-body file"),
+    "format-only": (lambda u: {"format": 1}, "is not a complete run checkpoint"),
+    "no-optimizer": (lambda u: {k: v for k, v in torch.load(u / "last.pt", weights_only=True).items()
+                                if k != "optimizer"}, "is not a complete run checkpoint"),
+    "reshaped": (_reshaped, "size mismatch for"),
+}
+
+
+@pytest.mark.parametrize("kind", FOREIGN)
+def test_resume_of_a_foreign_or_reshaped_checkpoint_is_one_line(uninterrupted, tmp_path, capsys, kind):
+    make, fragment = FOREIGN[kind]
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save(make(uninterrupted), out / "last.pt")
+    code = main([*RUN, "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert fragment in err
+
+
+@pytest.mark.parametrize("kind", [k for k in FOREIGN if k != "no-optimizer"])
+def test_load_of_a_foreign_or_reshaped_checkpoint_raises_value_error(uninterrupted, tmp_path, kind):
+    make, fragment = FOREIGN[kind]
+    torch.save(make(uninterrupted), tmp_path / "best.pt")
+    with pytest.raises(ValueError, match=fragment) as info:
+        bilevel_anil.load(tmp_path / "best.pt")
+    assert "\n" not in str(info.value)
+
+
+def test_resume_with_a_metrics_file_that_is_not_utf8(uninterrupted, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("last.pt", "best.pt"):
+        (out / name).write_bytes((uninterrupted / name).read_bytes())
+    (out / "metrics.csv").write_bytes(b"step,train_loss\n\xff\xfe\x00 not utf-8\n")
+    code = main([*RUN, "--iterations", "320", "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "is not the CSV this package writes" in err, err
+
+
+def test_resume_that_would_validate_on_another_set_is_refused(uninterrupted, tmp_path, capsys):
+    """best.pt is chosen by comparing validation scores: a resumed run that still trains keeps
+    the validation protocol; a finished run may be re-tested with other test settings."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("last.pt", "best.pt", "metrics.csv"):
+        (out / name).write_bytes((uninterrupted / name).read_bytes())
+    args = list(RUN)
+    args[args.index("--val-tasks") + 1] = "20"
+    code = main([*args, "--iterations", "320", "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "validated with --val-tasks 10" in err, err
+    assert main([*RUN, "--test-inner-steps", "3", "--out", str(out), "--resume"]) == 0  # finished: re-test only
+    capsys.readouterr()
