@@ -124,3 +124,33 @@ def test_short_meta_training_runs_end_to_end(name, extra, tmp_path):
     assert x.shape == (3, size, size)
     spec = NATURAL_DATASETS[name]
     assert x[0, 0, 0].item() == pytest.approx((1.0 - spec.mean[0]) / spec.std[0], rel=1e-5)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("name, victim", [
+    ("mini-imagenet", "mini-imagenet-cache-train.pkl"),
+    ("fc100", "FC100_train.pickle"),
+    ("tiered-imagenet", "tiered-imagenet/train_labels.pkl"),
+])
+def test_a_crafted_pickle_runs_no_code(name, victim, tmp_path, capsys):
+    """learn2learn reads these formats with pickle.load; here its pickle module is replaced by a
+    restricted one while it reads: a file whose pickle calls os.system is refused, nothing runs."""
+    root = write_fixture(name, tmp_path / name)
+    marker = tmp_path / "ran"
+    with open(root / victim, "rb") as fh:
+        data = pickle.load(fh)
+    with open(root / victim, "wb") as fh:
+        pickle.dump({"payload": _Payload(marker), **(data if isinstance(data, dict) else {"images": data})}, fh)
+    code = main(["--dataset", name, "--data-root", str(root), "--no-download", *SHORT])
+    one_line(capsys, code, f"cannot read {NATURAL_DATASETS[name].title}", "refused global")
+    assert not marker.exists()
+    from learn2learn.vision.datasets import mini_imagenet
+    assert mini_imagenet.pickle is pickle  # restored after the load

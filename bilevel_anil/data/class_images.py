@@ -34,7 +34,14 @@ class ClassImages:
         return images if images.dtype != torch.uint8 else normalize_pixels(images, self.mean, self.std)
 
     def images_per_class(self) -> int:
-        return int(torch.bincount(self.labels).min()) if len(self.labels) else 0
+        """The fewest images of any class (0 for a class whose folder is empty)."""
+        return int(self.class_counts().min()) if self.classes else 0
+
+    def class_counts(self) -> torch.Tensor:
+        return torch.bincount(self.labels, minlength=len(self.classes))
+
+    def smallest_class(self) -> str:
+        return self.classes[int(self.class_counts().argmin())]
 
 
 def normalize_pixels(pixels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -44,8 +51,15 @@ def normalize_pixels(pixels: torch.Tensor, mean: tuple[float, ...], std: tuple[f
 
 
 def cache_dir() -> Path | None:
-    """``$BILEVEL_ANIL_CACHE`` (default ``~/.cache/bilevel_anil``), created; None where it cannot be."""
-    folder = Path(os.environ.get("BILEVEL_ANIL_CACHE", Path.home() / ".cache" / "bilevel_anil"))
+    """``$BILEVEL_ANIL_CACHE`` (default ``~/.cache/bilevel_anil``), created; None where it cannot
+    be (a read-only file system: the data is then decoded on every run). An empty value is
+    refused (it would put cache files in the working directory)."""
+    value = os.environ.get("BILEVEL_ANIL_CACHE")
+    if value is not None and not value.strip():
+        from ..errors import UsageError
+
+        raise UsageError("BILEVEL_ANIL_CACHE is empty: unset it (default ~/.cache/bilevel_anil) or name a folder")
+    folder = Path(value) if value else Path.home() / ".cache" / "bilevel_anil"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:

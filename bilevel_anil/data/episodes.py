@@ -117,7 +117,8 @@ class ClassificationTasks:
         per_class = data.images_per_class()
         if shots + queries > per_class:
             raise DataError(f"--shots {shots} plus {queries} queries need {shots + queries} images per class, "
-                            f"but the {split_name} split has {per_class}: lower --shots or the queries")
+                            f"but class {data.smallest_class()} of the {split_name} split has {per_class}: lower "
+                            "--shots or the queries, or remove that class")
         self.ways, self.shots, self.queries = ways, shots, queries
         self.to_input = data.to_input
         labels = data.labels.tolist()

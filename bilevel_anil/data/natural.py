@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, first_line
 from .class_images import ClassImages, cache_dir
+from .safe_pickle import restricted_pickle
 
 CACHE_VERSION = 1
 IMAGENET_MEAN, IMAGENET_STD = (0.4721, 0.4533, 0.4100), (0.2772, 0.2677, 0.2845)  # mini-ImageNet's pixels
@@ -67,9 +68,11 @@ NATURAL_DATASETS: dict[str, NaturalDataset] = {
 
 
 def _l2l_dataset(spec: NaturalDataset, root: Path, mode: str, download: bool):
+    """learn2learn's dataset object, its pickles read by the restricted unpickler (safe_pickle.py)."""
     with contextlib.redirect_stderr(io.StringIO()):  # gym's banner on first import
         from learn2learn.vision import datasets
-    with contextlib.redirect_stdout(io.StringIO()):  # "Data was already downloaded" and the like
+        from learn2learn.vision.datasets import fc100, mini_imagenet, tiered_imagenet
+    with contextlib.redirect_stdout(io.StringIO()), restricted_pickle(fc100, mini_imagenet, tiered_imagenet):
         return getattr(datasets, spec.l2l_class)(root=str(root), mode=mode, download=download)
 
 
@@ -108,7 +111,7 @@ def _cache_file(spec: NaturalDataset, files: list[Path], split: str) -> Path | N
     for f in files:
         for g in ([f] if f.is_file() else sorted(p for p in f.rglob("*") if p.is_file())):
             st = g.stat()
-            digest.update(f"{g.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+            digest.update(b"%s|%d|%d" % (os.fsencode(g.resolve()), st.st_size, st.st_mtime_ns))
     folder = cache_dir()
     return None if folder is None else folder / f"{spec.l2l_class.lower()}-{split}-{digest.hexdigest()[:16]}.npz"
 
@@ -124,8 +127,11 @@ def load_split(spec: NaturalDataset, root: Path, split: str, download: bool) -> 
     if cache is not None and cache.exists():
         try:
             with np.load(cache) as z:
-                return _class_images(z["pixels"], z["labels"], spec)
-        except (OSError, ValueError, KeyError):
+                pixels, labels = z["pixels"], z["labels"]
+            if (pixels.dtype == np.uint8 and pixels.shape[1:] == (3, spec.image_size, spec.image_size)
+                    and labels.shape == (len(pixels),)):
+                return _class_images(pixels, labels, spec)
+        except Exception:  # truncated (BadZipFile, EOFError), foreign or unreadable: decode again
             pass
     try:
         dataset = _l2l_dataset(spec, root, MODES[split], download)
@@ -152,8 +158,11 @@ def load_split(spec: NaturalDataset, root: Path, split: str, download: bool) -> 
         try:
             np.savez(tmp, pixels=pixels, labels=labels)
             os.replace(tmp, cache)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+        except OSError:  # read-only or full: the run goes on without a cache
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
     return _class_images(pixels, labels, spec)
 
 

@@ -76,15 +76,25 @@ def _decode(path: Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return resize_gray(im, size)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"cannot decode image {path} ({type(exc).__name__}): replace the file or re-download Omniglot") from None
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot decode image {_shown(path)} ({type(exc).__name__}): replace the file or re-download "
+                        "Omniglot") from None
+
+
+def _shown(path: Path) -> str:
+    """A path as text that can be printed whatever bytes its name holds."""
+    return os.fsdecode(os.fsencode(path)).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _cache_file(split_dir: Path, files: list[Path], size: int) -> Path | None:
-    digest = hashlib.sha1(f"{CACHE_VERSION}|{split_dir.resolve()}|{size}".encode())
+    # names as bytes (os.fsencode): a file name that is not UTF-8 is hashed like any other
+    digest = hashlib.sha1(b"%d|%s|%d" % (CACHE_VERSION, os.fsencode(split_dir.resolve()), size))
     for f in files:
-        st = f.stat()
-        digest.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+        try:
+            st = f.stat()
+        except OSError as exc:  # a dangling symlink, a symlink loop, a file removed meanwhile
+            raise DataError(f"cannot read image {_shown(f)} ({first_line(exc)}): remove or replace it") from None
+        digest.update(b"%s|%d|%d" % (os.fsencode(f.name), st.st_size, st.st_mtime_ns))
     folder = cache_dir()
     return None if folder is None else folder / f"omniglot-{split_dir.name}-{size}-{digest.hexdigest()[:16]}.npz"
 
@@ -109,17 +119,20 @@ def load_split(base: Path, split: str, image_size: int = 28) -> ClassImages:
         try:
             with np.load(cache) as z:
                 pixels = z["pixels"]
-        except (OSError, ValueError, KeyError):
+        except Exception:  # truncated (BadZipFile, EOFError), foreign or unreadable: decode again
             pixels = None
-    if pixels is None or len(pixels) != len(files):
+    if pixels is None or pixels.shape != (len(files), image_size, image_size) or pixels.dtype != np.uint8:
         pixels = np.stack([_decode(f, image_size) for f in files])
         if cache is not None:
             tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
             try:
                 np.savez(tmp, pixels=pixels)
                 os.replace(tmp, cache)
-            except OSError:
-                tmp.unlink(missing_ok=True)
+            except OSError:  # read-only or full: the run goes on without a cache
+                try:
+                    tmp.unlink(missing_ok=True)
+                except OSError:
+                    pass
     images = to_input(pixels)
     return ClassImages(images, torch.from_numpy(labels), names)
 
