@@ -168,3 +168,89 @@ def test_script_exit_code_and_help():
     for flag in ("--ways", "--shots", "--queries", "--inner-steps", "--inner-lr", "--meta-lr", "--meta-batch",
                  "--iterations", "--seed", "--device", "--out", "--first-order", "--val-every"):
         assert flag in ok.stdout
+
+
+def _evaluation_pngs(root):
+    return sorted((root / og.FOLDER / "images_evaluation").rglob("*.png"))
+
+
+DATA_FAULTS = {
+    # a PNG whose header claims 200k x 200k pixels: PIL's decompression-bomb guard
+    "decompression bomb": (lambda root: _bomb(_evaluation_pngs(root)[2]), "DecompressionBombError"),
+    "dangling symlink": (lambda root: os.symlink(root / "nowhere.png", _evaluation_pngs(root)[0].parent / "x.png"),
+                         "cannot read image"),
+    "symlink loop": (lambda root: _loop(_evaluation_pngs(root)[0].parent / "loop.png"), "cannot read image"),
+}
+
+
+def test_an_empty_class_folder_is_named(small_copy):
+    from bilevel_anil.data import ClassificationTasks
+    from bilevel_anil.errors import DataError
+
+    folder = _evaluation_pngs(small_copy)[0].parent
+    for png in folder.glob("*.png"):
+        png.unlink()
+    test = og.load_split(small_copy / og.FOLDER, "evaluation")
+    with pytest.raises(DataError, match=f"class {folder.parent.name}/{folder.name} of the meta-test split has 0"):
+        ClassificationTasks(test, 2, 1, 1, split_name="meta-test")
+
+
+def _bomb(path):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", 200_000, 200_000, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def _loop(path):
+    os.symlink(path.with_name("loop2.png"), path)
+    os.symlink(path, path.with_name("loop2.png"))
+
+
+@pytest.mark.parametrize("fault", DATA_FAULTS)
+def test_data_faults_are_one_line(capsys, small_copy, fault):
+    make, fragment = DATA_FAULTS[fault]
+    make(small_copy)
+    code, err = run_main(capsys, "--data-root", str(small_copy), "--ways", "2", "--iterations", "1")
+    assert_one_line_error(code, err, fragment)
+
+
+def test_non_utf8_file_names_are_read(capsys, small_copy, tmp_path):
+    """A file name that is not UTF-8 (bytes a Linux file system allows) is hashed and read like any other."""
+    png = _evaluation_pngs(small_copy)[0]
+    os.rename(png, os.path.join(os.fsencode(png.parent), b"caf\xe9.png"))
+    assert og.load_split(small_copy / og.FOLDER, "evaluation").images.shape[0] == 6 * 20
+
+
+def test_truncated_or_misshaped_cache_is_decoded_again(small_copy, monkeypatch):
+    import numpy as np
+
+    base = small_copy / og.FOLDER
+    first = og.load_split(base, "evaluation")
+    cache = next(iter((small_copy.parent / "cache").glob("omniglot-images_evaluation-*.npz")))
+    cache.write_bytes(cache.read_bytes()[:200])  # truncated: BadZipFile
+    assert torch.equal(og.load_split(base, "evaluation").images, first.images)
+    np.savez(cache.with_suffix(""), pixels=np.zeros((6 * 20, 9, 9), np.uint8))  # right count, wrong size
+    assert torch.equal(og.load_split(base, "evaluation").images, first.images)
+
+
+def test_read_only_cache_is_not_fatal(small_copy, monkeypatch):
+    import errno
+
+    import numpy as np
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(np, "savez", read_only)
+    monkeypatch.setattr(og.Path, "unlink", read_only)
+    assert og.load_split(small_copy / og.FOLDER, "evaluation").images.shape[0] == 6 * 20
+
+
+def test_empty_cache_variable_is_refused(capsys, small_copy, monkeypatch):
+    monkeypatch.setenv("BILEVEL_ANIL_CACHE", "")
+    code, err = run_main(capsys, "--data-root", str(small_copy), "--ways", "2", "--iterations", "1")
+    assert_one_line_error(code, err, "BILEVEL_ANIL_CACHE is empty")
