@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable
 
@@ -19,9 +20,27 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def secondary_process() -> bool:
+    """A process of a torchrun run other than rank 0: its one-line errors are left to rank 0
+    (every process meets the same bad input; one line, not one per process run together)."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:  # not started by torchrun: every process speaks
+        return False
+    try:
+        return 0 < int(os.environ.get("RANK", "0")) < int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return False
+
+
+def say(line: str) -> None:
+    """One line on stderr, whole (flushed), from rank 0 only."""
+    if not secondary_process():
+        print(line, file=sys.stderr, flush=True)
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        say(f"{self.prog}: error: {message} (see --help)")
+        self.exit(2)
 
 
 def report_errors(prog: str, command: Callable[[], object], on_interrupt: str) -> int:
@@ -30,12 +49,12 @@ def report_errors(prog: str, command: Callable[[], object], on_interrupt: str) -
     try:
         command()
     except UsageError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        say(f"{prog}: error: {exc}")
         return exc.exit_code
     except (Interrupted, PeerFailure) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; {on_interrupt}", file=sys.stderr)
+        print(f"{prog}: interrupted; {on_interrupt}", file=sys.stderr, flush=True)
         return 130
     return 0

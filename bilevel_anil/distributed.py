@@ -136,25 +136,61 @@ def current() -> Group:
     return _GROUP
 
 
+MAX_TIMEOUT_S = 10 ** 7  # about 116 days: datetime.timedelta and the backends take no more
+
+
+def collective_timeout() -> float:
+    """``BILEVEL_ANIL_DIST_TIMEOUT`` (default 300 s): a number of seconds in (0, 10**7]."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    if not text.strip():
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value <= MAX_TIMEOUT_S):  # also false for nan
+        raise UsageError(f"{TIMEOUT_ENV} must be a number of seconds above 0 and at most {MAX_TIMEOUT_S}, got {text!r}")
+    return value
+
+
+def _environment_integer(name: str, default: Optional[str], smallest: int) -> int:
+    """An integer variable that torchrun sets, checked: one line when it is not one."""
+    text = os.environ.get(name, default)
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value < smallest:
+        raise UsageError(f"{name}={text!r} is not an integer of at least {smallest}: start the processes with "
+                         f"torchrun (which sets it), or unset it")
+    return value
+
+
 def init_from_environment(device: str) -> Group:
     """Join the processes torchrun started (``WORLD_SIZE`` > 1 in the environment): gloo for
     the CPU, NCCL for CUDA, where each process takes the GPU of its ``LOCAL_RANK``. Without
     torchrun, a one-process group. Called once per process."""
     global _GROUP
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    timeout = collective_timeout()  # checked in one process too: a bad value is bad input anywhere
+    world = _environment_integer("WORLD_SIZE", "1", 1)
     if world <= 1:
         return _GROUP
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if "RANK" not in os.environ:
+        raise UsageError(f"WORLD_SIZE is {world} but RANK is not set: start the processes with torchrun "
+                         "(which sets both), or unset WORLD_SIZE")
+    rank, local_rank = _environment_integer("RANK", None, 0), _environment_integer("LOCAL_RANK", "0", 0)
+    if rank >= world:
+        raise UsageError(f"RANK {rank} is not below WORLD_SIZE {world}: start the processes with torchrun")
     cuda = device.startswith("cuda")
     if cuda:
         if local_rank >= torch.cuda.device_count():
             raise UsageError(f"process {rank} has LOCAL_RANK {local_rank} but this machine has "
                              f"{torch.cuda.device_count()} GPU(s): start at most that many processes per node")
         torch.cuda.set_device(local_rank)
-    try:
-        timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
-    except ValueError:
-        raise UsageError(f"{TIMEOUT_ENV} must be a number of seconds, got {os.environ[TIMEOUT_ENV]!r}") from None
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
+    if missing and not dist.is_initialized():
+        raise UsageError(f"WORLD_SIZE is {world} but {' and '.join(missing)} not set: start the processes with "
+                         "torchrun (which sets them), or unset WORLD_SIZE")
     if not dist.is_initialized():
         _collective(lambda: dist.init_process_group("nccl" if cuda else "gloo",
                                                     timeout=datetime.timedelta(seconds=timeout)))

@@ -102,11 +102,51 @@ def test_pretrain_body_batch_larger_than_the_data(capsys, omniglot_root, tmp_pat
 
 ENV_CASES = [
     ({"BILEVEL_ANIL_MALLOC": "tcmalloc"}, "BILEVEL_ANIL_MALLOC='tcmalloc' is not understood"),
+    ({"BILEVEL_ANIL_DIST_TIMEOUT": "inf"}, "BILEVEL_ANIL_DIST_TIMEOUT must be a number of seconds above 0"),
+    ({"BILEVEL_ANIL_DIST_TIMEOUT": "nan"}, "BILEVEL_ANIL_DIST_TIMEOUT must be a number of seconds above 0"),
+    ({"BILEVEL_ANIL_DIST_TIMEOUT": "0"}, "BILEVEL_ANIL_DIST_TIMEOUT must be a number of seconds above 0"),
+    ({"BILEVEL_ANIL_DIST_TIMEOUT": "-5"}, "BILEVEL_ANIL_DIST_TIMEOUT must be a number of seconds above 0"),
+    ({"BILEVEL_ANIL_DIST_TIMEOUT": "soon"}, "BILEVEL_ANIL_DIST_TIMEOUT must be a number of seconds above 0"),
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' is not an integer of at least 1"),
+    ({"WORLD_SIZE": "0"}, "WORLD_SIZE='0' is not an integer of at least 1"),
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE is 2 but RANK is not set"),
+    ({"WORLD_SIZE": "2", "RANK": "x"}, "RANK='x' is not an integer"),
+    ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK 5 is not below WORLD_SIZE 2"),
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "MASTER_ADDR and MASTER_PORT not set"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "-1"}, "LOCAL_RANK='-1' is not an integer of at least 0"),
 ]
 
 
-@pytest.mark.parametrize("env, fragment", ENV_CASES)
-def test_bad_environment_is_one_line_and_exit_2(tmp_path, env, fragment):
-    proc = subprocess.run([sys.executable, "run.py", *SINE, "--out", str(tmp_path / "run")], cwd=REPO,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
-    _check(proc.returncode, proc.stderr, fragment)
+@pytest.mark.parametrize("env, fragment", ENV_CASES, ids=[" ".join(f"{k}={v}" for k, v in e.items()) for e, _ in ENV_CASES])
+def test_bad_environment_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, env, fragment):
+    from bilevel_anil import allocator
+
+    monkeypatch.setattr(allocator, "_applied", None)  # the switch is read again
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code = main([*SINE, "--out", str(tmp_path / "run")])
+    _check(code, capsys.readouterr().err, fragment)
+
+
+def test_ctrl_c_while_importing_is_one_line_and_130(tmp_path):
+    """SIGINT during the seconds that importing torch takes: one line, exit 130, no traceback."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "run.py", *SINE, "--out", str(tmp_path / "run")], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.6)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "interrupted" in err
+
+
+def test_a_bad_flag_under_torchrun_is_printed_once(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run([str(torchrun), "--nproc-per-node", "2", "run.py", "--bogus"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "run.py: error" in line]
+    assert lines == ["run.py: error: unrecognized arguments: --bogus (see --help)"], proc.stderr
