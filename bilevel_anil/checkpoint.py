@@ -32,11 +32,32 @@ def _numpy_array_globals() -> list:
     return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
+class WriteFailed(UsageError):
+    """A checkpoint could not be written (a full disk, a quota, a lost mount); the file that was
+    at the path before is untouched and no temporary file is left."""
+
+    def __init__(self, path: Path, exc: OSError):
+        self.path = path
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        super().__init__(f"no space left on the device writing {path}" if full
+                         else f"cannot write {path} ({first_line(exc)})")
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc`` (itself, or one it was raised while handling), if any."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` via a temporary file and an atomic rename.
 
-    A full disk raises a one-line :class:`UsageError` naming the file; the temporary file is
-    removed and the previous file at ``path`` is left as it was."""
+    A full disk (any ``OSError``) raises :class:`WriteFailed` naming the file; the temporary
+    file is removed and the previous file at ``path`` is left as it was."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -50,11 +71,9 @@ def save(path: Path, state: dict[str, Any]) -> None:
             tmp.unlink()
         except OSError:
             pass
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise UsageError(f"no space left on the device writing {path}; the file there before is intact: "
-                             "free space and continue with --resume") from None
-        if isinstance(exc, OSError):
-            raise UsageError(f"cannot write {path} ({first_line(exc)})") from None
+        cause = _os_error(exc)  # torch.save turns a failed write into a RuntimeError while closing
+        if cause is not None:
+            raise WriteFailed(path, cause) from None
         raise
 
 

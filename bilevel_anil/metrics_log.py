@@ -76,10 +76,14 @@ class MetricsLog:
         TensorBoard. ``durable``: also fsync the file (before a checkpoint that covers the row)."""
         if not self.enabled:
             return
-        self._csv.writerow(row)
-        self._fh.flush()
-        if durable:
-            os.fsync(self._fh.fileno())
+        try:
+            self._csv.writerow(row)
+            self._fh.flush()
+            if durable:
+                os.fsync(self._fh.fileno())
+        except OSError as exc:  # a full disk: the checkpoint of this step is not written either
+            raise UsageError(f"cannot write {self.path} ({exc.strerror or type(exc).__name__}); the last checkpoint "
+                             "is intact: free space and continue with --resume") from None
         if self._writer is not None:
             for key in METRICS[1:]:
                 if row.get(key, "") != "":

@@ -271,3 +271,57 @@ def test_resume_that_would_validate_on_another_set_is_refused(uninterrupted, tmp
     assert code == 2 and err.count("\n") == 1 and "validated with --val-tasks 10" in err, err
     assert main([*RUN, "--test-inner-steps", "3", "--out", str(out), "--resume"]) == 0  # finished: re-test only
     capsys.readouterr()
+
+
+def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_resumes(tmp_path, capsys, monkeypatch):
+    """ENOSPC while writing a checkpoint (simulated: torch.save writes part of it, then fails as
+    on a full disk): one line naming the file and the intact step, no temporary file left, and
+    --resume after space is freed continues to the same result as a run that never failed."""
+    import errno
+
+    from bilevel_anil import checkpoint
+
+    args = [*RUN, "--iterations", "6", "--val-every", "2"]
+    whole = tmp_path / "whole"
+    assert main([*args, "--out", str(whole)]) == 0
+    real_save, calls = torch.save, []
+
+    def full_disk(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) == 3:  # best.pt and last.pt of step 2 fit; the next write does not
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **k)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    code = main([*args, "--out", str(out)])
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "no space left on the device writing" in err and "(last.pt, step 2) is intact" in err
+    assert not list(out.glob("*.tmp"))
+    assert checkpoint.load(out / "last.pt")["step"] == 2
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    capsys.readouterr()
+    assert losses(out) == losses(whole)
+
+
+def test_a_real_full_tmpfs(tmp_path, capsys):
+    """The same on a real 80 KiB tmpfs (root only): a checkpoint write runs out of space."""
+    import shutil
+
+    mount = tmp_path / "full"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=80k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        code = main(["--problem", "maml", "--dataset", "sine", "--iterations", "4", "--val-every", "2",
+                     "--val-tasks", "2", "--test-tasks", "2", "--no-progress", "--out", str(mount / "run")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert "no space left on the device" in err or "cannot write" in err, err
+        assert not list((mount / "run").glob("*.tmp"))
+    finally:
+        subprocess.run(["umount", str(mount)])

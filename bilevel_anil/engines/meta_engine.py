@@ -21,7 +21,7 @@ from betty.logging.logger_base import get_logger
 from tqdm import tqdm
 
 from .. import checkpoint
-from ..errors import Interrupted, TrainingDiverged
+from ..errors import Interrupted, TrainingDiverged, UsageError
 from ..data.episodes import TaskSampler
 from ..distributed import Group
 from ..envs.episodic import EpisodicEnv
@@ -92,6 +92,7 @@ class MetaEngine(Engine):
         self.run_info = run_info
         self.best: Optional[dict[str, Any]] = None
         self.last_train_loss: Optional[float] = None
+        self._saved_step: Optional[int] = None  # of the last last.pt on disk (for a failed write's line)
         config = EngineConfig(train_iters=settings.iterations * settings.inner_steps,
                               valid_step=settings.val_every * settings.inner_steps)
         super().__init__(problems=[upper, lower], config=config, env=env,
@@ -161,11 +162,20 @@ class MetaEngine(Engine):
         random.setstate(state["rng"]["python"])
         np.random.set_state(_numpy_state_from_plain(state["rng"]["numpy"]))
         torch.set_rng_state(state["rng"]["torch"])
+        self._saved_step = int(state["step"])
         return int(state["step"])
 
     def _save(self, name: str, step: int) -> None:
         if self.group.is_main:
-            checkpoint.save(self.settings.out_dir / name, self._state(step))
+            try:
+                checkpoint.save(self.settings.out_dir / name, self._state(step))
+            except checkpoint.WriteFailed as exc:
+                if self._saved_step is None:
+                    raise UsageError(f"{exc}; no checkpoint was written before it: free space and start again") from None
+                raise UsageError(f"{exc}; the last checkpoint (last.pt, step {self._saved_step}) is intact: free space "
+                                 "and continue with --resume") from None
+            if name == "last.pt":
+                self._saved_step = step
             if name == "last.pt" and os.environ.get(KILL_AFTER_CHECKPOINT) == str(step):
                 os.kill(os.getpid(), signal.SIGKILL)  # the tests' kill point: just after last.pt is in place
 
