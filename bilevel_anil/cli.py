@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "MAML paper's baseline, trained on the query loss without adaptation, fine-tuned at test; "
                         "reptile: moves θ towards each task's adapted weights; default anil)")
     p.add_argument("--dataset", default=d.dataset, metavar="NAME",
-                   help=f"benchmark: {', '.join(DATASETS)} (sine: the MAML paper's sine-wave regression)")
+                   help=f"benchmark: {', '.join(DATASETS)} (sine: the MAML paper's sine-wave regression; "
+                        "mini-imagenet, tiered-imagenet and fc100 are published as Python pickles, read from "
+                        "--data-root only, with an unpickler that admits arrays, dicts, lists and strings alone)")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder holding omniglot-py/ (torchvision layout) or learn2learn's files of the natural-image "
                         "benchmarks (README, Natural-image benchmarks); default ./data, downloaded if missing")
