@@ -76,6 +76,25 @@ CASES = [
 ]
 
 
+# every count and every rate of run.py, at values no run can use (checked before any data)
+COUNT_FLAGS = ["ways", "shots", "queries", "test-queries", "train-shots", "inner-batch", "inner-steps",
+               "test-inner-steps", "meta-batch", "task-chunk", "iterations", "val-every", "val-tasks", "test-tasks",
+               "hypergrad-iterations"]
+RATE_FLAGS = ["inner-lr", "meta-lr", "meta-eps", "lam", "neumann-alpha", "darts-alpha"]
+CASES += [([f"--{flag}", value, "--problem", "maml" if flag == "inner-batch" else "imaml"],
+           f"--{flag} must be a positive integer") for flag in COUNT_FLAGS for value in ("0", "-3")]
+CASES += [([f"--{flag}", value, "--problem", "imaml"], f"--{flag} must be a positive number")
+          for flag in RATE_FLAGS for value in ("0", "-1", "nan", "inf")]
+CASES += [(["--time-budget", value], "--time-budget must be a positive number of seconds")
+          for value in ("0", "-1", "nan", "inf")]
+CASES += [([f"--{flag}", "abc"], f"argument --{flag}: invalid")
+          for flag in ("ways", "seed", "meta-lr", "iterations", "image-size", "lam")]
+CASES += [(["pretrain-body", f"--{flag}", value], f"--{flag} must be a positive")
+          for flag in ("epochs", "batch-size", "shots", "val-tasks", "lr") for value in ("0", "-2")]
+CASES += [(["compare-grads", f"--{flag}", value], f"--{flag} must be a positive")
+          for flag in ("shots", "queries", "tasks", "inner-steps", "lam", "inner-lr") for value in ("0", "-2")]
+
+
 def _check(code, err, fragment):
     lines = err.strip().splitlines()
     assert code == 2, (code, err)
