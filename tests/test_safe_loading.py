@@ -99,6 +99,9 @@ def test_a_runs_own_checkpoint_is_accepted_by_pretrained(tmp_path, capsys, omnig
     assert main([*common, "--iterations", "1", "--pretrained", str(first / "best.pt"),
                  "--out", str(tmp_path / "second")]) == 0
     assert f"weights from {first / 'best.pt'}" in capsys.readouterr().out
+    code = main([*common, "--iterations", "1", "--arch", "resnet18", "--pretrained", str(first / "best.pt"),
+                 "--out", str(tmp_path / "third")])
+    assert "is a conv4 checkpoint, not resnet18" in _one_line(capsys, code)  # the true reason, not "cannot be read"
 
 
 def test_old_checkpoints_with_a_numpy_random_state_still_resume(tmp_path, capsys):
