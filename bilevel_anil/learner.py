@@ -18,6 +18,27 @@ Params = Mapping[str, Tensor]
 Predictor = Callable[[Params], Tensor]
 
 
+def check_model_contract(model: nn.Module, algorithm: Algorithm) -> None:
+    """The network contract, checked when a learner is built (one line, a ``ValueError``):
+    ``body_forward(params, x)`` and ``head_forward(params, features)`` over task batches, and
+    every parameter in ``body.`` or ``head.`` (which one decides what the inner loop adapts), with
+    a non-empty head for the algorithms that adapt only the head. The package's networks meet
+    it; wrap another body in ``bilevel_anil.models.TaskBatchedNet(body, features, outputs, arch)``."""
+    from .errors import UsageError
+
+    missing = [m for m in ("body_forward", "head_forward") if not callable(getattr(model, m, None))]
+    if missing:
+        raise UsageError(f"{type(model).__name__} has no {missing[0]}(params, x): wrap the network in "
+                         "bilevel_anil.models.TaskBatchedNet(body, features, outputs, arch), which runs any body per task")
+    names = [n for n, _ in model.named_parameters()]
+    stray = [n for n in names if not n.startswith(("body.", "head."))]
+    if stray:
+        raise UsageError(f"parameter {stray[0]!r} of {type(model).__name__} is in neither its body ('body.') nor its "
+                         f"head ('head.'): {len(stray)} such; put every parameter in one of the two modules")
+    if algorithm.adapt == "head" and not any(n.startswith("head.") for n in names):
+        raise UsageError(f"{algorithm.name} adapts the head, but {type(model).__name__} has no 'head.' parameter")
+
+
 class Learner:
     """Binds a network (with ``body_forward``/``head_forward``) to an algorithm and a loss.
 
@@ -33,12 +54,13 @@ class Learner:
             raise ValueError(f"unknown loss {loss!r}")
         if algorithm.proximal and not lam >= 0:
             raise ValueError(f"{algorithm.name} needs a proximal strength lam >= 0, got {lam}")
+        check_model_contract(model, algorithm)
         self.model = model
         self.algorithm = algorithm
         self.loss = loss
         self.lam = lam if algorithm.proximal else 0.0
         self.adapted_names = [n for n, _ in model.named_parameters() if algorithm.adapts(n)]
-        self.adapts_body = any(n.startswith("body.") for n in self.adapted_names)
+        self.adapts_body = any(not n.startswith("head.") for n in self.adapted_names)
 
     def with_lam(self, lam: float) -> "Learner":
         """The same learner with proximal strength ``lam`` (e.g. λ = 0 for test-time adaptation)."""

@@ -245,3 +245,27 @@ def test_smallest_image_size_is_the_smallest_each_body_runs_on(arch):
     smallest = smallest_image_size(arch)
     assert runs(smallest)
     assert smallest == 8 or not runs(smallest - 1)
+
+
+def test_the_network_contract_is_checked_when_the_learner_is_built():
+    """A parameter outside body/head decided nothing silently before (MAML then left it out of
+    the inner loop and its meta-gradient was wrong): now one ValueError at construction."""
+    from torch import nn
+
+    from bilevel_anil.algorithms import get_algorithm
+    from bilevel_anil.learner import Learner
+    from bilevel_anil.models import image_model
+
+    model = image_model("conv4", 3)
+    model.scale = nn.Parameter(torch.ones(1))
+    with pytest.raises(ValueError, match="'scale' of Conv4 is in neither its body"):
+        Learner(model, get_algorithm("maml"))
+    with pytest.raises(ValueError, match="has no body_forward"):
+        Learner(nn.Sequential(nn.Linear(2, 2)), get_algorithm("anil"))
+    headless = image_model("conv4", 3)
+    headless.head.weight.requires_grad_(False)
+    del headless.head
+    headless.head = nn.Identity()
+    with pytest.raises(ValueError, match="anil adapts the head, but Conv4 has no 'head.' parameter"):
+        Learner(headless, get_algorithm("anil"))
+    Learner(image_model("conv4", 3), get_algorithm("anil"))  # the package's networks meet it
