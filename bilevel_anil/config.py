@@ -163,6 +163,10 @@ def validate_scopes(cfg: RunConfig, explicit: set[str]) -> None:
 def validate_config(cfg: RunConfig) -> None:
     """Reject bad input with one actionable sentence (before dataset defaults are filled in)."""
     algo = get_algorithm(cfg.problem, cfg.first_order, cfg.head_only, cfg.grad)
+    if cfg.first_order and (algo.pretrain or algo.update == "interpolate"):
+        raise UsageError(f"--first-order does not apply to {algo.name}: it uses no second-order term to drop "
+                         f"({'no inner loop in meta-training' if algo.pretrain else 'its update needs no meta-gradient'})"
+                         ": drop --first-order")
     if algo.pretrain and cfg.inner_steps not in (None, 1):
         raise UsageError("--inner-steps: pretrain does not adapt during meta-training; set the fine-tuning "
                          "steps used for validation with --test-inner-steps")

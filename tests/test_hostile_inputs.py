@@ -68,6 +68,8 @@ CASES = [
     (["--problem", "imaml", "--grad", "unrolled", "--cg-damping", "1", *SINE], "--cg-damping applies to the implicit"),
     (["--problem", "imaml", "--grad", "unrolled", "--hypergrad", "cg", *SINE], "--hypergrad applies to the implicit"),
     (["--problem", "pretrain", "--inner-proximal", "pullback", *SINE], "--inner-proximal applies to imaml/ianil"),
+    (["--problem", "reptile", "--first-order", *SINE], "--first-order does not apply to reptile"),
+    (["--problem", "pretrain", "--first-order", *SINE], "--first-order does not apply to pretrain"),
     (["compare-grads", "--dataset", "sine", "--ways", "7"], "--ways applies to classification"),
     (["compare-grads", "--ways", "1"], "--ways must be at least 2"),
     (["pretrain-body", "--ways", "1"], "--ways must be at least 2"),
