@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Optional, Sequence
 
@@ -166,14 +167,18 @@ def explicit_flags(argv: Sequence[str]) -> set[str]:
     return set(vars(parser.parse_args(argv)))
 
 
-def apply_preset(cfg: RunConfig, explicit: set[str]) -> RunConfig:
-    """Set the fields of ``cfg.preset`` that were not given explicitly."""
-    if cfg.preset not in PRESETS:
-        raise UsageError(f"unknown --preset {cfg.preset!r}: choose one of {', '.join(PRESETS)}")
-    for name, value in PRESETS[cfg.preset].values.items():
-        if name not in explicit:
-            setattr(cfg, name, value)
-    return cfg
+def apply_preset(cfg: RunConfig, explicit: set[str], presets: Optional[dict] = None) -> RunConfig:
+    """A new config with the fields of ``cfg.preset`` that were not given explicitly; a preset
+    naming a field that :class:`RunConfig` does not have is an error (not stored silently)."""
+    presets = PRESETS if presets is None else presets
+    if cfg.preset not in presets:
+        raise UsageError(f"unknown --preset {cfg.preset!r}: choose one of {', '.join(presets)}")
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(presets[cfg.preset].values) - fields)
+    if unknown:
+        raise UsageError(f"preset {cfg.preset} sets {unknown[0]!r}, which is not a run setting: fix the preset")
+    return dataclasses.replace(cfg, **{name: value for name, value in presets[cfg.preset].values.items()
+                                       if name not in explicit})
 
 
 def parse_config(argv: Optional[Sequence[str]] = None) -> RunConfig:
@@ -182,7 +187,7 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> RunConfig:
     cfg = RunConfig(**vars(args))
     explicit = explicit_flags(argv)  # a second parse tells the flags given from the defaults
     if cfg.preset is not None:
-        apply_preset(cfg, explicit)
+        cfg = apply_preset(cfg, explicit)
     validate_config(cfg)
     validate_scopes(cfg, explicit)
     return cfg

@@ -39,3 +39,19 @@ def test_reptile_gets_its_papers_settings_by_default():
         ("conv4-strided", 10, 10, "adam", 1.0, 50)
     sine = resolve_config(parse_config(["--problem", "reptile", "--dataset", "sine"]))
     assert (sine.inner_optimizer, sine.train_shots, sine.inner_lr) == ("sgd", 50, 0.02)
+
+
+def test_a_preset_key_that_is_not_a_run_setting_is_an_error():
+    """A typo in a preset was stored silently as an attribute and changed nothing."""
+    from bilevel_anil.cli import apply_preset
+    from bilevel_anil.config import RunConfig
+    from bilevel_anil.errors import UsageError
+    from bilevel_anil.presets import PRESETS, Preset
+
+    typo = {"typo": Preset("a test", {"ways": 5, "inner_lrr": 0.1})}
+    with pytest.raises(UsageError, match="preset typo sets 'inner_lrr', which is not a run setting"):
+        apply_preset(RunConfig(preset="typo"), set(), typo)
+    for name in PRESETS:  # every shipped preset names real fields, and applying one returns a new config
+        cfg = RunConfig(preset=name)
+        applied = apply_preset(cfg, set())
+        assert applied is not cfg and cfg.meta_batch is None
