@@ -99,11 +99,14 @@ class MetaEngine(Engine):
                          dependencies={"u2l": {upper: [lower]}, "l2u": {lower: [upper]}})
 
     # ordering --------------------------------------------------------------------------
-    def train_step(self) -> dict[str, float]:
+    def train_step(self, check_finite: bool = True) -> dict[str, float]:
         """One outer step: the Env draws the meta-batch; for each chunk of its tasks the lower
         problem takes ``inner_steps`` steps and Betty then calls the upper problem, which
         accumulates the meta-gradient and updates θ after the last chunk (averaged over the
-        processes). Returns the query loss and score over this process's tasks."""
+        processes). Returns the query loss and score over this process's tasks.
+
+        ``check_finite``: raise :class:`TrainingDiverged` on a non-finite query loss (``run``
+        checks after averaging over the processes instead, so that all of them stop together)."""
         upper_steps, chunks = self.upper.count, self.env.chunk_count
         self.env.step()
         totals: dict[str, float] = {}
@@ -119,6 +122,9 @@ class MetaEngine(Engine):
                 totals[key] = totals.get(key, 0.0) + value / chunks
         if self.upper.count != upper_steps + chunks:
             raise RuntimeError("the upper problem did not step once per chunk: check unroll_steps")
+        if check_finite and not math.isfinite(totals.get("loss", 0.0)):
+            raise TrainingDiverged(f"meta-training diverged at outer step {self.upper.count // chunks} (non-finite "
+                                   "query loss): lower the inner or meta learning rate")
         return totals
 
     def validation(self) -> dict[str, float]:
@@ -207,7 +213,7 @@ class MetaEngine(Engine):
             self.train()
             for step in range(start_step + 1, s.iterations + 1):
                 t0 = time.perf_counter()
-                stats = self.train_step()
+                stats = self.train_step(check_finite=False)
                 train_time += time.perf_counter() - t0
                 done += 1
                 # one all-reduce: the loss and score over all B tasks, and whether any process is
