@@ -59,3 +59,26 @@ def relative_error(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
     g = torch.cat([t.flatten() for t in got])
     w = torch.cat([t.flatten() for t in want])
     return ((g - w).norm() / w.norm()).item()
+
+
+def tmpfs(folder: Path, options: str):
+    """A context manager: a tmpfs mounted at ``folder`` (created) with ``options`` for its
+    duration; the test is skipped where mounting needs a root this process is not."""
+    import contextlib
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    @contextlib.contextmanager
+    def mounted():
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode:
+            pytest.skip("mounting a tmpfs needs root")
+        try:
+            yield folder
+        finally:
+            subprocess.run(["umount", str(folder)])
+    return mounted()

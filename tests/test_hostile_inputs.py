@@ -185,15 +185,8 @@ def test_a_bad_flag_under_torchrun_is_printed_once(tmp_path):
                                           (["pretrain-body"], "body.pt")])
 def test_out_on_a_read_only_file_system(tmp_path, capsys, command, out):
     """A read-only tmpfs (root only; root ignores permission bits, not a read-only mount)."""
-    import shutil
+    from helpers import tmpfs
 
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as mount:
         code = main([*command, "--out", str(mount / out)])
         _check(code, capsys.readouterr().err, "is not writable (read-only or no permission)")
-    finally:
-        subprocess.run(["umount", str(mount)])

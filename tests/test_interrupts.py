@@ -309,19 +309,12 @@ def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_resumes(tmp_path,
 
 def test_a_real_full_tmpfs(tmp_path, capsys):
     """The same on a real 80 KiB tmpfs (root only): a checkpoint write runs out of space."""
-    import shutil
+    from helpers import tmpfs
 
-    mount = tmp_path / "full"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=80k", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
+    with tmpfs(tmp_path / "full", "size=80k") as mount:
         code = main(["--problem", "maml", "--dataset", "sine", "--iterations", "4", "--val-every", "2",
                      "--val-tasks", "2", "--test-tasks", "2", "--no-progress", "--out", str(mount / "run")])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
         assert "no space left on the device" in err or "cannot write" in err, err
         assert not list((mount / "run").glob("*.tmp"))
-    finally:
-        subprocess.run(["umount", str(mount)])
