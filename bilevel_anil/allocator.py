@@ -73,8 +73,3 @@ def keep_freed_memory() -> bool:
         (_M_TRIM_THRESHOLD, SETTINGS["trim_threshold"]),
         (_M_TOP_PAD, SETTINGS["top_pad"])))
     return _applied
-
-
-def in_force() -> bool:
-    """Whether :func:`keep_freed_memory` has changed this process's allocator."""
-    return bool(_applied)

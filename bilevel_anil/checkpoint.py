@@ -21,6 +21,7 @@ import torch
 from .errors import UsageError, first_line
 
 FORMAT = 1
+BODY_FILE_KIND = "bilevel_anil-body"  # the "kind" of what pretrain-body writes
 
 
 def _numpy_array_globals() -> list:
@@ -118,7 +119,7 @@ def load_run(path: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
     ``ValueError``) for a pretrain-body file, a foreign dict or a checkpoint missing what a
     run (``resume``: and its continuation) needs."""
     state = load(path)
-    if state.get("kind") == "bilevel_anil-body":
+    if state.get("kind") == BODY_FILE_KIND:
         raise UsageError(f"{path} is a pretrain-body file (a body for --pretrained PATH), not a run's checkpoint")
     for key, kind in {**_RUN_KEYS, **(_RESUME_KEYS if resume else {})}.items():
         if not isinstance(state.get(key), kind):

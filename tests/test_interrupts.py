@@ -48,6 +48,15 @@ def losses(out: Path) -> list[tuple[str, str]]:
     return [(r["step"], r["train_loss"]) for r in rows(out)]
 
 
+def resume_equals(out: Path, uninterrupted: Path) -> None:
+    """``--resume`` the run in ``out``: its metrics and final weights equal the uninterrupted run's."""
+    resumed = start(out, "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert losses(out) == losses(uninterrupted)
+    for name, value in final_state(uninterrupted).items():
+        assert torch.equal(final_state(out)[name], value), name
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("whole") / "run"
@@ -69,11 +78,7 @@ def test_ctrl_c_writes_last_pt_and_says_how_to_resume(uninterrupted, tmp_path):
     step = int(torch.load(out / "last.pt", weights_only=False)["step"])
     assert f"interrupted after step {step}" in err
     assert int(rows(out)[-1]["step"]) == step  # metrics flushed up to the saved step
-    resumed = start(out, "--resume")
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
-    assert losses(out) == losses(uninterrupted)
-    for name, value in final_state(uninterrupted).items():
-        assert torch.equal(final_state(out)[name], value), name
+    resume_equals(out, uninterrupted)
 
 
 def test_sigkill_at_random_points_then_resume_is_bit_exact(uninterrupted, tmp_path):
@@ -169,11 +174,7 @@ def test_sigkill_just_after_last_pt_loses_no_row(uninterrupted, tmp_path):
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert int(torch.load(out / "last.pt", weights_only=True)["step"]) == 20
     assert [r["step"] for r in rows(out)][-1] == "20"  # the row of the checkpoint's step survived
-    last = start(out, "--resume")
-    assert last.wait(timeout=300) == 0, last.stderr.read()
-    assert losses(out) == losses(uninterrupted)
-    for name, value in final_state(uninterrupted).items():
-        assert torch.equal(final_state(out)[name], value), name
+    resume_equals(out, uninterrupted)
 
 
 def test_a_second_run_on_a_locked_folder_is_one_line_naming_the_holder(tmp_path, capsys):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 
 
@@ -65,3 +66,31 @@ def cache_dir() -> Path | None:
     except OSError:
         return None
     return folder
+
+
+def read_cache(cache: Path | None) -> dict | None:
+    """The arrays of a decode cache ``.npz``, or None when there is none or it cannot be read
+    (truncated: BadZipFile or EOFError; foreign; unreadable): the caller decodes again."""
+    if cache is None or not cache.exists():
+        return None
+    try:
+        with np.load(cache) as z:
+            return {name: z[name] for name in z.files}
+    except Exception:
+        return None
+
+
+def write_cache(cache: Path | None, **arrays: np.ndarray) -> None:
+    """Write a decode cache atomically; on a read-only or full file system the run goes on
+    without it (and no temporary file is left where it can be removed)."""
+    if cache is None:
+        return
+    tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, cache)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, first_line
-from .class_images import ClassImages, cache_dir
+from .class_images import ClassImages, cache_dir, read_cache, write_cache
 from .safe_pickle import restricted_pickle
 
 CACHE_VERSION = 1
@@ -124,15 +124,11 @@ def load_split(spec: NaturalDataset, root: Path, split: str, download: bool) -> 
         raise DataError(f"{spec.title} is not under {root} (missing {', '.join(missing)}): put learn2learn's "
                         f"files there or allow the download")
     cache = None if missing else _cache_file(spec, files, split)
-    if cache is not None and cache.exists():
-        try:
-            with np.load(cache) as z:
-                pixels, labels = z["pixels"], z["labels"]
-            if (pixels.dtype == np.uint8 and pixels.shape[1:] == (3, spec.image_size, spec.image_size)
-                    and labels.shape == (len(pixels),)):
-                return _class_images(pixels, labels, spec)
-        except Exception:  # truncated (BadZipFile, EOFError), foreign or unreadable: decode again
-            pass
+    cached = read_cache(cache) or {}
+    pixels, labels = cached.get("pixels"), cached.get("labels")
+    if (pixels is not None and labels is not None and pixels.dtype == np.uint8
+            and pixels.shape[1:] == (3, spec.image_size, spec.image_size) and labels.shape == (len(pixels),)):
+        return _class_images(pixels, labels, spec)
     try:
         dataset = _l2l_dataset(spec, root, MODES[split], download)
     except Exception as exc:  # network errors without a copy; truncated or foreign files with one
@@ -153,16 +149,7 @@ def load_split(spec: NaturalDataset, root: Path, split: str, download: bool) -> 
         raise DataError(f"cannot read {spec.title}'s {split} split from {', '.join(str(f) for f in files)} "
                         f"({reason}): the files are damaged or not in learn2learn's format; download them again"
                         ) from None
-    if cache is not None:
-        tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
-        try:
-            np.savez(tmp, pixels=pixels, labels=labels)
-            os.replace(tmp, cache)
-        except OSError:  # read-only or full: the run goes on without a cache
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
+    write_cache(cache, pixels=pixels, labels=labels)
     return _class_images(pixels, labels, spec)
 
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, first_line
-from .class_images import ClassImages, cache_dir
+from .class_images import ClassImages, cache_dir, read_cache, write_cache
 
 FOLDER = "omniglot-py"
 SPLIT_DIRS = {"background": "images_background", "evaluation": "images_evaluation"}
@@ -114,25 +114,10 @@ def load_split(base: Path, split: str, image_size: int = 28) -> ClassImages:
     labels = np.repeat(np.arange(len(chars)), [len(fs) for fs in files_by_char])
     names = [f"{c.parent.name}/{c.name}" for c in chars]
     cache = _cache_file(split_dir, files, image_size)
-    pixels = None
-    if cache is not None and cache.exists():
-        try:
-            with np.load(cache) as z:
-                pixels = z["pixels"]
-        except Exception:  # truncated (BadZipFile, EOFError), foreign or unreadable: decode again
-            pixels = None
+    pixels = (read_cache(cache) or {}).get("pixels")
     if pixels is None or pixels.shape != (len(files), image_size, image_size) or pixels.dtype != np.uint8:
         pixels = np.stack([_decode(f, image_size) for f in files])
-        if cache is not None:
-            tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
-            try:
-                np.savez(tmp, pixels=pixels)
-                os.replace(tmp, cache)
-            except OSError:  # read-only or full: the run goes on without a cache
-                try:
-                    tmp.unlink(missing_ok=True)
-                except OSError:
-                    pass
+        write_cache(cache, pixels=pixels)
     images = to_input(pixels)
     return ClassImages(images, torch.from_numpy(labels), names)
 

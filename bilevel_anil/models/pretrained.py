@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import BODY_FILE_KIND, read
 from ..errors import UsageError, first_line
 from .torchvision_bodies import TORCHVISION_BODIES
 
-BODY_FILE_KIND = "bilevel_anil-body"  # what pretrain-body writes
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -41,9 +41,7 @@ def imagenet_state_dict(arch: str) -> dict[str, Tensor]:
 def file_state_dict(path: Path, arch: str) -> dict[str, Tensor]:
     """The body weights in a file: a ``pretrain-body`` output, a run checkpoint (``model``), a
     wrapped (``state_dict``) or a plain state_dict, with ``module.``/``body.`` prefixes removed."""
-    from ..checkpoint import read  # the one safe loader of the package (no code from the file runs)
-
-    data = read(path, "--pretrained")
+    data = read(path, "--pretrained")  # the package's one safe loader: no code from the file runs
     if isinstance(data, dict) and data.get("kind") == BODY_FILE_KIND:
         if data["arch"]["name"] != arch:
             raise UsageError(f"--pretrained {path} holds a {data['arch']['name']} body, not {arch}: "
