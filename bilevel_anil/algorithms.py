@@ -23,7 +23,8 @@ GRADS = ("unrolled", "implicit")
 class Algorithm:
     """One member of the family.
 
-    adapt: ``"head"`` adapts only the classifier head in the inner loop (ANIL);
+    adapt: ``"head"`` adapts only the network's head in the inner loop (ANIL; which
+           parameters form the head is the learner's choice, see :class:`~bilevel_anil.learner.Learner`);
            ``"all"`` adapts every parameter (MAML).
     first_order: drop the second-order terms of the unrolled meta-gradient.
     proximal: the inner objective adds ``(λ/2)·‖φ − θ‖²`` to the support loss (iMAML).
@@ -42,10 +43,6 @@ class Algorithm:
     pretrain: bool = False
     inner_optimizer: str = "sgd"
     update: str = "gradient"
-
-    def adapts(self, param_name: str) -> bool:
-        """Whether the inner loop adapts the parameter called ``param_name``."""
-        return self.adapt == "all" or param_name.startswith("head.")
 
 
 ALGORITHMS: dict[str, Algorithm] = {

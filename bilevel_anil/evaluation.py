@@ -63,10 +63,7 @@ def task_scores(learner: Learner, theta: Mapping[str, Tensor], episodes: Episode
             for k, fast in enumerate(learner.adapt_path(theta, part.support.x, part.support.y, wanted[-1], lr)):
                 if k in scores:
                     out = query(fast)
-                    if learner.loss == "cross_entropy":
-                        scores[k].append(learner.task_accuracies(out, part.query.y).cpu())
-                    else:
-                        scores[k].append(learner.task_losses(out, part.query.y).cpu())
+                    scores[k].append(learner.task_scores(out, part.query.y).cpu())
     return {k: torch.cat(v) if v else torch.empty(0) for k, v in scores.items()}
 
 

@@ -128,7 +128,7 @@ def _train_and_test(cfg: RunConfig) -> dict:
     settings = EngineSettings(cfg.iterations, cfg.inner_steps, cfg.val_every, out, cfg.device,
                               higher_is_better=suite.higher_is_better, progress=cfg.progress,
                               time_budget=cfg.time_budget, tensorboard=cfg.log == "tensorboard")
-    run_info = {"algorithm": algo.name, "arch": model.arch, "loss": suite.loss, "lam": test_learner.lam,
+    run_info = {"algorithm": algo.name, "arch": model.arch, "loss": suite.loss.name, "lam": test_learner.lam,
                 "train_lam": learner.lam,
                 "pretrained": pretrained, "train_body": cfg.train_body, "inner_optimizer": algo.inner_optimizer,
                 "inner_lr": cfg.inner_lr,

@@ -1,70 +1,94 @@
-"""A learner: a body/head network, the algorithm's choice of adapted parameters, and a loss.
+"""A learner: a network, the algorithm's choice of adapted parameters, and a loss.
 
 Both the Betty problems and evaluation go through this one definition of prediction,
 task loss and inner-loop adaptation.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Mapping
+import copy
+from typing import Callable, Iterator, Mapping, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .algorithms import Algorithm
+from .errors import UsageError
 from .fast_weights import inner_optimizer
+from .losses import TaskLoss, resolve_loss
+from .network import BodyHeadForward, GenericForward, Head, HeadSpec, last_linear, resolve_head, task_forward
 
 Params = Mapping[str, Tensor]
 Predictor = Callable[[Params], Tensor]
 
 
-def check_model_contract(model: nn.Module, algorithm: Algorithm) -> None:
-    """The network contract, checked when a learner is built (one line, a ``ValueError``):
-    ``body_forward(params, x)`` and ``head_forward(params, features)`` over task batches, and
-    every parameter in ``body.`` or ``head.`` (which one decides what the inner loop adapts), with
-    a non-empty head for the algorithms that adapt only the head. The package's networks meet
-    it; wrap another body in ``bilevel_anil.models.TaskBatchedNet(body, features, outputs, arch)``."""
-    from .errors import UsageError
-
-    missing = [m for m in ("body_forward", "head_forward") if not callable(getattr(model, m, None))]
-    if missing:
-        raise UsageError(f"{type(model).__name__} has no {missing[0]}(params, x): wrap the network in "
-                         "bilevel_anil.models.TaskBatchedNet(body, features, outputs, arch), which runs any body per task")
-    names = [n for n, _ in model.named_parameters()]
-    stray = [n for n in names if not n.startswith(("body.", "head."))]
-    if stray:
-        raise UsageError(f"parameter {stray[0]!r} of {type(model).__name__} is in neither its body ('body.') nor its "
-                         f"head ('head.'): {len(stray)} such; put every parameter in one of the two modules")
-    if algorithm.adapt == "head" and not any(n.startswith("head.") for n in names):
-        raise UsageError(f"{algorithm.name} adapts the head, but {type(model).__name__} has no 'head.' parameter")
-
-
 class Learner:
-    """Binds a network (with ``body_forward``/``head_forward``) to an algorithm and a loss.
+    """Binds any network to an algorithm and a loss: what the inner loop adapts, the task
+    loss, prediction over task batches, and adaptation.
 
-    loss: ``"cross_entropy"`` (classification, labels ``[B, n]``) or ``"mse"`` (regression,
-    targets ``[B, n, out]``).
+    head: which part of ``model`` is its head (see :func:`bilevel_anil.network.resolve_head`:
+    a submodule's name, the module, or a predicate on parameter names; default the last
+    ``nn.Linear``). ANIL-type algorithms adapt the head; MAML-type algorithms adapt every
+    parameter (the head then only lets the body's features be reused).
+    adapt: a predicate on parameter names that replaces the algorithm's choice of adapted
+    parameters (e.g. the head and the last block).
+    loss: ``"cross_entropy"`` (classification, labels ``[B, n]``), ``"mse"`` (regression,
+    targets ``[B, n, out]``), or a function of one task's outputs and targets (see
+    :mod:`bilevel_anil.losses`).
     lam: strength λ of the proximal term ``(λ/2)·‖φ − θ‖²`` of the inner objective, per task
     (the iMAML paper's definition); used only when the algorithm is proximal (0 is allowed for
     test-time adaptation; meta-training needs λ > 0).
+
+    The split is checked here, in one line each: the head exists and has parameters, and an
+    algorithm that adapts the head is given one.
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from bilevel_anil.algorithms import get_algorithm
+        >>> net = nn.Sequential(nn.Linear(1, 16), nn.ReLU(), nn.Linear(16, 1))
+        >>> learner = Learner(net, get_algorithm("anil"), "mse")
+        >>> learner.adapted_names
+        ['2.weight', '2.bias']
     """
 
-    def __init__(self, model: nn.Module, algorithm: Algorithm, loss: str = "cross_entropy", lam: float = 0.0):
-        if loss not in ("cross_entropy", "mse"):
-            raise ValueError(f"unknown loss {loss!r}")
+    def __init__(self, model: nn.Module, algorithm: Algorithm, loss: Union[str, Callable, TaskLoss] = "cross_entropy",
+                 lam: float = 0.0, head: HeadSpec = None, adapt: Optional[Callable[[str], bool]] = None):
         if algorithm.proximal and not lam >= 0:
-            raise ValueError(f"{algorithm.name} needs a proximal strength lam >= 0, got {lam}")
-        check_model_contract(model, algorithm)
+            raise UsageError(f"{algorithm.name} needs a proximal strength lam >= 0, got {lam}")
+        if not isinstance(model, nn.Module):
+            raise UsageError(f"the model must be a torch.nn.Module, not {type(model).__name__}")
         self.model = model
         self.algorithm = algorithm
-        self.loss = loss
+        self.loss = resolve_loss(loss)
         self.lam = lam if algorithm.proximal else 0.0
-        self.adapted_names = [n for n, _ in model.named_parameters() if algorithm.adapts(n)]
-        self.adapts_body = any(not n.startswith("head.") for n in self.adapted_names)
+        self._head_spec, self._adapt_spec = head, adapt
+        names = [n for n, _ in model.named_parameters()]
+        if head is None and algorithm.adapt == "all" and adapt is None and last_linear(model) is None:
+            self.head = Head([], None)  # nothing to reuse: every inner step runs the whole network
+        else:
+            self.head = resolve_head(model, head)
+        if adapt is not None:
+            self.adapted_names = [n for n in names if adapt(n)]
+            if not self.adapted_names:
+                raise UsageError(f"adapt= selects none of the parameters of {type(model).__name__}")
+        elif algorithm.adapt == "all":
+            self.adapted_names = names
+        else:
+            self.adapted_names = list(self.head.names)
+        self.adapts_body = any(n not in self.head for n in self.adapted_names)
+        self.forward = task_forward(model, self.head) if self.head.names else GenericForward(model, self.head)
+
+    @property
+    def fast_path(self) -> bool:
+        """Whether the network's own hand-written task-batched forward is used."""
+        return isinstance(self.forward, BodyHeadForward)
 
     def with_lam(self, lam: float) -> "Learner":
         """The same learner with proximal strength ``lam`` (e.g. λ = 0 for test-time adaptation)."""
-        return Learner(self.model, self.algorithm, self.loss, lam)
+        other = copy.copy(self)
+        other.lam = lam if self.algorithm.proximal else 0.0
+        return other
 
     def meta_params(self) -> dict[str, Tensor]:
         """The meta-parameters (the initialisation) by name."""
@@ -80,22 +104,19 @@ class Learner:
         When the body is not adapted (ANIL) its features are computed here once and reused by
         every call, so inner steps only run the head.
         """
-        model = self.model
+        forward = self.forward
         if not self.adapts_body:
-            features = model.body_forward(theta, x)
-            return lambda fast: model.head_forward({**theta, **fast}, features)
-        return lambda fast: model.head_forward({**theta, **fast}, model.body_forward({**theta, **fast}, x))
+            features = forward.features(theta, x)
+            return lambda fast: forward.outputs({**theta, **fast}, features)
+        return lambda fast: forward.outputs({**theta, **fast}, forward.features({**theta, **fast}, x))
 
     def task_losses(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Mean loss of each task ``[B]``."""
-        if self.loss == "cross_entropy":
-            per_example = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
-            return per_example.view(targets.shape).mean(dim=1)
-        return (outputs - targets).pow(2).flatten(1).mean(dim=1)
+        return self.loss.per_task(outputs, targets)
 
-    def task_accuracies(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        """Fraction of correct predictions of each task ``[B]`` (classification only)."""
-        return (outputs.argmax(dim=-1) == targets).float().mean(dim=1)
+    def task_scores(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Score of each task ``[B]``: accuracy for classification, else the loss."""
+        return self.loss.score(outputs, targets)
 
     def inner_loss(self, predict: Predictor, fast: Params, targets: Tensor, theta: Params,
                    proximal: bool = True) -> Tensor:

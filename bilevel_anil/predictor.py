@@ -67,7 +67,7 @@ class FewShotModel:
         """
         if support_x.shape[0] != support_y.shape[0]:
             raise UsageError(f"support_x has {support_x.shape[0]} examples but support_y {support_y.shape[0]} labels")
-        if self.learner.loss == "cross_entropy":
+        if self.learner.loss.classification:
             if support_y.dtype not in (torch.int64, torch.int32) or support_y.min() < 0 or support_y.max() >= self.ways:
                 raise UsageError(f"support labels must be integers 0..{self.ways - 1}")
             support_y = support_y.long()

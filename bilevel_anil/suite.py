@@ -8,6 +8,7 @@ from typing import Optional
 from torch import nn
 
 from .data.episodes import EpisodeBatch, TaskSampler, fixed_tasks
+from .losses import LOSSES, TaskLoss
 
 SINE_TEST_SHOTS = (5, 10)  # the MAML paper's K
 SINE_TEST_STEPS = (0, 1, 5, 10)  # its evaluation curve
@@ -18,7 +19,7 @@ class TaskSuite:
     """One benchmark, ready for the Env (``train``) and for evaluation (fixed task sets)."""
 
     model: nn.Module
-    loss: str  # "cross_entropy" or "mse"
+    loss: TaskLoss
     train: TaskSampler
     val_set: EpisodeBatch
     test_sets: dict[str, EpisodeBatch]  # label (e.g. "K=5") -> tasks
@@ -28,11 +29,11 @@ class TaskSuite:
 
     @property
     def metric(self) -> str:
-        return "accuracy" if self.loss == "cross_entropy" else "mse"
+        return self.loss.metric
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric == "accuracy"
+        return self.loss.higher_is_better
 
 
 def _data_root(cfg) -> Path:
@@ -55,7 +56,7 @@ def classification_suite(cfg, splits: dict, model: nn.Module, test_source: str, 
     test = ClassificationTasks(splits["test"], cfg.ways, cfg.shots, cfg.test_queries, False, "meta-test")
     label = f"{cfg.ways}-way {cfg.shots}-shot"
     return TaskSuite(
-        model=model, loss="cross_entropy", train=train,
+        model=model, loss=LOSSES["cross_entropy"], train=train,
         val_set=fixed_tasks(val, cfg.val_tasks, seed=cfg.seed + 1),
         test_sets={label: fixed_tasks(test, cfg.test_tasks, seed=cfg.seed + 2)},
         test_steps=sorted({0, cfg.test_inner_steps}),
@@ -97,7 +98,7 @@ def sine_suite(cfg) -> TaskSuite:
 
     tests = {f"K={k}": SineTasks(k, cfg.test_queries) for k in SINE_TEST_SHOTS}
     return TaskSuite(
-        model=MLP(), loss="mse", train=SineTasks(cfg.train_shots or cfg.shots, cfg.queries),
+        model=MLP(), loss=LOSSES["mse"], train=SineTasks(cfg.train_shots or cfg.shots, cfg.queries),
         val_set=fixed_tasks(SineTasks(cfg.shots, cfg.test_queries), cfg.val_tasks, seed=cfg.seed + 1),
         test_sets={label: fixed_tasks(s, cfg.test_tasks, seed=cfg.seed + 2 + i)
                    for i, (label, s) in enumerate(tests.items())},

@@ -31,14 +31,15 @@ def build_engine(learner: Learner, batch: EpisodeBatch, inner_steps: int, inner_
 
 def reference_meta_gradient(model: torch.nn.Module, algorithm: Algorithm, batch: EpisodeBatch,
                             inner_steps: int, inner_lr: float, loss: str = "cross_entropy",
-                            lam: float = 0.0, pullback: bool = False) -> list[torch.Tensor]:
+                            lam: float = 0.0, pullback: bool = False, adapted: list[str] = None) -> list[torch.Tensor]:
     """Plain torch.autograd, one task at a time, through the network's ordinary forward
     (with the proximal term (λ/2)‖φ − θ‖² in the inner objective when ``lam`` > 0, or with
     ``pullback`` instead as one step φ ← φ − lr·λ(φ − θ) after the support-loss steps); the
-    gradient of the parameters that require one (the meta-trained ones)."""
+    gradient of the parameters that require one (the meta-trained ones). ``adapted``: the
+    names the inner loop adapts (default: what the package's learner picks)."""
     loss_fn = F.cross_entropy if loss == "cross_entropy" else F.mse_loss
     theta = dict(model.named_parameters())
-    adapted = [n for n in theta if algorithm.adapts(n)]
+    adapted = adapted or Learner(model, algorithm).adapted_names
     total = 0.0
     for b in range(batch.tasks):
         params = dict(theta)

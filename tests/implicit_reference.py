@@ -8,6 +8,7 @@ from torch.func import functional_call
 
 from bilevel_anil.algorithms import Algorithm
 from bilevel_anil.data.episodes import EpisodeBatch
+from bilevel_anil.learner import Learner
 
 
 def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: EpisodeBatch, steps: int, lr: float,
@@ -20,7 +21,7 @@ def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: Epis
     (the iMAML reference code's system; d = c = 0 gives ``H⁻¹``)."""
     loss_fn = F.cross_entropy if loss == "cross_entropy" else F.mse_loss
     theta = dict(model.named_parameters())
-    names = [n for n in theta if algorithm.adapts(n)]
+    names = Learner(model, algorithm).adapted_names
     shapes = [theta[n].shape for n in names]
     sizes = [theta[n].numel() for n in names]
     total = [torch.zeros_like(p) for p in theta.values()]

@@ -34,7 +34,7 @@ def _sine_case(name, tmp_path, **hypergrad):
     reference = copy.deepcopy(model)
     batch = _double(SineTasks(5, 10).sample(3))
     algo = ALGORITHMS[name]
-    n_phi = sum(p.numel() for n, p in model.named_parameters() if algo.adapts(n)) * 3
+    n_phi = sum(p.numel() for n, p in model.named_parameters() if n in Learner(model, algo).adapted_names) * 3
     engine = build_engine(Learner(model, algo, "mse", lam=2.0), batch, 4, 0.05, tmp_path,
                           hypergrad=HypergradConfig("cg", iterations=n_phi + 10, **hypergrad))
     return engine, reference, batch, algo

@@ -90,7 +90,7 @@ def test_divergence_stops_with_one_line_and_keeps_checkpoints(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "meta-training diverged at step" in err[0] and "lower --inner-lr or --meta-lr" in err[0]
-    assert (out / "last.pt").is_file() and bilevel_anil.load(out / "last.pt").learner.loss == "mse"
+    assert (out / "last.pt").is_file() and bilevel_anil.load(out / "last.pt").learner.loss.name == "mse"
 
 
 def test_pretrain_baseline_trains_without_adaptation_and_fine_tunes_at_test(tmp_path, capsys):

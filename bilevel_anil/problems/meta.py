@@ -256,8 +256,8 @@ class MetaProblem(ImplicitProblem):
         (accuracy for classification, the loss itself for regression)."""
         outputs = self.learner.predictor(self.meta_params(), batch.x)(self.lower.task_params())
         loss = self.learner.task_losses(outputs, batch.y).mean()
-        if self.learner.loss == "cross_entropy":
-            score = self.learner.task_accuracies(outputs.detach(), batch.y).mean().item()
+        if self.learner.loss.classification:
+            score = self.learner.task_scores(outputs.detach(), batch.y).mean().item()
         else:
             score = loss.item()
         self.last_stats = {"loss": loss.item(), "score": score}
