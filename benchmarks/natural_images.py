@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bilevel_anil.algorithms import get_algorithm  # noqa: E402
 from bilevel_anil.config import DATASET_DEFAULTS  # noqa: E402
-from bilevel_anil.data.episodes import EpisodeBatch, RepeatBatch, TaskSet  # noqa: E402
+from bilevel_anil.data.episodes import TaskBatch, RepeatBatch, TaskSet  # noqa: E402
 from bilevel_anil.data.natural import NATURAL_DATASETS  # noqa: E402
 from bilevel_anil.engines import step_engine  # noqa: E402
 from bilevel_anil.learner import Learner  # noqa: E402
@@ -40,11 +40,11 @@ CASES = [("mini-imagenet", "maml", None), ("mini-imagenet", "anil", "resnet12"),
          ("cifar-fs", "maml", None), ("cifar-fs", "anil", "resnet12"), ("fc100", "anil", None)]
 
 
-def synthetic_batch(dataset: str, tasks: int) -> EpisodeBatch:
+def synthetic_batch(dataset: str, tasks: int) -> TaskBatch:
     d, size = DATASET_DEFAULTS[dataset], NATURAL_DATASETS[dataset].image_size
     ways, shots, queries = d["ways"], d["shots"], d["queries"]
     labels = lambda k: torch.arange(ways).repeat_interleave(k).repeat(tasks, 1)
-    return EpisodeBatch(TaskSet(torch.randn(tasks, ways * shots, 3, size, size), labels(shots)),
+    return TaskBatch(TaskSet(torch.randn(tasks, ways * shots, 3, size, size), labels(shots)),
                         TaskSet(torch.randn(tasks, ways * queries, 3, size, size), labels(queries)))
 
 

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bilevel_anil.algorithms import get_algorithm  # noqa: E402
 from bilevel_anil.compare import relative_error  # noqa: E402
 from bilevel_anil.data import ClassificationTasks, load_omniglot, seeded  # noqa: E402
-from bilevel_anil.data.episodes import EpisodeBatch, RepeatBatch  # noqa: E402
+from bilevel_anil.data.episodes import TaskBatch, RepeatBatch  # noqa: E402
 from bilevel_anil.engines import MetaEngine, step_engine  # noqa: E402
 from bilevel_anil.learner import Learner  # noqa: E402
 from bilevel_anil.models import Conv4, generic_path, image_model, set_meta_trained  # noqa: E402
@@ -76,7 +76,7 @@ def median_run(fn, repeats: int, device: str) -> tuple[float, float]:
     return statistics.median(r.seconds for r in runs), max(r.peak_mib or 0.0 for r in runs)
 
 
-def floor_step(model, batch: EpisodeBatch, optimizer):
+def floor_step(model, batch: TaskBatch, optimizer):
     x = torch.cat([batch.support.x.flatten(0, 1), batch.query.x.flatten(0, 1)])
     y = torch.cat([batch.support.y.flatten(), batch.query.y.flatten()])
 
@@ -87,7 +87,7 @@ def floor_step(model, batch: EpisodeBatch, optimizer):
     return step
 
 
-def split_floor_step(model, batch: EpisodeBatch, optimizer):
+def split_floor_step(model, batch: TaskBatch, optimizer):
     """The floor's images in two passes, support sets then query sets (as a meta-step runs
     them); with glibc, tensors over 32 MB are mmapped afresh on every allocation, so one
     320-image pass pays page faults that two 160-image passes avoid."""
@@ -102,7 +102,7 @@ def split_floor_step(model, batch: EpisodeBatch, optimizer):
     return step
 
 
-def reference_step(model, algo_name: str, steps: int, batch: EpisodeBatch, optimizer):
+def reference_step(model, algo_name: str, steps: int, batch: TaskBatch, optimizer):
     algo = get_algorithm(algo_name)
 
     def step():
@@ -115,10 +115,10 @@ def reference_step(model, algo_name: str, steps: int, batch: EpisodeBatch, optim
     return step
 
 
-def gradient_check(base, name: str, steps: int, batch: EpisodeBatch, device: str) -> float:
+def gradient_check(base, name: str, steps: int, batch: TaskBatch, device: str) -> float:
     """Relative L2 difference of the two meta-gradients from the same θ, in float64 (CG on the
     inner Hessian amplifies float32 rounding to ~1e-4, which would hide a real mismatch)."""
-    batch64 = EpisodeBatch(type(batch.support)(batch.support.x.double(), batch.support.y),
+    batch64 = TaskBatch(type(batch.support)(batch.support.x.double(), batch.support.y),
                            type(batch.query)(batch.query.x.double(), batch.query.y))
     ours_model, ref_model = copy.deepcopy(base).double(), copy.deepcopy(base).double()
     engine = build(ours_model, name, steps, RepeatBatch(batch64), batch.tasks, device)
@@ -127,7 +127,7 @@ def gradient_check(base, name: str, steps: int, batch: EpisodeBatch, device: str
     return relative_error(engine.upper.last_grads, want)
 
 
-def step_costs(base: torch.nn.Module, batch: EpisodeBatch, repeats: int, device: str, peaks: dict) -> list[dict]:
+def step_costs(base: torch.nn.Module, batch: TaskBatch, repeats: int, device: str, peaks: dict) -> list[dict]:
     rows = []
     floor_model = copy.deepcopy(base)
     floor_s, _ = median_run(floor_step(floor_model, batch, torch.optim.Adam(floor_model.parameters())), repeats, device)
@@ -162,7 +162,7 @@ def _mib(value) -> str:
     return "   n/a" if value is None else f"{value:6.1f}"
 
 
-def peak_memory(base: torch.nn.Module, batch: EpisodeBatch, device: str, only=None, sweep=(1, 5, 10, 20)) -> dict:
+def peak_memory(base: torch.nn.Module, batch: TaskBatch, device: str, only=None, sweep=(1, 5, 10, 20)) -> dict:
     """Peak memory of one step of every case the part ``only`` (None: all) reports (after a
     warm-up step), in a process whose large allocations are returned to the system on free
     (see profiling.reexec_with_returnable_memory)."""
@@ -196,7 +196,7 @@ def peak_memory(base: torch.nn.Module, batch: EpisodeBatch, device: str, only=No
     return peaks
 
 
-def chunk_sweep(base, batch: EpisodeBatch, repeats: int, device: str, peaks: dict) -> list[dict]:
+def chunk_sweep(base, batch: TaskBatch, repeats: int, device: str, peaks: dict) -> list[dict]:
     """--task-chunk C for maml and imaml with 5 inner steps: peak memory (from the peak pass)
     and median step time against C, beside the learn2learn-style loop's peak (one task's
     graph at a time) and the unchunked step's time."""
@@ -220,7 +220,7 @@ def chunk_sweep(base, batch: EpisodeBatch, repeats: int, device: str, peaks: dic
     return rows
 
 
-def memory_sweep(base, batch: EpisodeBatch, device: str, peaks: dict, steps_list=(1, 5, 10, 20)) -> list[dict]:
+def memory_sweep(base, batch: TaskBatch, device: str, peaks: dict, steps_list=(1, 5, 10, 20)) -> list[dict]:
     rows = []
     for name in ("maml", "imaml"):
         for steps in steps_list:
@@ -233,7 +233,7 @@ def memory_sweep(base, batch: EpisodeBatch, device: str, peaks: dict, steps_list
     return rows
 
 
-def anil_breakdown(base, tasks_source: ClassificationTasks, batch: EpisodeBatch, repeats: int, device: str) -> dict:
+def anil_breakdown(base, tasks_source: ClassificationTasks, batch: TaskBatch, repeats: int, device: str) -> dict:
     """Where an anil outer step's time goes: task sampling (Env.step), the same computation
     without Betty (plain functional code), and the Betty step; overhead = Betty − plain."""
     engine = build(copy.deepcopy(base), "anil", 1, tasks_source, batch.tasks, device)
@@ -268,7 +268,7 @@ def anil_breakdown(base, tasks_source: ClassificationTasks, batch: EpisodeBatch,
     return result
 
 
-def bodies(batch: EpisodeBatch, repeats: int, device: str) -> list[dict]:
+def bodies(batch: TaskBatch, repeats: int, device: str) -> list[dict]:
     """ResNet-18 (generic per-task path) against its plain forward+backward floor, and the
     generic path against the hand-written one on the same Conv4 (same parameters)."""
     rows = []

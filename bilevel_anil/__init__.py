@@ -1,8 +1,54 @@
 """bilevel_anil: few-shot meta-learning as bilevel optimisation on Betty: MAML, first-order MAML,
-ANIL, first-order ANIL, iMAML, implicit ANIL, Reptile and the pretraining baseline."""
+ANIL, first-order ANIL, iMAML, implicit ANIL, Reptile and the pretraining baseline.
+
+The Python API (names load on first use: ``import bilevel_anil`` loads neither Betty nor
+learn2learn):
+
+* :class:`MetaLearner`: any ``nn.Module`` + an algorithm: ``meta_step``, ``meta_gradient``,
+  ``fit``, ``evaluate``, ``adapt``, ``save``/``load``;
+* tasks: :class:`TaskBatch`, :class:`TaskSampler`, :func:`dataset_tasks`,
+  :func:`function_tasks`, :func:`image_folder_tasks`;
+* :func:`compare_meta_gradients`: implicit vs unrolled meta-gradients against the exact one;
+* :func:`load` / :class:`FewShotModel`: a trained checkpoint, ready to adapt to new images.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .allocator import keep_freed_memory  # noqa: E402
-from .predictor import FewShotModel, load  # noqa: E402
+# public name -> the module that defines it
+_EXPORTS = {
+    "MetaLearner": "meta_learner", "Adapted": "meta_learner", "FitResult": "meta_learner",
+    "TaskBatch": "data.episodes", "TaskSet": "data.episodes", "TaskSampler": "data.episodes",
+    "dataset_tasks": "data.episodes", "function_tasks": "data.episodes",
+    "image_folder_tasks": "data.folder",
+    "compare_meta_gradients": "compare",
+    "Interval": "evaluation",
+    "FewShotModel": "predictor", "load": "predictor",
+    "keep_freed_memory": "allocator",
+}
 
-__all__ = ["FewShotModel", "keep_freed_memory", "load", "__version__"]
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
+    from .allocator import keep_freed_memory
+    from .compare import compare_meta_gradients
+    from .data.episodes import TaskBatch, TaskSampler, TaskSet, dataset_tasks, function_tasks
+    from .data.folder import image_folder_tasks
+    from .evaluation import Interval
+    from .meta_learner import Adapted, FitResult, MetaLearner
+    from .predictor import FewShotModel, load
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bilevel_anil' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

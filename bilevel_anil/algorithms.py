@@ -83,8 +83,10 @@ def get_algorithm(name: str, first_order: bool = False, head_only: bool = False,
         if grad not in GRADS:
             raise UsageError(f"unknown --grad {grad!r}: choose one of {', '.join(GRADS)}")
         if grad == "implicit" and not algo.proximal:
-            raise UsageError(f"--grad implicit needs the proximal inner objective of imaml/ianil (the implicit "
-                             f"gradient of {algo.name}'s inner loop is not defined): use --problem imaml")
+            raise UsageError(f"--grad implicit (grad='implicit') needs the proximal inner objective of imaml/ianil "
+                             f"(the implicit gradient of {algo.name}'s inner loop is not defined): use algorithm "
+                             f"'{'ianil' if algo.adapt == 'head' else 'imaml'}' (--problem "
+                             f"{'ianil' if algo.adapt == 'head' else 'imaml'})")
         algo = replace(algo, grad=grad)
     if first_order and not algo.first_order:
         if algo.grad == "implicit":

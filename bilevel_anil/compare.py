@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .algorithms import Algorithm, get_algorithm
-from .data.episodes import EpisodeBatch, RepeatBatch, seeded
+from .data.episodes import TaskBatch, RepeatBatch, seeded
 from .errors import (TrainingDiverged, UsageError, require_device, require_output, require_positive_integers,
                      require_positive_numbers, require_seed)
 from .learner import Learner
@@ -63,7 +63,7 @@ def _flat(ts: Sequence[Tensor]) -> Tensor:
     return torch.cat([t.flatten() for t in ts])
 
 
-def exact_implicit_gradient(learner: Learner, batch: EpisodeBatch, steps: int, lr: float,
+def exact_implicit_gradient(learner: Learner, batch: TaskBatch, steps: int, lr: float,
                             solver: str, tol: float = 1e-6, max_iterations: int = 2000) -> tuple[list[Tensor], dict]:
     """``dL/dθ`` by the implicit function theorem at φ = ``steps`` SGD steps from θ, with
     ``H⁻¹ v`` from a direct per-task solve (``solver="direct"``), CG to ``tol`` (``"cg"``), or
@@ -129,7 +129,7 @@ def _largest_eigenvalue(hvp, like: Sequence[Tensor], iterations: int = 30) -> fl
 
 # --- methods through the Engine -------------------------------------------------------------
 
-def engine_gradient(model: torch.nn.Module, algorithm: Algorithm, loss: str, lam: float, batch: EpisodeBatch,
+def engine_gradient(model: torch.nn.Module, algorithm: Algorithm, loss: str, lam: float, batch: TaskBatch,
                     steps: int, lr: float, hypergrad: Optional[HypergradConfig], device: str):
     """One outer step of ``algorithm`` through Betty (on a copy of ``model``); its meta-gradient
     and the step's wall time and peak memory."""
@@ -154,7 +154,7 @@ def _compare(got: list[Tensor], want: list[Tensor]) -> tuple[float, float]:
     return cosine, relative_error(got, want)
 
 
-def fixed_batch(cfg: CompareConfig) -> tuple[torch.nn.Module, str, EpisodeBatch]:
+def fixed_batch(cfg: CompareConfig) -> tuple[torch.nn.Module, str, TaskBatch]:
     """The network, its loss, and the one meta-batch every method sees."""
     if cfg.dataset == "sine":
         from .data.sine import SineTasks

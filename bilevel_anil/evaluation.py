@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed
-from .data.episodes import EpisodeBatch
+from .data.episodes import TaskBatch
 from .distributed import Group
 from .learner import Learner
 
@@ -49,7 +49,7 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def task_scores(learner: Learner, theta: Mapping[str, Tensor], episodes: EpisodeBatch,
+def task_scores(learner: Learner, theta: Mapping[str, Tensor], episodes: TaskBatch,
                 steps: Sequence[int], lr: float, chunk: int = 16) -> dict[int, Tensor]:
     """Per-task query score (accuracy for classification, MSE for regression) after each
     number of inner steps in ``steps``, with the network in evaluation mode."""
@@ -67,7 +67,7 @@ def task_scores(learner: Learner, theta: Mapping[str, Tensor], episodes: Episode
     return {k: torch.cat(v) if v else torch.empty(0) for k, v in scores.items()}
 
 
-def evaluate(learner: Learner, theta: Mapping[str, Tensor], episodes: EpisodeBatch,
+def evaluate(learner: Learner, theta: Mapping[str, Tensor], episodes: TaskBatch,
              steps: Sequence[int], lr: float, group: Optional[Group] = None) -> dict[int, Interval]:
     """Mean and 95% interval of the per-task query score after each number of inner steps.
     With several processes (``group``, default: this run's), each scores its share of the

@@ -56,8 +56,9 @@ def last_linear(model: nn.Module) -> Optional[str]:
 
 
 def resolve_head(model: nn.Module, head: HeadSpec = None) -> Head:
-    """The head of ``model`` given by ``head`` (see the module docstring), checked: it exists,
-    has parameters, and is not the whole network. One :class:`UsageError` line otherwise.
+    """The head of ``model`` given by ``head`` (see the module docstring), checked: it exists
+    and has parameters (it may hold them all: ANIL is then MAML). One :class:`UsageError` line
+    otherwise.
 
     Example::
 
@@ -98,9 +99,6 @@ def resolve_head(model: nn.Module, head: HeadSpec = None) -> Head:
     if not chosen:
         raise UsageError(f"the head of {kind} ({module or 'the predicate'}) has no parameters: choose a part "
                          "that has some")
-    if len(chosen) == len(names):
-        raise UsageError(f"the head of {kind} ({module or 'the predicate'}) holds every parameter, leaving no body: "
-                         "choose the last layer(s) only")
     return Head(chosen, module)
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 from torch import nn
 
-from .data.episodes import EpisodeBatch, TaskSampler, fixed_tasks
+from .data.episodes import TaskBatch, TaskSampler, fixed_tasks
 from .losses import LOSSES, TaskLoss
 
 SINE_TEST_SHOTS = (5, 10)  # the MAML paper's K
@@ -21,8 +21,8 @@ class TaskSuite:
     model: nn.Module
     loss: TaskLoss
     train: TaskSampler
-    val_set: EpisodeBatch
-    test_sets: dict[str, EpisodeBatch]  # label (e.g. "K=5") -> tasks
+    val_set: TaskBatch
+    test_sets: dict[str, TaskBatch]  # label (e.g. "K=5") -> tasks
     test_steps: list[int]  # inner steps after which the test score is reported
     description: str  # where the test tasks come from
     plot_samplers: Optional[dict[str, TaskSampler]] = None  # sine: samplers for the task plot

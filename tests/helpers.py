@@ -8,20 +8,20 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from bilevel_anil.algorithms import Algorithm
-from bilevel_anil.data.episodes import EpisodeBatch, RepeatBatch, TaskSet
+from bilevel_anil.data.episodes import TaskBatch, RepeatBatch, TaskSet
 from bilevel_anil.engines import MetaEngine, step_engine
 from bilevel_anil.learner import Learner
 from bilevel_anil.problems import HypergradConfig
 
 
-def random_episodes(tasks: int, ways: int, shots: int, queries: int, shape=(1, 28, 28), seed: int = 0) -> EpisodeBatch:
+def random_episodes(tasks: int, ways: int, shots: int, queries: int, shape=(1, 28, 28), seed: int = 0) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     labels = lambda k: torch.arange(ways).repeat_interleave(k).repeat(tasks, 1)
-    return EpisodeBatch(TaskSet(torch.rand(tasks, ways * shots, *shape, generator=g), labels(shots)),
+    return TaskBatch(TaskSet(torch.rand(tasks, ways * shots, *shape, generator=g), labels(shots)),
                         TaskSet(torch.rand(tasks, ways * queries, *shape, generator=g), labels(queries)))
 
 
-def build_engine(learner: Learner, batch: EpisodeBatch, inner_steps: int, inner_lr: float, tmp: Path,
+def build_engine(learner: Learner, batch: TaskBatch, inner_steps: int, inner_lr: float, tmp: Path,
                  meta_lr: float = 1e-3, hypergrad: HypergradConfig = None) -> MetaEngine:
     engine = step_engine(learner, RepeatBatch(batch), batch.tasks, inner_steps, inner_lr,
                          torch.optim.Adam(learner.model.parameters(), lr=meta_lr), hypergrad)
@@ -29,7 +29,7 @@ def build_engine(learner: Learner, batch: EpisodeBatch, inner_steps: int, inner_
     return engine
 
 
-def reference_meta_gradient(model: torch.nn.Module, algorithm: Algorithm, batch: EpisodeBatch,
+def reference_meta_gradient(model: torch.nn.Module, algorithm: Algorithm, batch: TaskBatch,
                             inner_steps: int, inner_lr: float, loss: str = "cross_entropy",
                             lam: float = 0.0, pullback: bool = False, adapted: list[str] = None) -> list[torch.Tensor]:
     """Plain torch.autograd, one task at a time, through the network's ordinary forward

@@ -1,5 +1,5 @@
 """Independent reference for the implicit meta-gradient: plain autograd per task, the exact
-inner Hessian from ``torch.func.hessian`` and a direct linear solve."""
+inner Hessian from ``torch.autograd.functional.hessian`` and a direct linear solve."""
 from __future__ import annotations
 
 import torch
@@ -7,13 +7,13 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from bilevel_anil.algorithms import Algorithm
-from bilevel_anil.data.episodes import EpisodeBatch
+from bilevel_anil.data.episodes import TaskBatch
 from bilevel_anil.learner import Learner
 
 
-def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: EpisodeBatch, steps: int, lr: float,
+def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: TaskBatch, steps: int, lr: float,
                        lam: float, loss: str = "cross_entropy", damping: float = 0.0,
-                       lam_damping: float = 0.0, pullback: bool = False) -> list[torch.Tensor]:
+                       lam_damping: float = 0.0, pullback: bool = False, names: list[str] = None) -> list[torch.Tensor]:
     """Run ``steps`` SGD steps on each task's support loss + (λ/2)‖φ − θ‖² from θ (with
     ``pullback``: on the support loss alone, then φ ← φ − lr·λ(φ − θ)), then
     ``dL/dθ = ∂L/∂θ + (−∂²g/∂θ∂φ) · H⁻¹ ∂L/∂φ`` with ``H = ∂²g/∂φ²`` solved exactly; with
@@ -21,7 +21,7 @@ def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: Epis
     (the iMAML reference code's system; d = c = 0 gives ``H⁻¹``)."""
     loss_fn = F.cross_entropy if loss == "cross_entropy" else F.mse_loss
     theta = dict(model.named_parameters())
-    names = Learner(model, algorithm).adapted_names
+    names = names or Learner(model, algorithm).adapted_names
     shapes = [theta[n].shape for n in names]
     sizes = [theta[n].numel() for n in names]
     total = [torch.zeros_like(p) for p in theta.values()]
@@ -49,7 +49,9 @@ def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: Epis
         query = loss_fn(functional_call(model, {**theta, **unflatten(phi)}, (batch.query.x[b],)), batch.query.y[b])
         direct = torch.autograd.grad(query, list(theta.values()) + [phi], allow_unused=True)
         v = direct[-1]
-        hessian = torch.func.hessian(lambda f: g(f, detached))(phi.detach())
+        # torch.autograd (a loop of double backwards), not torch.func.hessian: torch.func's second
+        # derivatives through a training-mode batch_norm are wrong (README, Betty and torch notes)
+        hessian = torch.autograd.functional.hessian(lambda f: g(f, detached), phi.detach())
         eye = torch.eye(len(v), dtype=v.dtype)
         system = (1 + damping) * eye + (hessian - lam * eye) / (lam + lam_damping)
         x = torch.linalg.solve(system, v) / lam

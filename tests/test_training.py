@@ -141,8 +141,8 @@ def test_train_step_outside_run_raises_on_divergence():
     torch.manual_seed(0)
     x = torch.randn(2, 5, 1)
     batch_y = torch.full((2, 5, 1), 1e30)  # targets whose squared error overflows float32
-    from bilevel_anil.data.episodes import EpisodeBatch, TaskSet
-    batch = EpisodeBatch(TaskSet(x, batch_y), TaskSet(x, batch_y))
+    from bilevel_anil.data.episodes import TaskBatch, TaskSet
+    batch = TaskBatch(TaskSet(x, batch_y), TaskSet(x, batch_y))
     learner = Learner(MLP(), get_algorithm("maml"), "mse")
     engine = step_engine(learner, RepeatBatch(batch), 2, 1, 0.01, torch.optim.Adam(learner.model.parameters()))
     with pytest.raises(TrainingDiverged, match="diverged at outer step 1"):

@@ -1,6 +1,9 @@
-"""Data sources: episodic task samplers for Omniglot (and other benchmarks)."""
-from .episodes import ClassificationTasks, EpisodeBatch, TaskSampler, TaskSet, fixed_tasks, seeded
-from .omniglot import ClassImages, load_omniglot
+"""Data sources: episodic task samplers (class images, any map-style Dataset, a function) and
+the benchmarks' loaders."""
+from .class_images import ClassImages
+from .episodes import (ClassificationTasks, FunctionTasks, TaskBatch, TaskSampler, TaskSet, dataset_tasks, fixed_tasks,
+                       function_tasks, seeded)
+from .omniglot import load_omniglot
 
-__all__ = ["ClassificationTasks", "ClassImages", "EpisodeBatch", "TaskSampler", "TaskSet",
-           "fixed_tasks", "load_omniglot", "seeded"]
+__all__ = ["ClassificationTasks", "ClassImages", "FunctionTasks", "TaskBatch", "TaskSampler", "TaskSet",
+           "dataset_tasks", "fixed_tasks", "function_tasks", "load_omniglot", "seeded"]

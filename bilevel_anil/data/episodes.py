@@ -1,4 +1,10 @@
-"""Episodes: batches of few-shot tasks split into support and query sets."""
+"""Episodes: batches of few-shot tasks split into support and query sets, and the samplers
+that draw them (from class images, from any map-style ``Dataset``, from a function).
+
+A sampler is anything with ``sample(tasks) -> TaskBatch`` (:class:`TaskSampler`). Each
+sampler here takes a ``torch.Generator`` (or a seed): then its draws depend on that generator
+alone, not on the global random state.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -6,16 +12,20 @@ import functools
 import io
 import random
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from ..errors import DataError
-from .omniglot import ClassImages
+from ..errors import DataError, UsageError, first_line
+from .class_images import ClassImages
 
-with contextlib.redirect_stderr(io.StringIO()):  # gym, imported by learn2learn, prints a banner
-    import learn2learn as l2l
+
+def _learn2learn():
+    """learn2learn, imported on first use (gym, which it imports, prints a banner)."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        import learn2learn
+    return learn2learn
 
 
 @dataclass
@@ -27,50 +37,79 @@ class TaskSet:
 
 
 @dataclass
-class EpisodeBatch:
-    """B tasks, each with a support set (to adapt on) and a query set (to score)."""
+class TaskBatch:
+    """B tasks, each with a support set (to adapt on) and a query set (to score): inputs
+    ``[B, n, ...]`` and labels ``[B, n]`` (or regression targets ``[B, n, out]``).
+
+    Example::
+
+        >>> import torch
+        >>> batch = TaskBatch.of(torch.zeros(4, 5, 3), torch.zeros(4, 5, dtype=torch.long),
+        ...                      torch.zeros(4, 10, 3), torch.zeros(4, 10, dtype=torch.long))
+        >>> batch.tasks
+        4
+    """
 
     support: TaskSet
     query: TaskSet
+
+    @staticmethod
+    def of(support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor) -> "TaskBatch":
+        """A batch from four tensors, their shapes checked (one line on a mismatch)."""
+        named = {"support_x": support_x, "support_y": support_y, "query_x": query_x, "query_y": query_y}
+        for name, t in named.items():
+            if not isinstance(t, Tensor) or t.dim() < 2:
+                raise UsageError(f"{name} must be a tensor [B, n, ...] (B tasks of n examples), got "
+                                 f"{tuple(getattr(t, 'shape', ())) or type(t).__name__}")
+        if len({t.shape[0] for t in named.values()}) != 1:
+            raise UsageError("support_x, support_y, query_x and query_y must hold the same number of tasks B, got "
+                             + ", ".join(str(t.shape[0]) for t in named.values()))
+        for x, y, label in ((support_x, support_y, "support"), (query_x, query_y, "query")):
+            if x.shape[1] != y.shape[1]:
+                raise UsageError(f"{label}: {x.shape[1]} inputs per task but {y.shape[1]} targets")
+        if support_x.shape[2:] != query_x.shape[2:]:
+            raise UsageError(f"support and query inputs differ in shape: {tuple(support_x.shape[2:])} vs "
+                             f"{tuple(query_x.shape[2:])}")
+        return TaskBatch(TaskSet(support_x, support_y), TaskSet(query_x, query_y))
 
     @property
     def tasks(self) -> int:
         return self.support.x.shape[0]
 
-    def to(self, device: torch.device | str) -> "EpisodeBatch":
-        return EpisodeBatch(TaskSet(self.support.x.to(device), self.support.y.to(device)),
+    def to(self, device: torch.device | str) -> "TaskBatch":
+        return TaskBatch(TaskSet(self.support.x.to(device), self.support.y.to(device)),
                             TaskSet(self.query.x.to(device), self.query.y.to(device)))
 
-    def select(self, tasks: slice) -> "EpisodeBatch":
+    def select(self, tasks: slice) -> "TaskBatch":
         """The tasks in the range ``tasks``."""
-        return EpisodeBatch(TaskSet(self.support.x[tasks], self.support.y[tasks]),
+        return TaskBatch(TaskSet(self.support.x[tasks], self.support.y[tasks]),
                             TaskSet(self.query.x[tasks], self.query.y[tasks]))
 
-    def chunks(self, size: int) -> Iterator["EpisodeBatch"]:
+    def chunks(self, size: int) -> Iterator["TaskBatch"]:
         """Consecutive groups of at most ``size`` tasks."""
         for i in range(0, self.tasks, size):
             yield self.select(slice(i, i + size))
 
     @staticmethod
-    def cat(batches: list["EpisodeBatch"]) -> "EpisodeBatch":
-        return EpisodeBatch(TaskSet(torch.cat([b.support.x for b in batches]), torch.cat([b.support.y for b in batches])),
+    def cat(batches: list["TaskBatch"]) -> "TaskBatch":
+        return TaskBatch(TaskSet(torch.cat([b.support.x for b in batches]), torch.cat([b.support.y for b in batches])),
                             TaskSet(torch.cat([b.query.x for b in batches]), torch.cat([b.query.y for b in batches])))
 
 
 class TaskSampler(Protocol):
     """Anything that draws a batch of tasks (the Env's data source)."""
 
-    def sample(self, tasks: int) -> EpisodeBatch: ...
+    def sample(self, tasks: int) -> TaskBatch: ...
 
 
 class RepeatBatch:
     """A sampler that always serves the same episodes (one fixed meta-batch, e.g. to compare
     meta-gradients or to benchmark an outer step)."""
 
-    def __init__(self, batch: EpisodeBatch):
+    def __init__(self, batch: TaskBatch):
         self.batch = batch
 
-    def sample(self, tasks: int) -> EpisodeBatch:
+    def sample(self, tasks: int) -> TaskBatch:
         if tasks != self.batch.tasks:
             raise ValueError(f"this fixed batch holds {self.batch.tasks} tasks, {tasks} were asked for")
         return self.batch
@@ -87,7 +126,7 @@ class RotateClasses:
     ``RandomClassRotation``, each class keeps its own angle and the rotation is exact.
     """
 
-    def __init__(self, dataset: l2l.data.MetaDataset, turns: tuple[int, ...] = (0, 1, 2, 3)):
+    def __init__(self, dataset, turns: tuple[int, ...] = (0, 1, 2, 3)):
         self.dataset = dataset
         self.turns = turns
 
@@ -102,40 +141,101 @@ class RotateClasses:
         return task_description
 
 
-class ClassificationTasks:
-    """N-way K-shot tasks with Q queries per class, built with learn2learn's TaskDataset.
+def _generator(generator: Optional[torch.Generator], seed: Optional[int]) -> Optional[torch.Generator]:
+    if generator is not None and seed is not None:
+        raise UsageError("give a generator or a seed, not both")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise UsageError(f"generator must be a torch.Generator, not {type(generator).__name__}")
+    return torch.Generator().manual_seed(seed) if seed is not None else generator
 
-    Labels are remapped to 0..N-1 per task. Randomness comes from Python's ``random``
-    module (as in learn2learn's transforms), so ``random.seed`` makes sampling reproducible.
+
+@contextlib.contextmanager
+def _python_random_from(generator: Optional[torch.Generator]) -> Iterator[None]:
+    """learn2learn's transforms draw from Python's ``random``: with a generator, seed it from the
+    generator for the duration (and put the global state back), so the draw depends on the
+    generator alone."""
+    if generator is None:
+        yield
+        return
+    state = random.getstate()
+    random.seed(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+def _dataset_labels(dataset: Any) -> list[int]:
+    """Each item's class: ``dataset.targets`` where it has them (torchvision's folders), else
+    read item by item."""
+    targets = getattr(dataset, "targets", None)
+    if targets is not None and len(targets) == len(dataset):
+        return [int(t) for t in targets]
+    labels = []
+    for i in range(len(dataset)):
+        try:
+            item = dataset[i]
+            labels.append(int(item[1]))
+        except (TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise UsageError(f"item {i} of the dataset is not an (input, class) pair with an integer class "
+                             f"({first_line(exc, 120)})") from None
+    return labels
+
+
+class ClassificationTasks:
+    """N-way K-shot tasks with Q queries per class, built with learn2learn's MetaDataset and
+    TaskDataset from class images (:class:`ClassImages`) or any map-style ``Dataset`` of
+    ``(input tensor, class)`` pairs.
+
+    Labels are remapped to 0..N-1 per task. With ``generator`` (or ``seed``) the draws depend on
+    it alone; without, on Python's global ``random`` (as learn2learn's transforms do), so
+    ``random.seed`` makes sampling reproducible. ``transforms``: more learn2learn task
+    transforms, applied after the data is loaded (e.g. ``RotateClasses``).
     """
 
-    def __init__(self, data: ClassImages, ways: int, shots: int, queries: int,
-                 rotate: bool = False, split_name: str = "split"):
-        if ways > len(data.classes):
-            raise DataError(f"--ways {ways} is larger than the {len(data.classes)} classes of the "
-                            f"{split_name} split: lower --ways")
-        per_class = data.images_per_class()
-        if shots + queries > per_class:
-            raise DataError(f"--shots {shots} plus {queries} queries need {shots + queries} images per class, "
-                            f"but class {data.smallest_class()} of the {split_name} split has {per_class}: lower "
-                            "--shots or the queries, or remove that class")
-        self.ways, self.shots, self.queries = ways, shots, queries
-        self.to_input = data.to_input
-        labels = data.labels.tolist()
+    def __init__(self, data: Union[ClassImages, Any], ways: int, shots: int, queries: int,
+                 rotate: bool = False, split_name: str = "split", generator: Optional[torch.Generator] = None,
+                 seed: Optional[int] = None):
+        l2l = _learn2learn()
+        for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        self.generator = _generator(generator, seed)
+        if isinstance(data, ClassImages):
+            dataset, labels = torch.utils.data.TensorDataset(data.images, data.labels), data.labels.tolist()
+            self.to_input: Callable[[Tensor], Tensor] = data.to_input
+        else:
+            if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+                raise UsageError(f"expected a map-style Dataset of (input, class) pairs, got {type(data).__name__}")
+            dataset, labels = data, _dataset_labels(data)
+            self.to_input = lambda x: x
         by_label: dict[int, list[int]] = {}
         for i, label in enumerate(labels):
             by_label.setdefault(label, []).append(i)
-        dataset = l2l.data.MetaDataset(torch.utils.data.TensorDataset(data.images, data.labels),
-                                       labels_to_indices=by_label)
+        if isinstance(data, ClassImages):  # its classes include any without images
+            n_classes, per_class, name = len(data.classes), data.images_per_class(), \
+                data.smallest_class() if data.classes else None
+        else:
+            name = min(by_label, key=lambda k: len(by_label[k])) if by_label else None
+            n_classes, per_class = len(by_label), len(by_label[name]) if by_label else 0
+        if ways > n_classes:
+            raise DataError(f"--ways {ways} is larger than the {n_classes} classes of the "
+                            f"{split_name} split: lower --ways")
+        if shots + queries > per_class:
+            raise DataError(f"--shots {shots} plus {queries} queries need {shots + queries} images per class, "
+                            f"but class {name} of the {split_name} split has {per_class}: lower "
+                            "--shots or the queries, or remove that class")
+        self.ways, self.shots, self.queries = ways, shots, queries
+        meta = l2l.data.MetaDataset(dataset, labels_to_indices=by_label)
         transforms = [
-            l2l.data.transforms.NWays(dataset, ways),
-            l2l.data.transforms.KShots(dataset, shots + queries),
-            l2l.data.transforms.LoadData(dataset),
+            l2l.data.transforms.NWays(meta, ways),
+            l2l.data.transforms.KShots(meta, shots + queries),
+            l2l.data.transforms.LoadData(meta),
         ]
         if rotate:
-            transforms.append(RotateClasses(dataset))
-        transforms += [l2l.data.transforms.RemapLabels(dataset), l2l.data.transforms.ConsecutiveLabels(dataset)]
-        self.taskset = l2l.data.TaskDataset(dataset, transforms, num_tasks=-1)
+            transforms.append(RotateClasses(meta))
+        transforms += [l2l.data.transforms.RemapLabels(meta), l2l.data.transforms.ConsecutiveLabels(meta)]
+        self.taskset = l2l.data.TaskDataset(meta, transforms, num_tasks=-1)
 
     def _split(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         order = torch.argsort(y, stable=True)
@@ -144,10 +244,84 @@ class ClassificationTasks:
         return (x[:, :self.shots].flatten(0, 1), labels.expand(-1, self.shots).flatten(),
                 x[:, self.shots:].flatten(0, 1), labels.expand(-1, self.queries).flatten())
 
-    def sample(self, tasks: int) -> EpisodeBatch:
-        parts = [self._split(*self.taskset.sample()) for _ in range(tasks)]
+    def _draw(self) -> tuple:
+        try:
+            x, y = self.taskset.sample()
+        except (TypeError, RuntimeError) as exc:
+            raise UsageError(f"the dataset's items cannot be stacked into a task ({first_line(exc, 120)}): each input "
+                             "must be a tensor of one shape (give the dataset a transform such as "
+                             "torchvision.transforms.ToTensor() and a fixed size)") from None
+        return self._split(x, torch.as_tensor(y))
+
+    def sample(self, tasks: int) -> TaskBatch:
+        with _python_random_from(self.generator):
+            parts = [self._draw() for _ in range(tasks)]
         sx, sy, qx, qy = (torch.stack(p) for p in zip(*parts))
-        return EpisodeBatch(TaskSet(self.to_input(sx), sy), TaskSet(self.to_input(qx), qy))
+        return TaskBatch(TaskSet(self.to_input(sx), sy), TaskSet(self.to_input(qx), qy))
+
+
+def dataset_tasks(dataset: Any, ways: int, shots: int, queries: int, *, generator: Optional[torch.Generator] = None,
+                  seed: Optional[int] = None) -> ClassificationTasks:
+    """N-way K-shot tasks from any map-style ``torch.utils.data.Dataset`` of ``(input tensor,
+    class)`` pairs (through learn2learn's ``MetaDataset``/``TaskDataset``): each task draws N
+    classes and K + Q examples of each; labels 0..N-1 per task.
+
+    Example::
+
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> data = TensorDataset(torch.randn(60, 3), torch.arange(6).repeat_interleave(10))
+        >>> batch = dataset_tasks(data, ways=3, shots=2, queries=4, seed=0).sample(8)
+        >>> tuple(batch.support.x.shape), tuple(batch.query.y.shape)
+        ((8, 6, 3), (8, 12))
+    """
+    return ClassificationTasks(dataset, ways, shots, queries, split_name="dataset's", generator=generator, seed=seed)
+
+
+class FunctionTasks:
+    """Tasks from a function of the user's: ``make_task(generator) -> (support_x, support_y,
+    query_x, query_y)`` for one task, drawing its randomness from the generator it is given."""
+
+    def __init__(self, make_task: Callable[[torch.Generator], Sequence[Tensor]],
+                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None):
+        if not callable(make_task):
+            raise UsageError(f"make_task must be a function generator -> (support_x, support_y, query_x, query_y), "
+                             f"not {type(make_task).__name__}")
+        self.make_task = make_task
+        self.generator = _generator(generator, seed) or torch.Generator().manual_seed(
+            int(torch.randint(0, 2 ** 62, (1,))))
+
+    def sample(self, tasks: int) -> TaskBatch:
+        parts = []
+        for _ in range(tasks):
+            task = self.make_task(self.generator)
+            if not isinstance(task, (tuple, list)) or len(task) != 4 or not all(isinstance(t, Tensor) for t in task):
+                raise UsageError("make_task must return four tensors (support_x, support_y, query_x, query_y), got "
+                                 f"{type(task).__name__}")
+            parts.append(task)
+        try:
+            stacked = [torch.stack(p) for p in zip(*parts)]
+        except RuntimeError as exc:
+            raise UsageError(f"the tasks of make_task differ in shape ({first_line(exc, 120)}): return tensors of "
+                             "the same shape for every task") from None
+        return TaskBatch.of(*stacked)
+
+
+def function_tasks(make_task: Callable[[torch.Generator], Sequence[Tensor]], *,
+                   generator: Optional[torch.Generator] = None, seed: Optional[int] = None) -> FunctionTasks:
+    """A task sampler from ``make_task(generator) -> (support_x, support_y, query_x, query_y)``.
+
+    Example::
+
+        >>> import torch
+        >>> def line(g):
+        ...     slope = torch.randn(1, generator=g)
+        ...     x = torch.randn(15, 1, generator=g)
+        ...     return x[:5], slope * x[:5], x[5:], slope * x[5:]
+        >>> tuple(function_tasks(line, seed=0).sample(3).query.x.shape)
+        (3, 10, 1)
+    """
+    return FunctionTasks(make_task, generator, seed)
 
 
 @contextlib.contextmanager
@@ -163,7 +337,7 @@ def seeded(seed: int) -> Iterator[None]:
             random.setstate(state)
 
 
-def fixed_tasks(sampler: TaskSampler, tasks: int, seed: int, chunk: int = 100) -> EpisodeBatch:
+def fixed_tasks(sampler: TaskSampler, tasks: int, seed: int, chunk: int = 100) -> TaskBatch:
     """A reproducible set of tasks (for validation and testing), independent of training draws."""
     with seeded(seed):
-        return EpisodeBatch.cat([sampler.sample(min(chunk, tasks - i)) for i in range(0, tasks, chunk)])
+        return TaskBatch.cat([sampler.sample(min(chunk, tasks - i)) for i in range(0, tasks, chunk)])

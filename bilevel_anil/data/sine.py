@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .episodes import EpisodeBatch, TaskSet
+from .episodes import TaskBatch, TaskSet
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,14 @@ class SineTasks:
     def __init__(self, shots: int, queries: int, family: SineFamily = SineFamily()):
         self.shots, self.queries, self.family = shots, queries, family
 
-    def sample(self, tasks: int) -> EpisodeBatch:
+    def sample(self, tasks: int) -> TaskBatch:
         return self.sample_with_truth(tasks)[0]
 
-    def sample_with_truth(self, tasks: int) -> tuple[EpisodeBatch, Tensor, Tensor]:
+    def sample_with_truth(self, tasks: int) -> tuple[TaskBatch, Tensor, Tensor]:
         """Tasks together with their amplitudes and phases (``[B, 1, 1]`` each)."""
         amplitude = _uniform((tasks, 1, 1), self.family.amplitude)
         phase = _uniform((tasks, 1, 1), self.family.phase)
         x = _uniform((tasks, self.shots + self.queries, 1), self.family.x_range)
         y = sine(x, amplitude, phase)
         k = self.shots
-        return EpisodeBatch(TaskSet(x[:, :k], y[:, :k]), TaskSet(x[:, k:], y[:, k:])), amplitude, phase
+        return TaskBatch(TaskSet(x[:, :k], y[:, :k]), TaskSet(x[:, k:], y[:, k:])), amplitude, phase

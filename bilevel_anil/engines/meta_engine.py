@@ -80,12 +80,13 @@ class MetaEngine(Engine):
     """One outer step = the Env draws a meta-batch, then ``inner_steps`` lower steps run;
     Betty calls the upper step after the last of them (``unroll_steps``).
 
-    ``validate`` returns the validation :class:`Interval`; ``run_info`` is stored in every
-    checkpoint (what is needed to rebuild and evaluate the model).
+    ``validate`` returns the validation :class:`Interval` (None: no validation; ``last.pt`` is
+    still written every ``val_every`` steps); ``run_info`` is stored in every checkpoint (what
+    is needed to rebuild and evaluate the model).
     """
 
     def __init__(self, upper: MetaProblem, lower: InnerObjective, env: EpisodicEnv, settings: EngineSettings,
-                 validate: Callable[[], Interval], run_info: dict[str, Any]):
+                 validate: Optional[Callable[[], Interval]], run_info: dict[str, Any]):
         self.settings = settings
         self.group = env.group
         self.validate_fn = validate
@@ -224,20 +225,23 @@ class MetaEngine(Engine):
                        "val_score": "", "val_ci95": "", "elapsed_s": round(time.perf_counter() - started, 3),
                        "train_s": round(train_time, 3), "steps_per_s": round(done / train_time, 3)}
                 if step % s.val_every == 0 or step == s.iterations or out_of_time:
-                    self.eval()
-                    val = self.validation()
-                    self.train()
-                    row.update(val)
+                    val = None
+                    if self.validate_fn is not None:
+                        self.eval()
+                        val = self.validation()
+                        self.train()
+                        row.update(val)
                     # the row is on disk before the checkpoint that covers it: a kill between the two
                     # leaves a row after the previous last.pt, which --resume drops and redoes
                     log.write(row, durable=True)
-                    if self._better(val["val_score"]):
+                    if val is not None and self._better(val["val_score"]):
                         self.best = {"step": step, **val}
                         self._save("best.pt", step)
                     self._save("last.pt", step)
                     if bar.disable and main:
-                        print(f"step {step}/{s.iterations}  loss {stats['loss']:.4f}  val {val['val_score']:.4f}"
-                              f" ± {val['val_ci95']:.4f}  {row['steps_per_s']:.2f} steps/s", flush=True)
+                        shown = "" if val is None else f"  val {val['val_score']:.4f} ± {val['val_ci95']:.4f}"
+                        print(f"step {step}/{s.iterations}  loss {stats['loss']:.4f}{shown}  "
+                              f"{row['steps_per_s']:.2f} steps/s", flush=True)
                 else:
                     log.write(row)
                 if not math.isfinite(stats["loss"]):

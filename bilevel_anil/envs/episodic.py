@@ -7,7 +7,7 @@ import torch
 from betty.envs import Env
 from torch import Tensor
 
-from ..data.episodes import EpisodeBatch, TaskSampler, TaskSet
+from ..data.episodes import TaskBatch, TaskSampler, TaskSet
 from ..distributed import Group, check_task_split
 
 
@@ -45,23 +45,23 @@ class EpisodicEnv(Env):
         self.local_tasks = meta_batch // group.world_size
         self.task_chunk = task_chunk or self.local_tasks
         self.shuffle_support = shuffle_support
-        self.chunks: list[EpisodeBatch] = []
-        self.batch: Optional[EpisodeBatch] = None
+        self.chunks: list[TaskBatch] = []
+        self.batch: Optional[TaskBatch] = None
 
     @property
     def chunk_count(self) -> int:
         return self.local_tasks // self.task_chunk
 
-    def step(self) -> EpisodeBatch:
+    def step(self) -> TaskBatch:
         """Draw the next meta-batch; the first chunk becomes :attr:`batch`."""
         full = self.sampler.sample(self.meta_batch)
         if self.shuffle_support:
-            full = EpisodeBatch(shuffle_examples(full.support), full.query)
+            full = TaskBatch(shuffle_examples(full.support), full.query)
         mine = full.select(self.group.share(self.meta_batch))
         self.chunks = [c.to(self.device) for c in mine.chunks(self.task_chunk)]
         return self.select(0)
 
-    def select(self, chunk: int) -> EpisodeBatch:
+    def select(self, chunk: int) -> TaskBatch:
         """Serve the ``chunk``-th group of C tasks of this step to both levels."""
         self.batch = self.chunks[chunk]
         return self.batch

@@ -1,0 +1,138 @@
+"""A user's own images: ``ROOT/train/<class>/*``, ``ROOT/val/<class>/*``, ``ROOT/test/<class>/*``.
+
+Any image format PIL reads (by file extension; hidden files and other files are skipped),
+decoded to ``channels`` (1: grey, 3: RGB) at ``image_size`` × ``image_size``, stored as uint8
+and cached like the benchmarks' pixels (keyed by the files' names, sizes and modification
+times). Inputs are normalised per channel with the mean and standard deviation of the
+training split's pixels, which a run stores in its checkpoint.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError, UsageError, first_line
+from .class_images import ClassImages, cache_dir, read_cache, write_cache
+
+SPLITS = ("train", "val", "test")
+CACHE_VERSION = 1
+
+
+def image_extensions() -> set[str]:
+    """The file extensions PIL can open (lower case, with the dot)."""
+    Image.init()
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def _shown(path: Path) -> str:
+    return os.fsdecode(os.fsencode(path)).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def class_files(split_dir: Path) -> tuple[list[str], list[list[Path]]]:
+    """The class folders of a split (sorted by name) and each one's image files."""
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir} is missing: the folder data set needs train/, val/ and test/, each with one "
+                        "folder per class")
+    extensions = image_extensions()
+    try:
+        classes = sorted(d for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+        files = [sorted(f for f in c.iterdir() if f.is_file() and not f.name.startswith(".")
+                        and f.suffix.lower() in extensions) for c in classes]
+    except PermissionError as exc:
+        raise DataError(f"cannot read {exc.filename}: fix its permissions") from None
+    if not classes:
+        raise DataError(f"{split_dir} has no class folders: put each class's images in {split_dir}/<class>/")
+    empty = [c for c, fs in zip(classes, files) if not fs]
+    if empty:
+        raise DataError(f"class folder {_shown(empty[0])} has no images (formats: {', '.join(sorted(extensions)[:8])}, "
+                        "...): add images or remove the folder")
+    return [c.name for c in classes], files
+
+
+def _decode(path: Path, channels: int, size: int) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            pixels = np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot decode image {_shown(path)} ({type(exc).__name__}: {first_line(exc, 80)}): replace or "
+                        "remove the file") from None
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+
+
+def _cache_file(split_dir: Path, files: list[Path], channels: int, size: int) -> Optional[Path]:
+    digest = hashlib.sha1(b"%d|%s|%d|%d" % (CACHE_VERSION, os.fsencode(split_dir.resolve()), channels, size))
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError as exc:
+            raise DataError(f"cannot read image {_shown(f)} ({first_line(exc)}): remove or replace it") from None
+        digest.update(b"%s|%d|%d" % (os.fsencode(f.relative_to(split_dir)), st.st_size, st.st_mtime_ns))
+    folder = cache_dir()
+    return None if folder is None else folder / f"folder-{split_dir.name}-{channels}x{size}-{digest.hexdigest()[:16]}.npz"
+
+
+def load_folder_split(split_dir: Path, channels: int, image_size: int) -> ClassImages:
+    """One split as uint8 pixels ``[n, C, S, S]`` (not yet normalised) with its class names."""
+    names, files_by_class = class_files(split_dir)
+    files = [f for fs in files_by_class for f in fs]
+    cache = _cache_file(split_dir, files, channels, image_size)
+    pixels = (read_cache(cache) or {}).get("pixels")
+    if pixels is None or pixels.shape != (len(files), channels, image_size, image_size) or pixels.dtype != np.uint8:
+        pixels = np.stack([_decode(f, channels, image_size) for f in files])
+        write_cache(cache, pixels=pixels)
+    labels = np.repeat(np.arange(len(names)), [len(fs) for fs in files_by_class])
+    return ClassImages(torch.from_numpy(pixels), torch.from_numpy(labels), names)
+
+
+def pixel_statistics(pixels: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 pixels ``[n, C, S, S]`` scaled to [0, 1]."""
+    values = pixels.transpose(0, 1).flatten(1).double() / 255.0
+    std = values.std(dim=1).clamp_min(1e-3)  # a constant channel: no division by zero
+    return tuple(round(v, 6) for v in values.mean(dim=1).tolist()), tuple(round(v, 6) for v in std.tolist())
+
+
+def load_image_folder(root: Path, channels: int = 3, image_size: int = 84) -> dict[str, ClassImages]:
+    """The three splits of ``root``, normalised with the training split's statistics."""
+    root = Path(root)
+    if channels not in (1, 3):
+        raise UsageError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    if not root.is_dir():
+        raise DataError(f"data root {root} is not a folder: pass a folder holding train/, val/ and test/")
+    missing = [s for s in SPLITS if not (root / s).is_dir()]
+    if missing:
+        raise DataError(f"{root} has no {'/, '.join(missing)}/ folder: the folder data set needs train/, val/ and "
+                        "test/, each with one folder per class")
+    splits = {s: load_folder_split(root / s, channels, image_size) for s in SPLITS}
+    mean, std = pixel_statistics(splits["train"].images)
+    for data in splits.values():
+        data.mean, data.std = mean, std
+    return splits
+
+
+def image_folder_tasks(root: str | os.PathLike, ways: int, shots: int, queries: int, *, split: str = "train",
+                       channels: int = 3, image_size: int = 84, generator: Optional[torch.Generator] = None,
+                       seed: Optional[int] = None):
+    """N-way K-shot tasks from class folders ``root/<split>/<class>/*`` (``split`` one of
+    train, val, test), normalised with the training split's per-channel statistics.
+
+    Example::
+
+        >>> tasks = image_folder_tasks("my_images", ways=5, shots=1, queries=15, split="val")  # doctest: +SKIP
+        >>> tasks.sample(4).support.x.shape  # doctest: +SKIP
+        torch.Size([4, 5, 3, 84, 84])
+    """
+    from .episodes import ClassificationTasks
+
+    if split not in SPLITS:
+        raise UsageError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    data = load_image_folder(Path(root), channels, image_size)[split]
+    return ClassificationTasks(data, ways, shots, queries, split_name=split, generator=generator, seed=seed)

@@ -1,0 +1,512 @@
+"""The package's Python API: :class:`MetaLearner`, one object per meta-learning run.
+
+It binds any ``nn.Module`` to an algorithm (maml, fomaml, anil, foanil, imaml, ianil, reptile,
+pretrain), meta-trains it through the same Env, Problems and Engine as ``run.py`` (Betty), and
+evaluates, adapts, saves and loads it. Swapping the unrolled and the implicit meta-gradient is
+one argument (``grad=``).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from . import checkpoint, distributed
+from .algorithms import ALGORITHMS, Algorithm, get_algorithm
+from .data.episodes import TaskBatch, TaskSampler, TaskSet
+from .errors import FLOAT32_MAX, UsageError, load_failure
+from .evaluation import Interval, evaluate
+from .learner import Learner
+from .losses import LOSSES, TaskLoss
+from .network import HeadSpec
+
+GRAD_CHOICES = ("unrolled", "implicit", "first_order")
+ADAPT_CHOICES = ("all", "head")
+# the same algorithm adapting every parameter instead of the head
+_ADAPT_ALL = {"anil": "maml", "foanil": "fomaml", "ianil": "imaml"}
+
+
+def _positive(name: str, value: float, integer: bool = False, zero: bool = False) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) if integer else \
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not zero) or value > FLOAT32_MAX:
+        kind = "a positive integer" if integer else ("a finite number >= 0" if zero else "a positive finite number")
+        raise UsageError(f"{name} must be {kind}, got {value!r}")
+
+
+def resolve_algorithm(algorithm: str, adapt: Union[None, str, Callable] = None,
+                      grad: Optional[str] = None) -> Algorithm:
+    """The :class:`Algorithm` named ``algorithm`` with ``adapt`` (``"all"``/``"head"``) and
+    ``grad`` (``"unrolled"``/``"implicit"``/``"first_order"``) applied; one line when the
+    combination is not defined, saying what to use instead."""
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise UsageError(f"unknown algorithm {algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
+    if isinstance(adapt, str) and adapt not in ADAPT_CHOICES:
+        raise UsageError(f"adapt must be 'all', 'head' or a predicate on parameter names, not {adapt!r}")
+    if grad is not None and grad not in GRAD_CHOICES:
+        raise UsageError(f"grad must be one of {', '.join(GRAD_CHOICES)}, not {grad!r}")
+    if adapt == "all" and ALGORITHMS[algorithm].adapt == "head":
+        algorithm = _ADAPT_ALL[algorithm]
+    first_order = grad == "first_order"
+    unrolled_or_implicit = None if grad is None else ("unrolled" if first_order else grad)
+    if first_order and ALGORITHMS[algorithm].grad == "implicit":
+        unrolled_or_implicit = "unrolled"
+    if first_order and ALGORITHMS[algorithm].update == "interpolate":
+        first_order, unrolled_or_implicit = False, None  # Reptile is first-order by definition
+    return get_algorithm(algorithm, first_order=first_order, head_only=adapt == "head", grad=unrolled_or_implicit)
+
+
+class _Feed:
+    """A sampler that serves the batch it was last given (``meta_step``, ``meta_gradient``)."""
+
+    batch: Optional[TaskBatch] = None
+
+    def sample(self, tasks: int) -> TaskBatch:
+        return self.batch
+
+
+class _NoUpdate(torch.optim.Optimizer):
+    """An optimiser whose step leaves the parameters as they are (``meta_gradient``)."""
+
+    def __init__(self, params: Iterable[Tensor]):
+        super().__init__(params, {})
+
+    def step(self, closure=None):
+        return None
+
+
+@dataclass
+class FitResult:
+    """What :meth:`MetaLearner.fit` did: ``best`` (the best validation record
+    ``{"step", "val_score", "val_ci95"}``, None without validation), the steps taken, their
+    time, the last query loss, and the folder written (None when ``out`` was not given)."""
+
+    best: Optional[dict]
+    steps_done: int
+    train_seconds: float
+    last_loss: Optional[float]
+    out: Optional[Path]
+
+    @property
+    def steps_per_second(self) -> Optional[float]:
+        return self.steps_done / self.train_seconds if self.train_seconds > 0 else None
+
+
+class Adapted:
+    """A network adapted to B tasks' support sets: call it on query inputs.
+
+    ``bn`` says how BatchNorm layers that normalise with batch statistics see the queries:
+    ``"transductive"`` (the default, as in the MAML reference and the package's results): the
+    queries of a task are normalised together, so a query's output depends on the other
+    queries of its call; ``"inductive"``: each query is normalised together with its task's
+    support set only (the Reptile paper's non-transductive protocol), so its output does not
+    depend on the other queries. Networks without such layers give the same outputs either way.
+    """
+
+    def __init__(self, learner: Learner, theta: dict, fast: dict, support_x: Tensor, batched: bool, bn: str):
+        self.learner, self.theta, self.fast = learner, theta, fast
+        self.support_x, self.batched, self.bn = support_x, batched, bn
+
+    def __call__(self, query_x: Tensor) -> Tensor:
+        """Outputs for ``query_x`` ``[m, ...]`` (one task) or ``[B, m, ...]`` (B tasks)."""
+        qx = query_x if self.batched else query_x.unsqueeze(0)
+        if not isinstance(query_x, Tensor) or qx.dim() != self.support_x.dim() or qx.shape[2:] != self.support_x.shape[2:] \
+                or qx.shape[0] != self.support_x.shape[0]:
+            raise UsageError(f"query inputs of shape {tuple(getattr(query_x, 'shape', ()))} do not match the support "
+                             f"inputs {tuple(self.support_x.shape[0 if self.batched else 1:])} (one task: [m, ...]; "
+                             "B tasks: [B, m, ...])")
+        qx = qx.to(self.support_x.device)
+        with torch.no_grad():
+            if self.bn == "transductive" or not _uses_batch_statistics(self.learner.model):
+                out = self.learner.predictor(self.theta, qx)(self.fast)
+            else:
+                tasks, m = qx.shape[:2]
+                support = self.support_x.repeat_interleave(m, dim=0)  # [B*m, n, ...]
+                joined = torch.cat([support, qx.flatten(0, 1).unsqueeze(1)], dim=1)
+                fast = {k: v.repeat_interleave(m, dim=0) for k, v in self.fast.items()}
+                out = self.learner.predictor(self.theta, joined)(fast)[:, -1].unflatten(0, (tasks, m))
+        return out if self.batched else out[0]
+
+
+def _uses_batch_statistics(model: nn.Module) -> bool:
+    """Whether some BatchNorm layer normalises with the statistics of the batch it is given."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats)
+               for m in model.modules())
+
+
+class MetaLearner:
+    """Meta-learn an initialisation of ``model`` with one of the package's algorithms.
+
+    model: any ``nn.Module`` taking one task's inputs ``[n, ...]``; its parameters are the
+        meta-parameters θ and are trained in place.
+    algorithm: ``"maml"``, ``"fomaml"``, ``"anil"``, ``"foanil"``, ``"imaml"``, ``"ianil"``,
+        ``"reptile"`` or ``"pretrain"``.
+    loss: ``"cross_entropy"`` (labels ``[n]``), ``"mse"`` (targets ``[n, out]``) or a function
+        ``loss(outputs, targets) -> scalar`` of one task.
+    head: the network's head (a submodule's name, the module, or a predicate on parameter
+        names; default its last ``nn.Linear``). ANIL-type algorithms adapt it.
+    adapt: ``"all"``, ``"head"`` or a predicate on parameter names: which parameters the inner
+        loop adapts (default: the algorithm's; ``"head"`` turns maml into anil).
+    grad: ``"unrolled"``, ``"implicit"`` (iMAML's proximal objective) or ``"first_order"``
+        (default: the algorithm's). One argument swaps the meta-gradient on the same learner.
+    inner_lr, inner_steps: the inner loop (``test_inner_steps``: at evaluation, default the same).
+    lam: proximal strength λ of imaml/ianil (``test_lam``: at evaluation, default the same).
+    hypergrad, hypergrad_iterations: the implicit gradient's solver (``"cg"``, ``"neumann"``,
+        ``"darts"``, ``"betty-cg"``) and its iterations.
+    meta_lr, meta_optimizer: the outer optimiser; default Adam (SGD for reptile) at ``meta_lr``;
+        or a ``torch.optim.Optimizer`` class, or a function ``params -> optimizer``.
+    inner_batch, task_chunk: Reptile's inner minibatches; tasks per chunk of an outer step.
+
+    The split of the network is checked here (one ``ValueError`` line): the head exists and has
+    parameters; a module that cannot run one task at a time under ``torch.func.vmap`` says so on
+    the first batch.
+
+    Example (sine-wave regression with a plain ``nn.Sequential``)::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from bilevel_anil import MetaLearner, TaskBatch, function_tasks
+        >>> def sine_task(g):
+        ...     amplitude, phase = 0.1 + 4.9 * torch.rand(1, generator=g), 3.1416 * torch.rand(1, generator=g)
+        ...     x = 10 * torch.rand(20, 1, generator=g) - 5
+        ...     y = amplitude * torch.sin(x + phase)
+        ...     return x[:10], y[:10], x[10:], y[10:]
+        >>> tasks = function_tasks(sine_task, seed=0)
+        >>> net = nn.Sequential(nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 1))
+        >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.01)
+        >>> stats = learner.meta_step(tasks.sample(4))
+        >>> sorted(stats)
+        ['loss', 'score']
+        >>> learner.meta_gradient(tasks.sample(4))["4.bias"].shape
+        torch.Size([1])
+    """
+
+    def __init__(self, model: nn.Module, algorithm: str = "maml", *,
+                 loss: Union[str, Callable, TaskLoss] = "cross_entropy", head: HeadSpec = None,
+                 adapt: Union[None, str, Callable[[str], bool]] = None, grad: Optional[str] = None,
+                 inner_lr: float = 0.1, inner_steps: int = 1, test_inner_steps: Optional[int] = None,
+                 lam: float = 1.0, test_lam: Optional[float] = None, hypergrad: str = "cg",
+                 hypergrad_iterations: int = 5, meta_lr: float = 1e-3, meta_optimizer: Any = None,
+                 inner_batch: Optional[int] = None, task_chunk: Optional[int] = None, device: str = "cpu"):
+        from .errors import require_device
+        from .problems.hypergradients import HYPERGRADS, HypergradConfig
+
+        self.algorithm = resolve_algorithm(algorithm, adapt, grad)
+        _positive("inner_lr", inner_lr, zero=self.algorithm.pretrain)
+        _positive("inner_steps", inner_steps, integer=True)
+        _positive("meta_lr", meta_lr)
+        _positive("hypergrad_iterations", hypergrad_iterations, integer=True)
+        for name, value in (("test_inner_steps", test_inner_steps), ("inner_batch", inner_batch),
+                            ("task_chunk", task_chunk)):
+            if value is not None:
+                _positive(name, value, integer=True)
+        if self.algorithm.proximal:
+            _positive("lam", lam)
+            if test_lam is not None:
+                _positive("test_lam", test_lam, zero=True)
+        if hypergrad not in HYPERGRADS:
+            raise UsageError(f"unknown hypergrad {hypergrad!r}: choose one of {', '.join(HYPERGRADS)}")
+        if inner_batch and self.algorithm.grad == "implicit":
+            raise UsageError("inner_batch needs the unrolled meta-gradient: the implicit one assumes full-batch "
+                             "inner steps (drop inner_batch, or use grad='unrolled')")
+        require_device(device)
+        self.device = device
+        self.model = model.to(device) if isinstance(model, nn.Module) else model
+        self.learner = Learner(self.model, self.algorithm, loss, lam=lam, head=head,
+                               adapt=adapt if callable(adapt) else None)
+        self.test_learner = self.learner.with_lam(lam if test_lam is None else test_lam)
+        self.inner_lr, self.inner_steps = float(inner_lr), int(inner_steps)
+        self.test_inner_steps = int(test_inner_steps or inner_steps)
+        self.hypergrad = HypergradConfig(hypergrad, hypergrad_iterations)
+        self.meta_lr, self.inner_batch, self.task_chunk = float(meta_lr), inner_batch, task_chunk
+        self.optimizer = self._make_optimizer(meta_optimizer)
+        self.steps_taken = 0
+        self._feed = _Feed()
+        self._engines: dict[tuple, Any] = {}
+
+    # --- building blocks ----------------------------------------------------------------
+    def _make_optimizer(self, spec: Any) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise UsageError(f"{type(self.model).__name__} has no parameter that requires a gradient: nothing to "
+                             "meta-train")
+        if spec is None:
+            if self.algorithm.update == "interpolate":
+                return torch.optim.SGD(params, lr=self.meta_lr)
+            return torch.optim.Adam(params, lr=self.meta_lr)
+        if isinstance(spec, torch.optim.Optimizer):  # Betty rebuilds it: same class and settings
+            return type(spec)(params, **spec.defaults)
+        if isinstance(spec, type) and issubclass(spec, torch.optim.Optimizer):
+            return spec(params, lr=self.meta_lr)
+        if callable(spec):
+            made = spec(params)
+            if not isinstance(made, torch.optim.Optimizer):
+                raise UsageError(f"meta_optimizer(params) returned {type(made).__name__}, not a torch optimizer")
+            return made
+        raise UsageError("meta_optimizer must be a torch optimizer, its class, or a function params -> optimizer")
+
+    def _step_engine(self, tasks: int, gradient_only: bool = False):
+        """A Betty engine for single outer steps on ``tasks`` tasks (kept per size); the outer
+        optimiser's state moves with the learner, not with the engine."""
+        from .engines import step_engine
+
+        key = (tasks, gradient_only)
+        if key not in self._engines:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            optimizer = _NoUpdate(params) if gradient_only else type(self.optimizer)(params, **self.optimizer.defaults)
+            self._engines[key] = step_engine(self.learner, self._feed, tasks, self.inner_steps, self.inner_lr,
+                                             optimizer, self.hypergrad, self.device, self.inner_batch,
+                                             self.task_chunk if self.task_chunk and tasks % self.task_chunk == 0
+                                             else None)
+        engine = self._engines[key]
+        if not gradient_only and engine.upper.optimizer is not self.optimizer:
+            engine.upper.optimizer.load_state_dict(self.optimizer.state_dict())
+            self.optimizer = engine.upper.optimizer
+        return engine
+
+    def _check_batch(self, batch: TaskBatch) -> TaskBatch:
+        if not isinstance(batch, TaskBatch):
+            raise UsageError(f"expected a TaskBatch (support and query sets of B tasks), got {type(batch).__name__}: "
+                             "build one with TaskBatch.of(support_x, support_y, query_x, query_y)")
+        return batch.to(self.device)
+
+    # --- meta-training -----------------------------------------------------------------
+    def meta_step(self, batch: TaskBatch) -> dict[str, float]:
+        """One outer step on ``batch``: adapt to each task's support set, then update θ with the
+        meta-gradient of the query loss. Returns the mean query ``loss`` and ``score``
+        (accuracy, or the loss for regression); raises :class:`~bilevel_anil.errors.TrainingDiverged`
+        on a non-finite loss."""
+        batch = self._check_batch(batch)
+        engine = self._step_engine(batch.tasks)
+        self._feed.batch = batch
+        self.model.train()
+        try:
+            stats = engine.train_step(check_finite=True)
+        finally:
+            self._feed.batch = None
+        self.steps_taken += 1
+        return stats
+
+    def meta_gradient(self, batch: TaskBatch) -> dict[str, Tensor]:
+        """The meta-gradient of ``batch`` by parameter name, without updating θ (for every
+        parameter that requires a gradient)."""
+        batch = self._check_batch(batch)
+        engine = self._step_engine(batch.tasks, gradient_only=True)
+        self._feed.batch = batch
+        self.model.train()
+        try:
+            engine.train_step(check_finite=True)
+        finally:
+            self._feed.batch = None
+        names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        return dict(zip(names, engine.upper.last_grads))
+
+    def fit(self, tasks: TaskSampler, steps: int, *, meta_batch: int = 16, validation: Optional[TaskBatch] = None,
+            val_every: Optional[int] = None, out: Union[None, str, Path] = None, time_budget: Optional[float] = None,
+            resume: bool = False, progress: Optional[bool] = False) -> FitResult:
+        """Meta-train for ``steps`` outer steps of ``meta_batch`` tasks drawn from ``tasks``,
+        through the same engine as ``run.py``: metrics (``metrics.csv``) and checkpoints
+        (``last.pt``; ``best.pt`` by validation score) in ``out``, continued with ``resume=True``;
+        under torchrun the tasks of a step are split over the processes.
+
+        validation: fixed tasks scored every ``val_every`` steps (default: 10 times per run)
+            after ``test_inner_steps`` inner steps; at the end θ is set to the best ones.
+        time_budget: stop after this many seconds of outer steps.
+        """
+        from .engines import EngineSettings, MetaEngine
+        from .envs import EpisodicEnv
+        from .problems import build_lower, build_upper
+        from .run_lock import RunFolderLock
+
+        _positive("steps", steps, integer=True)
+        _positive("meta_batch", meta_batch, integer=True)
+        if val_every is not None:
+            _positive("val_every", val_every, integer=True)
+        if time_budget is not None:
+            _positive("time_budget", time_budget)
+        if not callable(getattr(tasks, "sample", None)):
+            raise UsageError(f"tasks must be a task sampler (an object with sample(tasks) -> TaskBatch), not "
+                             f"{type(tasks).__name__}: see bilevel_anil.dataset_tasks and function_tasks")
+        if validation is not None:
+            validation = self._check_batch(validation).to("cpu")
+        group = distributed.current()
+        with contextlib.ExitStack() as stack:
+            if out is None:
+                if resume:
+                    raise UsageError("resume=True needs the folder of the run to continue: pass out=")
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bilevel_anil-")))
+            else:
+                from .errors import require_output
+                require_output(str(out), flag="out")
+                folder = Path(out)
+                if group.is_main:
+                    stack.enter_context(RunFolderLock(folder))
+                if not resume and (folder / "last.pt").exists():
+                    raise UsageError(f"{folder} already holds a run: continue it with resume=True, or choose another out")
+            env = EpisodicEnv(tasks, meta_batch, self.task_chunk, group, shuffle_support=bool(self.inner_batch))
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            upper = build_upper(self.learner, type(self.optimizer)(params, **self.optimizer.defaults),
+                                chunks=env.chunk_count, group=group)
+            lower = build_lower(self.learner, self.inner_lr, self.inner_steps, env.task_chunk, self.hypergrad,
+                                self.inner_batch)
+            settings = EngineSettings(steps, self.inner_steps, val_every or max(1, steps // 10), folder, self.device,
+                                      higher_is_better=self.learner.loss.higher_is_better, progress=progress,
+                                      time_budget=time_budget)
+            validate = None
+            if validation is not None:
+                def validate() -> Interval:
+                    theta = self.learner.meta_params()
+                    return evaluate(self.test_learner, theta, validation, [self.test_inner_steps],
+                                    self.inner_lr)[self.test_inner_steps]
+            engine = MetaEngine(upper, lower, env, settings, validate, self._run_info())
+            engine.upper.optimizer.load_state_dict(self.optimizer.state_dict())
+            start = 0
+            if resume and (folder / "last.pt").exists():
+                state = checkpoint.load_run(folder / "last.pt", resume=True)
+                try:
+                    start = engine.restore(state)
+                except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+                    raise UsageError(f"resume: {folder / 'last.pt'} does not fit this learner's network or optimiser "
+                                     f"({load_failure(exc)}): start a new out") from None
+            self.model.train()
+            best = engine.run(start)
+            self.optimizer = engine.upper.optimizer
+            self._engines.clear()
+            self.steps_taken = start + engine.steps_done
+            if best is not None:
+                self.model.load_state_dict(checkpoint.load(folder / "best.pt")["model"])
+            return FitResult(best, engine.steps_done, engine.train_seconds, engine.last_train_loss,
+                             None if out is None else folder)
+
+    # --- evaluation and use ------------------------------------------------------------
+    def evaluate(self, tasks: TaskBatch, steps: Optional[Sequence[int]] = None) -> dict[int, Interval]:
+        """Mean query score (accuracy, or the loss) over the tasks of ``tasks`` with its 95%
+        interval, after each number of inner steps in ``steps`` (default 0 and
+        ``test_inner_steps``)."""
+        tasks = self._check_batch(tasks).to("cpu")
+        steps = sorted({0, self.test_inner_steps} if steps is None else set(steps))
+        for k in steps:
+            if not isinstance(k, int) or k < 0:
+                raise UsageError(f"steps must be non-negative integers, got {k!r}")
+        return evaluate(self.test_learner, self.learner.meta_params(), tasks, steps, self.inner_lr)
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: Optional[int] = None,
+              bn: str = "transductive") -> Adapted:
+        """Adapt θ to a support set; returns :class:`Adapted`, which predicts query inputs.
+
+        ``support_x`` ``[n, ...]`` with ``support_y`` (labels ``[n]`` or targets ``[n, out]``)
+        for one task, or ``[B, n, ...]`` for B tasks at once; ``steps`` defaults to
+        ``test_inner_steps``; ``bn``: see :class:`Adapted`."""
+        if bn not in ("transductive", "inductive"):
+            raise UsageError(f"bn must be 'transductive' or 'inductive', not {bn!r}")
+        if not isinstance(support_x, Tensor) or not isinstance(support_y, Tensor):
+            raise UsageError("support_x and support_y must be tensors")
+        one_task_dims = 1 if self.learner.loss.classification else 2
+        batched = support_y.dim() > one_task_dims
+        sx, sy = (support_x, support_y) if batched else (support_x.unsqueeze(0), support_y.unsqueeze(0))
+        if sx.shape[:2] != sy.shape[:2]:
+            raise UsageError(f"support_x {tuple(support_x.shape)} and support_y {tuple(support_y.shape)} disagree on "
+                             "the number of tasks or examples")
+        if self.learner.loss.classification:
+            if sy.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or sy.numel() == 0 or sy.min() < 0:
+                raise UsageError("support labels must be non-negative integers 0..N-1")
+            sy = sy.long()
+        steps = self.test_inner_steps if steps is None else steps
+        if not isinstance(steps, int) or steps < 0:
+            raise UsageError(f"steps must be a non-negative integer, got {steps!r}")
+        theta = {n: p.detach() for n, p in self.model.named_parameters()}
+        sx, sy = sx.to(self.device), sy.to(self.device)
+        with torch.no_grad():
+            fast = self.test_learner.adapt(theta, sx, sy, steps, self.inner_lr)
+        return Adapted(self.test_learner, theta, fast, sx, batched, bn)
+
+    # --- files -------------------------------------------------------------------------
+    def _run_info(self) -> dict:
+        arch = getattr(self.model, "arch", None)
+        if not isinstance(arch, dict):
+            arch = {"name": "custom", "class": f"{type(self.model).__module__}.{type(self.model).__qualname__}"}
+        head = self.learner.head
+        return {"algorithm": self.algorithm.name, "grad": self.algorithm.grad, "arch": arch,
+                "loss": self.learner.loss.name, "lam": self.test_learner.lam, "train_lam": self.learner.lam,
+                "inner_optimizer": self.algorithm.inner_optimizer, "inner_lr": self.inner_lr,
+                "inner_steps": self.inner_steps, "test_inner_steps": self.test_inner_steps,
+                "bn_mode": getattr(self.model, "bn_mode", "batch"), "head_module": head.module,
+                "head_names": list(head.names), "adapted_names": list(self.learner.adapted_names),
+                "frozen": [n for n, p in self.model.named_parameters() if not p.requires_grad],
+                "config": {"hypergrad": self.hypergrad.method, "hypergrad_iterations": self.hypergrad.iterations,
+                           "meta_lr": self.meta_lr, "inner_batch": self.inner_batch, "task_chunk": self.task_chunk,
+                           "first_order": self.algorithm.first_order, "api": "MetaLearner"}}
+
+    def save(self, path: Union[str, Path]) -> None:
+        """Write θ and everything needed to continue using it (atomically; nothing in the file
+        runs code when it is read). The network's class is recorded, not pickled:
+        :meth:`load` rebuilds the package's networks, and takes the user's module for others."""
+        from .errors import require_output
+        require_output(str(path), kind="file", flag="path")
+        checkpoint.save(Path(path), {**self._run_info(), "step": self.steps_taken,
+                                     "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()})
+
+    @classmethod
+    def load(cls, path: Union[str, Path], model: Optional[nn.Module] = None, *, loss: Any = None,
+             device: str = "cpu") -> "MetaLearner":
+        """A learner from a file of :meth:`save`, :meth:`fit` or ``run.py`` (best.pt, last.pt).
+
+        model: the network to load the weights into: needed for a network that is not one of
+        the package's (its class is named in the error); ``loss``: needed when the learner was
+        trained with a loss function of the user's. Nothing in the file is run."""
+        from .models import build_model
+
+        state = checkpoint.load_run(path)
+        arch = state["arch"]
+        if model is None:
+            if arch.get("name") == "custom":
+                raise UsageError(f"{path} holds a network of the user's ({arch.get('class')}): pass model= an instance "
+                                 "of it to load the weights into")
+            model = build_model(arch)
+        buffers = ("running_mean", "running_var", "num_batches_tracked")
+        if any(n.endswith(buffers) for n in model.state_dict()) and not any(n.endswith(buffers) for n in state["model"]):
+            # saved after the learner made the BatchNorm layers use batch statistics (see network.py)
+            torch.func.replace_all_batch_norm_modules_(model)
+        try:
+            model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{path}: its weights do not fit the {type(model).__name__} given ({load_failure(exc)})"
+                             ) from None
+        for name, p in model.named_parameters():
+            if name in set(state.get("frozen", ())):
+                p.requires_grad_(False)
+        name = state["loss"]
+        if loss is None and name not in LOSSES:
+            raise UsageError(f"{path} was trained with the loss function {name!r}: pass loss= that function")
+        config = state["config"]
+        head_names = state.get("head_names")
+        head = state.get("head_module") or (None if not head_names else (lambda n, keep=frozenset(head_names): n in keep))
+        adapted = state.get("adapted_names")
+        algo = state["algorithm"]
+        learner = cls(model, algo, loss=loss or name, head=head,
+                      adapt=(lambda n, keep=frozenset(adapted): n in keep) if adapted is not None else None,
+                      grad=None if algo in ("reptile", "pretrain") else
+                      ("first_order" if config.get("first_order") and not ALGORITHMS[algo].first_order
+                       else state.get("grad") or config.get("grad")),
+                      inner_lr=float(state["inner_lr"]),
+                      inner_steps=int(state.get("inner_steps", config.get("inner_steps") or 1)),
+                      test_inner_steps=int(state["test_inner_steps"]),
+                      lam=float(state.get("train_lam") or state.get("lam") or 1.0),
+                      test_lam=float(state.get("lam", 0.0)) if ALGORITHMS[algo].proximal else None,
+                      hypergrad=config.get("hypergrad", "cg"),
+                      hypergrad_iterations=int(config.get("hypergrad_iterations", 5)),
+                      meta_lr=float(config.get("meta_lr") or 1e-3), inner_batch=config.get("inner_batch"),
+                      device=device)
+        learner.steps_taken = int(state["step"])
+        if isinstance(state.get("optimizer"), dict):
+            try:
+                learner.optimizer.load_state_dict(state["optimizer"])
+            except (ValueError, KeyError, RuntimeError):
+                pass  # a different optimiser (e.g. run.py's Reptile schedule): θ is what matters
+        return learner
