@@ -3,7 +3,7 @@ images of the real size (this machine cannot download the data sets).
 
     python benchmarks/natural_images.py [--repeats 3] [--device cpu]
 
-For each data set: its default algorithm setting (config.DATASET_DEFAULTS: network, ways,
+For each data set: its default algorithm setting (the data set's spec: network, ways,
 shots, queries, meta-batch, inner steps and lr) with random pixels drawn per task, one outer
 step through the Engine timed (median of ``--repeats`` after a warm-up) and its peak memory
 measured in a second child process whose large allocations are returned to the system on
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bilevel_anil.algorithms import get_algorithm  # noqa: E402
-from bilevel_anil.config import DATASET_DEFAULTS  # noqa: E402
+from bilevel_anil.config import DATASET_DEFAULTS  # noqa: E402 (each data set's spec defaults)
 from bilevel_anil.data.episodes import TaskBatch, RepeatBatch, TaskSet  # noqa: E402
 from bilevel_anil.data.natural import NATURAL_DATASETS  # noqa: E402
 from bilevel_anil.engines import step_engine  # noqa: E402

@@ -16,7 +16,7 @@ from .fast_weights import INNER_OPTIMIZERS
 from .models import IMAGE_ARCHS, TRAIN_BODY
 from .models.conv4 import BN_MODES
 from .presets import PRESETS
-from .problems.hypergradients import HYPERGRADS
+from .solvers import HYPERGRADS
 
 __all__ = ["build_parser", "main", "parse_config", "resolve_config", "RunConfig"]
 
@@ -49,10 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=d.dataset, metavar="NAME",
                    help=f"benchmark: {', '.join(DATASETS)} (sine: the MAML paper's sine-wave regression; "
                         "mini-imagenet, tiered-imagenet and fc100 are published as Python pickles, read from "
-                        "--data-root only, with an unpickler that admits arrays, dicts, lists and strings alone)")
+                        "--data-root only, with an unpickler that admits arrays, dicts, lists and strings alone; "
+                        "folder: your own images in --data-root/{train,val,test}/<class>/*)")
     p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder holding omniglot-py/ (torchvision layout) or learn2learn's files of the natural-image "
-                        "benchmarks (README, Natural-image benchmarks); default ./data, downloaded if missing")
+                   help="folder holding omniglot-py/ (torchvision layout), learn2learn's files of the natural-image "
+                        "benchmarks (README, Natural-image benchmarks), or for --dataset folder the train/, val/ and "
+                        "test/ class folders; default ./data, downloaded if missing")
     p.add_argument("--no-download", dest="download", action="store_false", help="never download the data set")
     p.add_argument("--ways", type=int, default=None, help=f"classes per task (N), classification only; {dd('ways')}")
     p.add_argument("--shots", type=int, default=None,
@@ -135,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "conv4 runs its hand-written task-batched forward, the torchvision bodies the generic "
                         "per-task path (vmap over functional_call); the head is a new linear layer of --ways outputs")
     p.add_argument("--image-size", type=int, default=d.image_size, metavar="PIXELS",
-                   help="Omniglot images are resized to this square size (28 as in the MAML/ANIL papers)")
+                   help="Omniglot and folder images are resized to this square size (Omniglot 28 as in the "
+                        "MAML/ANIL papers; folder 84)")
+    p.add_argument("--channels", type=int, default=None, metavar="C",
+                   help="--dataset folder: 1 (grey) or 3 (RGB, the default) input channels")
     p.add_argument("--pretrained", default=None, metavar="SOURCE",
                    help="initialise the body from 'imagenet' (torchvision's weights, downloaded into torch's cache) "
                         "or from a file: a state_dict, a torchvision checkpoint, a run's best.pt, or the output of "

@@ -28,7 +28,7 @@ from .data.episodes import TaskBatch, RepeatBatch, seeded
 from .errors import (TrainingDiverged, UsageError, require_device, require_output, require_positive_integers,
                      require_positive_numbers, require_seed)
 from .learner import Learner
-from .problems.hypergradients import HypergradConfig, cg_solve
+from .solvers import HypergradConfig, cg_solve
 from .profiling import measure
 
 
@@ -129,14 +129,15 @@ def _largest_eigenvalue(hvp, like: Sequence[Tensor], iterations: int = 30) -> fl
 
 # --- methods through the Engine -------------------------------------------------------------
 
-def engine_gradient(model: torch.nn.Module, algorithm: Algorithm, loss: str, lam: float, batch: TaskBatch,
-                    steps: int, lr: float, hypergrad: Optional[HypergradConfig], device: str):
+def engine_gradient(model: torch.nn.Module, algorithm: Algorithm, loss, lam: float, batch: TaskBatch,
+                    steps: int, lr: float, hypergrad: Optional[HypergradConfig], device: str, head=None):
     """One outer step of ``algorithm`` through Betty (on a copy of ``model``); its meta-gradient
-    and the step's wall time and peak memory."""
+    and the step's wall time and peak memory. ``head``: the head's module path or a predicate
+    on parameter names (default the last ``nn.Linear``)."""
     from .engines import step_engine
 
     model = copy.deepcopy(model)
-    engine = step_engine(Learner(model, algorithm, loss, lam), RepeatBatch(batch), batch.tasks, steps, lr,
+    engine = step_engine(Learner(model, algorithm, loss, lam, head=head), RepeatBatch(batch), batch.tasks, steps, lr,
                          torch.optim.SGD(model.parameters(), lr=0.0), hypergrad, device)
     m = measure(engine.train_step, device)
     return engine.upper.last_grads, m
@@ -171,62 +172,149 @@ def fixed_batch(cfg: CompareConfig) -> tuple[torch.nn.Module, str, TaskBatch]:
                                                              cfg.queries).sample(cfg.tasks)
 
 
-def run_comparison(cfg: CompareConfig) -> list[dict]:
-    """Compute every method's meta-gradient; write ``comparison.csv``/``.json``/``.png`` to ``cfg.out``."""
-    torch.manual_seed(cfg.seed)
-    model, loss, batch = fixed_batch(cfg)
-    model, batch = model.to(cfg.device), batch.to(cfg.device)
-    lr = cfg.inner_lr if cfg.inner_lr is not None else (0.01 if cfg.dataset == "sine" else 0.1)
-    name = "ianil" if cfg.head_only else "imaml"
+METHODS = ("first-order", "cg", "betty-cg", "neumann", "darts", "unrolled")
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare_meta_gradients` measured: one row per method and setting (``method``,
+    ``knob``, ``value``, ``cosine`` and ``rel_error`` against the exact implicit gradient,
+    ``seconds``, ``peak_mib``), facts about the exact solve (``exact``), the Neumann step used."""
+
+    rows: list[dict]
+    exact: dict
+    neumann_alpha: float
+    algorithm: str
+
+    def table(self) -> str:
+        """The rows as aligned text."""
+        lines = [f"{'method':<12}{'knob':<13}{'value':>8}  {'cosine':>9}  {'rel. error':>11}  {'seconds':>8}"]
+        for r in self.rows:
+            lines.append(f"{r['method']:<12}{r['knob']:<13}{r['value']!s:>8}  {r['cosine']:9.5f}  {r['rel_error']:11.3e}"
+                         f"  {r['seconds']:8.3f}")
+        return "\n".join(lines)
+
+
+def compare_meta_gradients(learner, batch: TaskBatch, *, methods: Sequence[str] = METHODS,
+                           ks: Sequence[int] = (1, 2, 5, 10, 20), unroll: Sequence[int] = (1, 2, 5, 10, 20, 50, 100),
+                           darts_radii: Sequence[float] = (1.0, 0.1, 0.01, 0.001), inner_steps: int = 100,
+                           lam: Optional[float] = None, neumann_alpha: Optional[float] = None,
+                           exact_tol: float = 1e-6, exact_max_iterations: int = 2000, device: Optional[str] = None,
+                           report=None) -> Comparison:
+    """Implicit (CG, Betty's CG, Neumann, DARTS), unrolled and first-order meta-gradients of the
+    proximal inner objective on one fixed ``batch``, each through the same Env, Problems and
+    Engine as training, against the exact implicit gradient at the inner loop's last iterate.
+
+    learner: a :class:`~bilevel_anil.MetaLearner` (its network, head, loss, inner lr; its λ
+    when it is proximal, else ``lam``, default 2). The inner loop adapts what the learner's
+    adapts: the head only (the exact gradient by a direct solve per task) or every parameter
+    (CG to ``exact_tol``). ``inner_steps`` SGD steps reach the inner solution the implicit
+    methods assume; ``unroll`` lists the unrolled step counts; ``neumann_alpha`` defaults to
+    1 / the inner Hessian's largest eigenvalue (power iteration), a step that converges.
+    ``report``: a function called with each row's text as it is measured (e.g. ``print``).
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from bilevel_anil import MetaLearner, TaskBatch, compare_meta_gradients
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
+        >>> batch = TaskBatch.of(torch.randn(4, 5, 2), torch.randn(4, 5, 1), torch.randn(4, 5, 2), torch.randn(4, 5, 1))
+        >>> result = compare_meta_gradients(MetaLearner(net, "anil", loss="mse", inner_lr=0.05), batch,
+        ...                                 methods=("cg", "unrolled"), ks=(20,), unroll=(100,))
+        >>> [r["rel_error"] < 1e-4 for r in result.rows]
+        [True, True]
+    """
+    from .meta_learner import MetaLearner
+    from .solvers import HYPERGRADS
+
+    if not isinstance(learner, MetaLearner):
+        raise UsageError(f"learner must be a MetaLearner, not {type(learner).__name__}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
+    device = device or learner.device
+    inner = learner.learner
+    head_only = not inner.adapts_body
+    name = "ianil" if head_only else "imaml"
+    lam = inner.lam if inner.algorithm.proximal else (2.0 if lam is None else lam)
+    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
+        raise UsageError(f"lam must be a positive number, got {lam!r}")
+    head = inner.head.module or (lambda n, keep=frozenset(inner.head.names): n in keep)
+    loss, lr, model = inner.loss, learner.inner_lr, learner.model
+    batch = batch.to(device)
     implicit = get_algorithm(name)
-    solver = "direct" if cfg.head_only else "cg"
-    reference_learner = Learner(copy.deepcopy(model), implicit, loss, cfg.lam)
-    ref = measure(lambda: exact_implicit_gradient(reference_learner, batch, cfg.inner_steps, lr, solver,
-                                                  cfg.exact_tol, cfg.exact_max_iterations), cfg.device)
+    solver = "direct" if head_only else "cg"
+    reference = Learner(copy.deepcopy(model), implicit, loss, lam, head=head)
+    ref = measure(lambda: exact_implicit_gradient(reference, batch, inner_steps, lr, solver, exact_tol,
+                                                  exact_max_iterations), device)
     exact, info = ref.value
+    info = {**info, "seconds": ref.seconds}
     if not (math.isfinite(info["inner_grad_norm"]) and all(torch.isfinite(g).all() for g in exact)):
         raise TrainingDiverged(f"the inner loop diverged at inner lr {lr} (non-finite inner gradient or exact "
-                               "meta-gradient): lower --inner-lr; nothing was written")
+                               "meta-gradient): lower the inner lr")
+    alpha = neumann_alpha if neumann_alpha is not None else 1.0 / info["largest_eigenvalue"]
     rows: list[dict] = []
 
     def add(method: str, knob: str, value, grads, m):
         cosine, error = _compare(grads, exact)
         rows.append({"method": method, "knob": knob, "value": value, "cosine": cosine, "rel_error": error,
                      "seconds": m.seconds, "peak_mib": m.peak_mib})
-        print(f"  {method:<10} {knob:<12} {value:>8}  cosine {cosine:8.5f}  rel. error {error:10.3e}  "
-              f"{m.seconds:7.3f} s  {'' if m.peak_mib is None else f'{m.peak_mib:8.1f} MiB'}", flush=True)
+        if report is not None:
+            report(f"  {method:<10} {knob:<12} {value:>8}  cosine {cosine:8.5f}  rel. error {error:10.3e}  "
+                   f"{m.seconds:7.3f} s  {'' if m.peak_mib is None else f'{m.peak_mib:8.1f} MiB'}")
 
-    print(f"compare-grads: {name} ({'head only' if cfg.head_only else 'full network'}) on {cfg.dataset}, "
-          f"{cfg.tasks} tasks, λ={cfg.lam}, inner lr {lr}, φ after {cfg.inner_steps} SGD steps "
-          f"(inner gradient norm {info['inner_grad_norm']:.2e})")
-    print(f"  exact implicit gradient: {'direct solve per task' if solver == 'direct' else 'CG to convergence'}, "
-          f"relative residual {info['residual']:.1e}, {ref.seconds:.2f} s; largest inner Hessian eigenvalue "
-          f"{info['largest_eigenvalue']:.3g}")
-    engine = lambda algo, steps, hg: engine_gradient(model, algo, loss, cfg.lam, batch, steps, lr, hg, cfg.device)  # noqa: E731
+    def engine(algo, steps, hg):
+        return engine_gradient(model, algo, loss, lam, batch, steps, lr, hg, device, head=head)
+
     engine(implicit, 1, HypergradConfig("cg", 1))  # warm-up
-    grads, m = engine(get_algorithm(name, first_order=True, grad="unrolled"), cfg.inner_steps, None)
-    add("first-order", "inner steps", cfg.inner_steps, grads, m)
-    alpha = cfg.neumann_alpha if cfg.neumann_alpha is not None else 1.0 / info["largest_eigenvalue"]
-    for k in cfg.ks:
+    if "first-order" in methods:
+        add("first-order", "inner steps", inner_steps, *engine(get_algorithm(name, first_order=True, grad="unrolled"),
+                                                               inner_steps, None))
+    for k in ks:
         for method in ("cg", "betty-cg", "neumann"):
-            grads, m = engine(implicit, cfg.inner_steps, HypergradConfig(method, k, alpha))
-            add(method, "iterations", k, grads, m)
-    for radius in cfg.darts_radii:
-        grads, m = engine(implicit, cfg.inner_steps, HypergradConfig("darts", 1, darts_alpha=radius))
-        add("darts", "radius", radius, grads, m)
-    unrolled = get_algorithm(name, grad="unrolled")
-    for k in cfg.unroll:
-        grads, m = engine(unrolled, k, None)
-        add("unrolled", "inner steps", k, grads, m)
+            if method in methods and method in HYPERGRADS:
+                add(method, "iterations", k, *engine(implicit, inner_steps, HypergradConfig(method, k, alpha)))
+    if "darts" in methods:
+        for radius in darts_radii:
+            add("darts", "radius", radius, *engine(implicit, inner_steps, HypergradConfig("darts", 1, darts_alpha=radius)))
+    if "unrolled" in methods:
+        unrolled = get_algorithm(name, grad="unrolled")
+        for k in unroll:
+            add("unrolled", "inner steps", k, *engine(unrolled, k, None))
+    return Comparison(rows, info, alpha, name)
 
+
+def run_comparison(cfg: CompareConfig) -> list[dict]:
+    """Compute every method's meta-gradient; write ``comparison.csv``/``.json``/``.png`` to ``cfg.out``."""
+    from .meta_learner import MetaLearner
+
+    torch.manual_seed(cfg.seed)
+    model, loss, batch = fixed_batch(cfg)
+    lr = cfg.inner_lr if cfg.inner_lr is not None else (0.01 if cfg.dataset == "sine" else 0.1)
+    name = "ianil" if cfg.head_only else "imaml"
+    learner = MetaLearner(model, name, loss=loss, lam=cfg.lam, inner_lr=lr, device=cfg.device)
+    print(f"compare-grads: {name} ({'head only' if cfg.head_only else 'full network'}) on {cfg.dataset}, "
+          f"{cfg.tasks} tasks, λ={cfg.lam}, inner lr {lr}, φ after {cfg.inner_steps} SGD steps", flush=True)
+    result = compare_meta_gradients(learner, batch, ks=cfg.ks, unroll=cfg.unroll, darts_radii=cfg.darts_radii,
+                                    inner_steps=cfg.inner_steps, neumann_alpha=cfg.neumann_alpha,
+                                    exact_tol=cfg.exact_tol, exact_max_iterations=cfg.exact_max_iterations,
+                                    device=cfg.device,
+                                    report=lambda line: print(line, flush=True))
+    info, rows = result.exact, result.rows
+    print(f"  exact implicit gradient: {'direct solve per task' if cfg.head_only else 'CG to convergence'}, "
+          f"relative residual {info['residual']:.1e}, {info['seconds']:.2f} s; inner gradient norm "
+          f"{info['inner_grad_norm']:.2e}; largest inner Hessian eigenvalue {info['largest_eigenvalue']:.3g}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "comparison.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (out / "comparison.json").write_text(json.dumps({"config": asdict(cfg), "exact": {**info, "seconds": ref.seconds},
-                                                     "neumann_alpha": alpha, "rows": rows}, indent=2))
+    (out / "comparison.json").write_text(json.dumps({"config": asdict(cfg), "exact": info,
+                                                     "neumann_alpha": result.neumann_alpha, "rows": rows}, indent=2))
     plot_comparison(rows, out / "comparison.png",
                     f"{name} on {cfg.dataset}: meta-gradient error against the exact implicit gradient")
     print(f"  wrote {out / 'comparison.csv'}, {out / 'comparison.json'} and {out / 'comparison.png'}")

@@ -12,7 +12,7 @@ import torch
 
 from . import distributed
 from .algorithms import get_algorithm
-from .data.natural import NATURAL_DATASETS
+from .data.registry import DATASETS, dataset_spec
 from .errors import (UsageError, require_device, require_output, require_positive_integers,
                      require_positive_numbers, require_seed)
 from .fast_weights import INNER_OPTIMIZERS
@@ -20,42 +20,15 @@ from .metrics_log import LOGGERS, summary_writer_class
 from .models import IMAGE_ARCHS, TRAIN_BODY, smallest_image_size
 from .models.conv4 import BN_MODES
 from .presets import algorithm_settings
-from .problems.hypergradients import HYPERGRADS
+from .solvers import HYPERGRADS
 
-DATASETS = ("omniglot", "sine", *NATURAL_DATASETS)
 # where the proximal term enters iMAML's inner loop: every step, or one pull-back step after
 # steps on the support loss alone (the iMAML authors' code)
 INNER_PROXIMAL = ("every", "pullback")
 
-MAML_MINI_IMAGENET: dict[str, object] = {
-    "ways": 5, "shots": 1, "queries": 15, "test_queries": 15, "inner_lr": 0.01, "meta_lr": 0.001, "meta_batch": 4,
-    "iterations": 60000, "val_every": 1000, "val_tasks": 100, "bn": "batch", "inner_steps": 5,
-    "test_inner_steps": 10, "arch": "conv4-32"}
-
-# Settings whose default depends on the benchmark (None in RunConfig means "the dataset's default").
-DATASET_DEFAULTS: dict[str, dict[str, object]] = {
-    # 5-way 1-shot Omniglot as in the MAML/ANIL papers (inner lr 0.4, meta-batch 32).
-    "omniglot": {"ways": 5, "shots": 1, "queries": 1, "test_queries": 15, "inner_lr": 0.4, "meta_lr": 0.003,
-                 "meta_batch": 32, "iterations": 1000, "val_every": 100, "val_tasks": 100, "bn": "batch"},
-    # Sine-wave regression as in the MAML paper (K=10, 10 query points, meta-batch 25, 70 000 steps).
-    # Inner lr 0.001 as the authors' code runs it (cbfinn/maml: the sinusoid usage line leaves
-    # --update_lr at its default 1e-3); the paper's text says 0.01, with which rare test tasks
-    # diverge after 5-10 steps (README, Results: both measured).
-    "sine": {"ways": None, "shots": 10, "queries": 10, "test_queries": 100, "inner_lr": 0.001, "meta_lr": 0.001,
-             "meta_batch": 25, "iterations": 70000, "val_every": 5000, "val_tasks": 200, "bn": "none"},
-    # MAML paper, section 5.2 and cbfinn/maml's mini-ImageNet command: Conv4 with 32 filters,
-    # 5-way 1-shot, 15 queries per class, 5 inner steps at lr 0.01 (10 at test), meta-batch 4,
-    # Adam 1e-3, 60 000 outer steps. tiered-ImageNet and CIFAR-FS take the same settings.
-    "mini-imagenet": MAML_MINI_IMAGENET,
-    "tiered-imagenet": MAML_MINI_IMAGENET,
-    "cifar-fs": MAML_MINI_IMAGENET,
-    # learn2learn's ANIL example on FC100 (examples/vision/anil_fc100.py): Conv4 with 64
-    # filters (256 features at 32x32), 5-way 5-shot, 5 queries per class, 5 inner steps at
-    # lr 0.1, meta-batch 32, Adam 1e-3, 10 000 outer steps.
-    "fc100": {"ways": 5, "shots": 5, "queries": 5, "test_queries": 5, "inner_lr": 0.1, "meta_lr": 0.001,
-              "meta_batch": 32, "iterations": 10000, "val_every": 500, "val_tasks": 100, "bn": "batch",
-              "inner_steps": 5, "arch": "conv4"},
-}
+# Settings whose default depends on the benchmark (None in RunConfig means "the dataset's
+# default"), each stated in its data set's spec (bilevel_anil.data.registry).
+DATASET_DEFAULTS: dict[str, dict[str, object]] = {name: spec.defaults for name, spec in DATASETS.items()}
 
 
 # The implicit gradient assumes a solved inner problem. For ianil on Omniglot, 5 head steps
@@ -118,6 +91,7 @@ class RunConfig:
     bn: Optional[str] = None
     arch: Optional[str] = None
     image_size: Optional[int] = None
+    channels: Optional[int] = None
     pretrained: Optional[str] = None
     train_body: str = "all"
     rotate: bool = True
@@ -172,14 +146,13 @@ def validate_config(cfg: RunConfig) -> None:
                          "steps used for validation with --test-inner-steps")
     if cfg.hypergrad not in HYPERGRADS:
         raise UsageError(f"unknown --hypergrad {cfg.hypergrad!r}: choose one of {', '.join(HYPERGRADS)}")
-    if cfg.dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {cfg.dataset!r}: choose one of {', '.join(DATASETS)}")
+    spec = dataset_spec(cfg.dataset)
     validate_body(cfg, algo)
-    if cfg.dataset == "sine":
+    if not spec.images:
         if cfg.ways is not None:
-            raise UsageError("--ways applies to classification; sine regression has no classes: drop --ways")
+            raise UsageError(f"--ways applies to classification; {spec.title} has no classes: drop --ways")
         if cfg.bn is not None:
-            raise UsageError("--bn applies to the Conv4 network; the sine MLP has no BatchNorm: drop --bn")
+            raise UsageError(f"--bn applies to the image networks; {spec.title}'s MLP has no BatchNorm: drop --bn")
     elif cfg.bn is not None and cfg.bn not in BN_MODES:
         raise UsageError(f"unknown BatchNorm mode {cfg.bn!r}: choose one of {', '.join(BN_MODES)}")
     for name, value in (("test-lam", cfg.test_lam), ("cg-damping", cfg.cg_damping),
@@ -228,19 +201,24 @@ def validate_config(cfg: RunConfig) -> None:
 
 
 def validate_body(cfg: RunConfig, algo) -> None:
-    """The network flags: --arch, --image-size, --pretrained, --train-body."""
-    if cfg.dataset == "sine":
+    """The network flags: --arch, --image-size, --channels, --pretrained, --train-body."""
+    spec = dataset_spec(cfg.dataset)
+    if cfg.channels is not None and spec.channels is not None:
+        raise UsageError(f"--channels applies to --dataset folder; {spec.title}'s inputs have "
+                         f"{spec.channels if spec.images else 'no image'} channel(s): drop --channels")
+    if cfg.channels is not None and cfg.channels not in (1, 3):
+        raise UsageError(f"--channels must be 1 (grey) or 3 (RGB), got {cfg.channels}")
+    if not spec.images:
         for flag, value, default in (("arch", cfg.arch, None), ("pretrained", cfg.pretrained, None),
                                      ("train-body", cfg.train_body, "all"), ("image-size", cfg.image_size, None)):
             if value != default:
-                raise UsageError(f"--{flag} applies to image benchmarks; sine uses the MAML paper's MLP: drop --{flag}")
+                raise UsageError(f"--{flag} applies to image benchmarks; {spec.title} uses its own MLP: drop --{flag}")
         return
     if cfg.arch is not None and cfg.arch not in IMAGE_ARCHS:
         raise UsageError(f"unknown --arch {cfg.arch!r}: choose one of {', '.join(IMAGE_ARCHS)}")
-    if cfg.dataset in NATURAL_DATASETS and cfg.image_size is not None:
-        spec = NATURAL_DATASETS[cfg.dataset]
-        raise UsageError(f"--image-size applies to Omniglot; {spec.title}'s images are {spec.image_size}x"
-                         f"{spec.image_size}: drop --image-size")
+    if spec.image_size is not None and cfg.image_size is not None:
+        raise UsageError(f"--image-size applies to Omniglot and --dataset folder; {spec.title}'s images are "
+                         f"{spec.image_size}x{spec.image_size}: drop --image-size")
     smallest = smallest_image_size(cfg.arch or "conv4")
     if cfg.image_size is not None and cfg.image_size < smallest:
         raise UsageError(f"--image-size must be at least {smallest} pixels for {cfg.arch or 'conv4'} (smaller inputs "
@@ -268,13 +246,16 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     for field, value in ALGORITHM_DEFAULTS.get((chosen.name, cfg.dataset), {}).items():
         if getattr(cfg, field) is None:
             setattr(cfg, field, value)
-    for field, value in DATASET_DEFAULTS[cfg.dataset].items():
+    spec = dataset_spec(cfg.dataset)
+    for field, value in spec.defaults.items():
         if getattr(cfg, field) is None:
             setattr(cfg, field, value)
-    if cfg.dataset != "sine" and cfg.arch is None:
+    if spec.images and cfg.arch is None:
         cfg.arch = "conv4"
-    if cfg.dataset != "sine" and cfg.image_size is None:
-        cfg.image_size = NATURAL_DATASETS[cfg.dataset].image_size if cfg.dataset in NATURAL_DATASETS else 28
+    if spec.images and cfg.image_size is None:
+        cfg.image_size = spec.size(cfg)
+    if spec.images and spec.channels is None and cfg.channels is None:
+        cfg.channels = spec.input_channels(cfg)
     cfg.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     group = distributed.current()
     if group.active and cfg.device == "cuda":
@@ -309,9 +290,6 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-OMNIGLOT_IMAGES = 1623 * 20  # characters x drawings, decoded at --image-size as uint8
-
-
 def available_memory() -> Optional[int]:
     """Bytes of memory available to a new allocation (Linux ``MemAvailable``); None elsewhere."""
     try:
@@ -326,15 +304,16 @@ def available_memory() -> Optional[int]:
 def task_tensor_bytes(cfg: RunConfig) -> dict[str, int]:
     """The bytes of what a resolved config materialises before the first step, by the flag
     that sets each: one meta-batch of inputs, the fixed validation and test tasks (float32),
-    and Omniglot's decoded images (uint8). A lower bound of the run's memory (activations
+    and the decoded images a data set holds (uint8). A lower bound of the run's memory (activations
     come on top): settings that cannot fit are refused before anything is allocated."""
-    if cfg.dataset == "sine":
+    spec = dataset_spec(cfg.dataset)
+    if not spec.images:
         pixels, ways, decoded, test_sets = 1, 1, 0, 2
     else:
-        size = NATURAL_DATASETS[cfg.dataset].image_size if cfg.dataset in NATURAL_DATASETS else cfg.image_size
-        pixels = (3 if cfg.dataset in NATURAL_DATASETS else 1) * size * size
+        size = spec.size(cfg)
+        pixels = spec.input_channels(cfg) * size * size
         ways, test_sets = cfg.ways, 1
-        decoded = OMNIGLOT_IMAGES * size * size if cfg.dataset == "omniglot" else 0
+        decoded = spec.decoded_images * size * size
     per_task = lambda shots, queries: ways * (shots + queries) * pixels * 4
     return {"--meta-batch": cfg.meta_batch * per_task(cfg.train_shots or cfg.shots, cfg.queries),
             "--val-tasks": cfg.val_tasks * per_task(cfg.shots, cfg.test_queries),
@@ -354,6 +333,6 @@ def check_memory(cfg: RunConfig, available: Optional[int] = None) -> None:
         gib = lambda b: f"{b / 2 ** 30:,.1f} GiB"
         parts = ", ".join(f"{gib(b)} for {f}" for f, b in sorted(need.items(), key=lambda kv: -kv[1])
                           if b >= 2 ** 26)
-        pixels = " or --image-size" if cfg.dataset == "omniglot" and cfg.image_size > 28 else ""
+        pixels = " or --image-size" if dataset_spec(cfg.dataset).decoded_images and cfg.image_size > 28 else ""
         raise UsageError(f"these settings need at least {gib(total)} for their task tensors alone ({parts}); this "
                          f"machine has {gib(available)} available: lower {flag}{pixels}")

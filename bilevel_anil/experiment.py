@@ -24,6 +24,7 @@ from .models.pretrained import load_pretrained
 from .profiling import measure
 from .run_lock import RunFolderLock
 from .problems import HypergradConfig, build_lower, build_upper
+from .data.registry import dataset_spec
 from .suite import TaskSuite, build_suite
 
 BN_NOTES = {
@@ -133,6 +134,7 @@ def _train_and_test(cfg: RunConfig) -> dict:
                 "pretrained": pretrained, "train_body": cfg.train_body, "inner_optimizer": algo.inner_optimizer,
                 "inner_lr": cfg.inner_lr,
                 "inner_steps": cfg.inner_steps, "test_inner_steps": cfg.test_inner_steps, "bn_mode": cfg.bn,
+                "normalization": suite.normalization,
                 "config": asdict(cfg)}
 
     def validate() -> Interval:
@@ -181,7 +183,7 @@ def _train_and_test(cfg: RunConfig) -> dict:
     if cfg.preset:
         from .presets import PRESETS
         print(f"preset {cfg.preset}: {PRESETS[cfg.preset].source}", flush=True)
-    if cfg.dataset != "sine":
+    if dataset_spec(cfg.dataset).images:
         path = "generic per-task path" if isinstance(model, TaskBatchedNet) else "hand-written task-batched forward"
         print(f"network: {model.arch['name']} ({path}), "
               f"{cfg.image_size}x{cfg.image_size} inputs; body: {pretrained or 'random initialisation'}; "

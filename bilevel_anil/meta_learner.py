@@ -195,7 +195,7 @@ class MetaLearner:
                  hypergrad_iterations: int = 5, meta_lr: float = 1e-3, meta_optimizer: Any = None,
                  inner_batch: Optional[int] = None, task_chunk: Optional[int] = None, device: str = "cpu"):
         from .errors import require_device
-        from .problems.hypergradients import HYPERGRADS, HypergradConfig
+        from .solvers import HYPERGRADS, HypergradConfig
 
         self.algorithm = resolve_algorithm(algorithm, adapt, grad)
         _positive("inner_lr", inner_lr, zero=self.algorithm.pretrain)

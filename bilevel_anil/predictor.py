@@ -4,16 +4,13 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
 from . import checkpoint
 from .algorithms import get_algorithm
-from .data.natural import NATURAL_DATASETS
-from .data.class_images import normalize_pixels
-from .data.omniglot import resize_gray, to_input
+from .data.registry import DATASETS
 from .errors import UsageError, load_failure
 from .learner import Learner
 from .models import build_model
@@ -44,18 +41,16 @@ class FewShotModel:
         self.algorithm = state["algorithm"]
         self.dataset = state.get("config", {}).get("dataset", "omniglot")
         self.device = device
+        self.state = {k: v for k, v in state.items() if k not in ("model", "optimizer", "rng")}
 
     def transform(self, image: Image.Image) -> Tensor:
-        """A PIL image to the model's input ``[C, S, S]`` (the training preprocessing: grey and
-        inverted for Omniglot; RGB, normalised per channel for the natural-image benchmarks)."""
-        if self.image_size is None:
+        """A PIL image to the model's input ``[C, S, S]`` (the training preprocessing of its data
+        set: grey and inverted for Omniglot; RGB, normalised per channel for the natural-image
+        benchmarks; the folder data set's channels and its training split's statistics)."""
+        spec = DATASETS.get(self.dataset)
+        if self.image_size is None or spec is None or spec.to_input is None:
             raise UsageError("this model does not take images")
-        if self.dataset in NATURAL_DATASETS:
-            spec = NATURAL_DATASETS[self.dataset]
-            rgb = image.convert("RGB").resize((self.image_size, self.image_size), Image.BILINEAR)
-            pixels = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy())
-            return normalize_pixels(pixels, spec.mean, spec.std)
-        return to_input(resize_gray(image, self.image_size))
+        return spec.to_input(self.state, image)
 
     def adapt_and_predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor,
                           steps: Optional[int] = None) -> Tensor:

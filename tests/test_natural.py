@@ -100,7 +100,7 @@ def test_damaged_or_foreign_files_are_one_line(name, damage, tmp_path, capsys):
 
 def test_image_size_is_the_datasets(tmp_path, capsys):
     code = main(["--dataset", "fc100", "--data-root", str(tmp_path), "--image-size", "28", *SHORT])
-    one_line(capsys, code, "--image-size applies to Omniglot; FC100's images are 32x32")
+    one_line(capsys, code, "--image-size applies to Omniglot and --dataset folder; FC100's images are 32x32")
 
 
 @pytest.mark.parametrize("name, extra", [("mini-imagenet", []), ("tiered-imagenet", ["--problem", "anil"]),

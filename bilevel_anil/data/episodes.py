@@ -197,9 +197,9 @@ class ClassificationTasks:
                  rotate: bool = False, split_name: str = "split", generator: Optional[torch.Generator] = None,
                  seed: Optional[int] = None):
         l2l = _learn2learn()
-        for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        for name, value, least in (("ways", ways, 1), ("shots", shots, 1), ("queries", queries, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
         self.generator = _generator(generator, seed)
         if isinstance(data, ClassImages):
             dataset, labels = torch.utils.data.TensorDataset(data.images, data.labels), data.labels.tolist()

@@ -18,7 +18,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, UsageError, first_line
-from .class_images import ClassImages, cache_dir, read_cache, write_cache
+from .class_images import ClassImages, cache_dir, normalize_pixels, read_cache, write_cache
+from .spec import DatasetSpec
 
 SPLITS = ("train", "val", "test")
 CACHE_VERSION = 1
@@ -136,3 +137,43 @@ def image_folder_tasks(root: str | os.PathLike, ways: int, shots: int, queries: 
         raise UsageError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
     data = load_image_folder(Path(root), channels, image_size)[split]
     return ClassificationTasks(data, ways, shots, queries, split_name=split, generator=generator, seed=seed)
+
+
+def folder_suite(cfg):
+    """``--dataset folder``: N-way K-shot tasks from the class folders under ``--data-root``
+    (meta-train on train/, validate on val/, test on test/)."""
+    from ..models import image_model
+    from ..suite import classification_suite
+
+    if cfg.data_root is None:
+        raise UsageError("--dataset folder needs --data-root DIR holding train/, val/ and test/ (one folder per class)")
+    splits = load_image_folder(Path(cfg.data_root), cfg.channels, cfg.image_size)
+    model = image_model(cfg.arch, cfg.ways, in_channels=cfg.channels, image_size=cfg.image_size, bn=cfg.bn)
+    counts = ", ".join(f"{len(splits[k].classes)} {k}" for k in SPLITS)
+    suite = classification_suite(cfg, splits, model, f"{cfg.data_root}/test ({counts} classes)", rotate=False)
+    suite.normalization = {"mean": list(splits["train"].mean), "std": list(splits["train"].std)}
+    return suite
+
+
+def checkpoint_input(state: dict, image: Image.Image) -> torch.Tensor:
+    """A PIL image as the network's input: the run's channels and size, normalised with the
+    training split's statistics stored in the checkpoint."""
+    norm, size = state.get("normalization"), state["arch"]["image_size"]
+    channels = state["arch"].get("in_channels", 3)
+    if not isinstance(norm, dict) or len(norm.get("mean", ())) != channels:
+        raise UsageError("this checkpoint does not hold the folder data set's normalisation: it was not written by "
+                         "run.py --dataset folder")
+    image = image.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
+    pixels = np.asarray(image, dtype=np.uint8)
+    pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+    return normalize_pixels(torch.from_numpy(pixels.copy()), tuple(norm["mean"]), tuple(norm["std"]))
+
+
+FOLDER = DatasetSpec(
+    "folder", "your image folders", folder_suite, channels=None, default_image_size=84,
+    # the MAML mini-ImageNet protocol (5-way 1-shot, 15 queries, 5 inner steps at lr 0.01), at 20 000
+    # outer steps instead of 60 000: a start for a new data set, not a tuned setting
+    defaults={"ways": 5, "shots": 1, "queries": 15, "test_queries": 15, "inner_lr": 0.01, "meta_lr": 0.001,
+              "meta_batch": 4, "iterations": 20000, "val_every": 500, "val_tasks": 100, "bn": "batch",
+              "inner_steps": 5, "test_inner_steps": 10},
+    to_input=checkpoint_input)

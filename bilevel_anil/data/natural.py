@@ -21,7 +21,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, first_line
-from .class_images import ClassImages, cache_dir, read_cache, write_cache
+from .class_images import ClassImages, cache_dir, normalize_pixels, read_cache, write_cache
+from .spec import DatasetSpec
 from .safe_pickle import restricted_pickle
 
 CACHE_VERSION = 1
@@ -170,4 +171,53 @@ def load_natural(name: str, root: Path, download: bool = True) -> dict[str, Clas
     return {split: load_split(spec, root, split, download) for split in MODES}
 
 
-__all__ = ["NATURAL_DATASETS", "NaturalDataset", "load_natural"]
+MAML_MINI_IMAGENET: dict[str, object] = {
+    "ways": 5, "shots": 1, "queries": 15, "test_queries": 15, "inner_lr": 0.01, "meta_lr": 0.001, "meta_batch": 4,
+    "iterations": 60000, "val_every": 1000, "val_tasks": 100, "bn": "batch", "inner_steps": 5,
+    "test_inner_steps": 10, "arch": "conv4-32"}
+
+# MAML paper, section 5.2 and cbfinn/maml's mini-ImageNet command: Conv4 with 32 filters,
+# 5-way 1-shot, 15 queries per class, 5 inner steps at lr 0.01 (10 at test), meta-batch 4,
+# Adam 1e-3, 60 000 outer steps. tiered-ImageNet and CIFAR-FS take the same settings.
+# learn2learn's ANIL example on FC100 (examples/vision/anil_fc100.py): Conv4 with 64
+# filters (256 features at 32x32), 5-way 5-shot, 5 queries per class, 5 inner steps at
+# lr 0.1, meta-batch 32, Adam 1e-3, 10 000 outer steps.
+NATURAL_DEFAULTS = {
+    "mini-imagenet": MAML_MINI_IMAGENET, "tiered-imagenet": MAML_MINI_IMAGENET, "cifar-fs": MAML_MINI_IMAGENET,
+    "fc100": {"ways": 5, "shots": 5, "queries": 5, "test_queries": 5, "inner_lr": 0.1, "meta_lr": 0.001,
+              "meta_batch": 32, "iterations": 10000, "val_every": 500, "val_tasks": 100, "bn": "batch",
+              "inner_steps": 5, "arch": "conv4"},
+}
+
+
+def natural_suite(cfg):
+    """mini-ImageNet, tiered-ImageNet, CIFAR-FS or FC100 through learn2learn's dataset classes:
+    their standard meta-train / meta-validation / meta-test class splits, RGB inputs, no
+    rotated classes."""
+    from ..models import image_model
+    from ..suite import classification_suite, data_root
+
+    spec = NATURAL_DATASETS[cfg.dataset]
+    splits = load_natural(cfg.dataset, data_root(cfg), download=cfg.download)
+    model = image_model(cfg.arch, cfg.ways, in_channels=3, image_size=spec.image_size, bn=cfg.bn)
+    names = {"train": "meta-train", "val": "meta-validation", "test": "meta-test"}
+    counts = ", ".join(f"{len(splits[k].classes)} {names[k]}" for k in names)
+    return classification_suite(cfg, splits, model, f"the {spec.title} meta-test classes ({counts} classes)",
+                                rotate=False)
+
+
+def rgb_input(image: Image.Image, size: int, mean: tuple, std: tuple) -> torch.Tensor:
+    """A PIL image as RGB pixels at ``size`` x ``size``, normalised per channel."""
+    rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    return normalize_pixels(torch.from_numpy(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy()), mean, std)
+
+
+def _spec(name: str, dataset: NaturalDataset) -> DatasetSpec:
+    return DatasetSpec(name, dataset.title, natural_suite, defaults=NATURAL_DEFAULTS[name], image_size=dataset.image_size,
+                       channels=3, to_input=lambda state, image: rgb_input(image, dataset.image_size, dataset.mean,
+                                                                           dataset.std))
+
+
+NATURAL_SPECS = [_spec(name, dataset) for name, dataset in NATURAL_DATASETS.items()]
+
+__all__ = ["NATURAL_DATASETS", "NATURAL_SPECS", "NaturalDataset", "load_natural"]

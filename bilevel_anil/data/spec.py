@@ -1,0 +1,42 @@
+"""What the command line needs to know about one data set (:class:`DatasetSpec`); the
+registry of them is :mod:`bilevel_anil.data.registry`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One data set of the command line.
+
+    build_suite: ``cfg -> TaskSuite`` (network, loss, samplers, fixed validation/test tasks).
+    defaults: the run settings it implies (``None`` fields of the config take these).
+    images: image classification (``--arch``, ``--image-size``, ``--bn``, ``--ways`` apply);
+        False for a regression family with its own network.
+    image_size: the images' fixed size (then ``--image-size`` is refused); None: ``--image-size``
+        applies, default ``default_image_size``.
+    channels: fixed input channels; None: ``--channels`` applies (default 3).
+    decoded_images: how many images are held decoded at ``--image-size`` (memory estimate).
+    to_input: ``(checkpoint state, PIL image) -> model input``, for :func:`bilevel_anil.load`.
+    """
+
+    name: str
+    title: str
+    build_suite: Callable[[Any], Any]
+    defaults: dict[str, object] = field(default_factory=dict)
+    images: bool = True
+    image_size: Optional[int] = None
+    default_image_size: int = 28
+    channels: Optional[int] = 1
+    decoded_images: int = 0
+    to_input: Optional[Callable[[dict, Any], Any]] = None
+
+    def size(self, cfg) -> Optional[int]:
+        """The input size a config's run uses."""
+        if not self.images:
+            return None
+        return self.image_size or cfg.image_size or self.default_image_size
+
+    def input_channels(self, cfg) -> int:
+        return self.channels or getattr(cfg, "channels", None) or 3
