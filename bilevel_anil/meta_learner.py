@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from . import checkpoint, distributed
 from .algorithms import ALGORITHMS, Algorithm, get_algorithm
 from .data.episodes import TaskBatch, TaskSampler, TaskSet
-from .errors import FLOAT32_MAX, UsageError, load_failure
+from .errors import FLOAT32_MAX, UsageError, first_line, load_failure
 from .evaluation import Interval, evaluate
 from .learner import Learner
 from .losses import LOSSES, TaskLoss
@@ -274,7 +274,19 @@ class MetaLearner:
         if not isinstance(batch, TaskBatch):
             raise UsageError(f"expected a TaskBatch (support and query sets of B tasks), got {type(batch).__name__}: "
                              "build one with TaskBatch.of(support_x, support_y, query_x, query_y)")
+        if self.learner.loss.classification:
+            for part, labels in (("support", batch.support.y), ("query", batch.query.y)):
+                if labels.is_floating_point() or labels.is_complex() or (labels.numel() and labels.min() < 0):
+                    raise UsageError(f"{part} labels must be integers 0..N-1 for the cross-entropy loss, got "
+                                     f"{labels.dtype} values from {labels.min().item()}")
         return batch.to(self.device)
+
+    def _outer_step(self, engine) -> dict[str, float]:
+        try:
+            return engine.train_step(check_finite=True)
+        except IndexError as exc:  # a class label at or above the network's number of outputs
+            raise UsageError(f"a label does not fit the network's outputs ({first_line(exc, 120)}): labels must be "
+                             "0..N-1 with N at most the network's number of outputs") from None
 
     # --- meta-training -----------------------------------------------------------------
     def meta_step(self, batch: TaskBatch) -> dict[str, float]:
@@ -287,7 +299,7 @@ class MetaLearner:
         self._feed.batch = batch
         self.model.train()
         try:
-            stats = engine.train_step(check_finite=True)
+            stats = self._outer_step(engine)
         finally:
             self._feed.batch = None
         self.steps_taken += 1
@@ -301,7 +313,7 @@ class MetaLearner:
         self._feed.batch = batch
         self.model.train()
         try:
-            engine.train_step(check_finite=True)
+            self._outer_step(engine)
         finally:
             self._feed.batch = None
         names = [n for n, p in self.model.named_parameters() if p.requires_grad]

@@ -149,9 +149,10 @@ class GenericForward:
             out = vmap(one_task, randomness="different")(per_task, x)
         except (RuntimeError, TypeError, ValueError, NotImplementedError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"{type(self.model).__name__} cannot run one task at a time under torch.func.vmap "
-                             f"({first[:300]}): make its forward take one task's inputs [n, ...] without in-place "
-                             "updates of buffers") from None
+            raise UsageError(f"{type(self.model).__name__} failed on the first batch, run one task at a time under "
+                             f"torch.func.vmap ({first[:300]}): check that the inputs [B, n, ...] fit the network and "
+                             "that its forward takes one task's inputs [n, ...] without in-place updates of buffers"
+                             ) from None
         self._checked = True
         return out
 

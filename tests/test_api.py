@@ -118,7 +118,7 @@ def test_a_module_that_cannot_run_per_task_says_so_on_the_first_batch():
             return self.fc(x)
 
     learner = MetaLearner(Stateful(), "maml", loss="mse")
-    with pytest.raises(ValueError, match="Stateful cannot run one task at a time under torch.func.vmap"):
+    with pytest.raises(ValueError, match="Stateful failed on the first batch, run one task at a time under torch.func.vmap"):
         learner.meta_step(function_tasks(sine_task, seed=0).sample(2))
 
 
