@@ -64,3 +64,17 @@ def test_installed_versions_are_setup_cfg_pins_for_this_python(name):
     assert name in pins
     installed = md.version(name).split("+")[0]
     assert pins[name].contains(installed), f"{name} {installed} installed, setup.cfg pins {pins[name]}"
+
+
+def test_console_command_is_installed_and_is_run_py():
+    """``pip install`` puts ``bilevel-anil`` beside the interpreter; it is run.py's command line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = Path(sys.executable).parent / "bilevel-anil"
+    assert command.is_file(), f"{command} is missing: reinstall the package (make venv)"
+    done = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--dataset" in done.stdout and "folder" in done.stdout
+    bad = subprocess.run([str(command), "--ways", "x"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
