@@ -15,7 +15,7 @@ from .algorithms import Algorithm
 from .errors import UsageError
 from .fast_weights import inner_optimizer
 from .losses import TaskLoss, resolve_loss
-from .network import BodyHeadForward, GenericForward, Head, HeadSpec, last_linear, resolve_head, task_forward
+from .network import BodyHeadForward, Head, HeadSpec, last_linear, resolve_head, task_forward
 
 Params = Mapping[str, Tensor]
 Predictor = Callable[[Params], Tensor]
@@ -62,7 +62,6 @@ class Learner:
         self.algorithm = algorithm
         self.loss = resolve_loss(loss)
         self.lam = lam if algorithm.proximal else 0.0
-        self._head_spec, self._adapt_spec = head, adapt
         names = [n for n, _ in model.named_parameters()]
         if head is None and algorithm.adapt == "all" and adapt is None and last_linear(model) is None:
             self.head = Head([], None)  # nothing to reuse: every inner step runs the whole network
@@ -77,7 +76,7 @@ class Learner:
         else:
             self.adapted_names = list(self.head.names)
         self.adapts_body = any(n not in self.head for n in self.adapted_names)
-        self.forward = task_forward(model, self.head) if self.head.names else GenericForward(model, self.head)
+        self.forward = task_forward(model, self.head)
 
     @property
     def fast_path(self) -> bool:

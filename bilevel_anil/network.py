@@ -25,15 +25,16 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
 
-from .errors import UsageError
+from .errors import UsageError, first_line
 
 Params = Mapping[str, Tensor]
 HeadSpec = Union[None, str, nn.Module, Callable[[str], bool]]
 
 
 class Head:
-    """The parameters of a network's head: ``names`` (non-empty), and ``module`` (its path in
-    the network) when the head is one submodule."""
+    """The parameters of a network's head: ``names`` (empty only where no head is needed:
+    MAML on a network without an ``nn.Linear``), and ``module`` (its path in the network)
+    when the head is one submodule."""
 
     def __init__(self, names: list[str], module: Optional[str]):
         self.names = names
@@ -102,10 +103,15 @@ def resolve_head(model: nn.Module, head: HeadSpec = None) -> Head:
     return Head(chosen, module)
 
 
-def _split_task_params(params: Params, dims: Mapping[str, int]) -> tuple[dict, dict]:
+def split_task_params(params: Params, dims: Mapping[str, int], prefix: str = "") -> tuple[dict, dict]:
+    """The tensors of ``params`` named ``prefix…`` (by their names without the prefix), split
+    into those shared by all tasks (their usual number of dimensions, ``dims``) and those per
+    task (one more: a leading task dimension)."""
     shared, per_task = {}, {}
     for name, p in params.items():
-        (per_task if p.dim() > dims[name] else shared)[name] = p
+        if name.startswith(prefix):
+            local = name[len(prefix):]
+            (per_task if p.dim() > dims[local] else shared)[local] = p
     return shared, per_task
 
 
@@ -121,13 +127,10 @@ class GenericForward:
         # BatchNorm layers that keep running statistics would update them in place inside
         # vmap: like the package's own networks, each task's set is normalised with its own
         # statistics instead (transductive, as in the MAML reference)
-        self.batchnorm_converted = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-                                       for m in model.modules())
-        if self.batchnorm_converted:
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in model.modules()):
             replace_all_batch_norm_modules_(model)
         self.model = model
         self.head_path = head.module
-        self.head_names = head.names
         self.dims = {n: p.dim() for n, p in model.named_parameters()}
         self._head_last: Optional[bool] = None if head.module is not None else False
         self._checked = False
@@ -138,19 +141,19 @@ class GenericForward:
         return bool(self._head_last)
 
     def _per_task(self, fn: Callable, params: Params, x: Tensor) -> Tensor:
-        shared, per_task = _split_task_params(params, self.dims)
+        shared, per_task = split_task_params(params, self.dims)
 
         def one_task(task_params: dict[str, Tensor], inputs: Tensor) -> Tensor:
             return fn({**shared, **task_params}, inputs)
 
+        run = vmap(one_task, randomness="different")
         if self._checked:
-            return vmap(one_task, randomness="different")(per_task, x)
+            return run(per_task, x)
         try:
-            out = vmap(one_task, randomness="different")(per_task, x)
+            out = run(per_task, x)
         except (RuntimeError, TypeError, ValueError, NotImplementedError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UsageError(f"{type(self.model).__name__} failed on the first batch, run one task at a time under "
-                             f"torch.func.vmap ({first[:300]}): check that the inputs [B, n, ...] fit the network and "
+                             f"torch.func.vmap ({first_line(exc, 300)}): check that the inputs [B, n, ...] fit the network and "
                              "that its forward takes one task's inputs [n, ...] without in-place updates of buffers"
                              ) from None
         self._checked = True
@@ -197,10 +200,9 @@ class GenericForward:
         if not self._head_last:
             return self.full(params, features)
         prefix = self.head_path + "."
-        local = {n[len(prefix):]: p for n, p in params.items() if n.startswith(prefix)}
         head = self.model.get_submodule(self.head_path)
         dims = {n[len(prefix):]: d for n, d in self.dims.items() if n.startswith(prefix)}
-        shared, per_task = _split_task_params(local, dims)
+        shared, per_task = split_task_params(params, dims, prefix)
 
         def one_task(task_params: dict[str, Tensor], inputs: Tensor) -> Tensor:
             return functional_call(head, {**shared, **task_params}, (inputs,))

@@ -14,6 +14,7 @@ from typing import Mapping
 from torch import Tensor, nn
 from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
 
+from ..network import split_task_params
 from . import functional as TF
 
 
@@ -44,11 +45,7 @@ class TaskBatchedNet(nn.Module):
     def body_forward(self, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
         """Features ``[B, n, D]`` of images ``[B, n, C, H, W]``; ``params`` by full name
         (``body.…``), each shared or per task."""
-        shared, per_task = {}, {}
-        for name, p in params.items():
-            if name.startswith("body."):
-                local = name[len("body."):]
-                (per_task if p.dim() > self._dims[local] else shared)[local] = p
+        shared, per_task = split_task_params(params, self._dims, "body.")
 
         def one_task(task_params: dict[str, Tensor], images: Tensor) -> Tensor:
             return functional_call(self.body, {**shared, **task_params}, (images,)).flatten(1)
