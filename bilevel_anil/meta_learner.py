@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from . import checkpoint, distributed
 from .algorithms import ALGORITHMS, Algorithm, get_algorithm
-from .data.episodes import TaskBatch, TaskSampler, TaskSet
+from .data.episodes import TaskBatch, TaskSampler
 from .errors import FLOAT32_MAX, UsageError, first_line, load_failure
 from .evaluation import Interval, evaluate
 from .learner import Learner
@@ -60,6 +60,9 @@ def resolve_algorithm(algorithm: str, adapt: Union[None, str, Callable] = None,
     if first_order and ALGORITHMS[algorithm].update == "interpolate":
         first_order, unrolled_or_implicit = False, None  # Reptile is first-order by definition
     return get_algorithm(algorithm, first_order=first_order, head_only=adapt == "head", grad=unrolled_or_implicit)
+
+
+_LABEL_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8)
 
 
 class _Feed:
@@ -231,8 +234,16 @@ class MetaLearner:
         self._engines: dict[tuple, Any] = {}
 
     # --- building blocks ----------------------------------------------------------------
+    def _trainable(self) -> list[Tensor]:
+        """The meta-trained parameters (those that require a gradient)."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _optimizer_like(self) -> torch.optim.Optimizer:
+        """A new optimiser of this learner's class and settings (Betty rebuilds it anyway)."""
+        return type(self.optimizer)(self._trainable(), **self.optimizer.defaults)
+
     def _make_optimizer(self, spec: Any) -> torch.optim.Optimizer:
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = self._trainable()
         if not params:
             raise UsageError(f"{type(self.model).__name__} has no parameter that requires a gradient: nothing to "
                              "meta-train")
@@ -258,8 +269,7 @@ class MetaLearner:
 
         key = (tasks, gradient_only)
         if key not in self._engines:
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            optimizer = _NoUpdate(params) if gradient_only else type(self.optimizer)(params, **self.optimizer.defaults)
+            optimizer = _NoUpdate(self._trainable()) if gradient_only else self._optimizer_like()
             self._engines[key] = step_engine(self.learner, self._feed, tasks, self.inner_steps, self.inner_lr,
                                              optimizer, self.hypergrad, self.device, self.inner_batch,
                                              self.task_chunk if self.task_chunk and tasks % self.task_chunk == 0
@@ -270,23 +280,37 @@ class MetaLearner:
             self.optimizer = engine.upper.optimizer
         return engine
 
+    def _check_labels(self, labels: Tensor, part: str) -> None:
+        """Class labels (for the cross-entropy loss) are integers 0..N-1: one line otherwise."""
+        if self.learner.loss.classification and (labels.dtype not in _LABEL_DTYPES
+                                                 or (labels.numel() and labels.min() < 0)):
+            lowest = labels.min().item() if labels.numel() else None
+            raise UsageError(f"{part} labels must be integers 0..N-1 for the cross-entropy loss, got "
+                             f"{labels.dtype} values from {lowest}")
+
     def _check_batch(self, batch: TaskBatch) -> TaskBatch:
         if not isinstance(batch, TaskBatch):
             raise UsageError(f"expected a TaskBatch (support and query sets of B tasks), got {type(batch).__name__}: "
                              "build one with TaskBatch.of(support_x, support_y, query_x, query_y)")
-        if self.learner.loss.classification:
-            for part, labels in (("support", batch.support.y), ("query", batch.query.y)):
-                if labels.is_floating_point() or labels.is_complex() or (labels.numel() and labels.min() < 0):
-                    raise UsageError(f"{part} labels must be integers 0..N-1 for the cross-entropy loss, got "
-                                     f"{labels.dtype} values from {labels.min().item()}")
-        return batch.to(self.device)
+        self._check_labels(batch.support.y, "support")
+        self._check_labels(batch.query.y, "query")
+        return batch
 
-    def _outer_step(self, engine) -> dict[str, float]:
+    def _outer_step(self, batch: TaskBatch, gradient_only: bool):
+        """One outer step on ``batch`` through the engine for its size; returns the engine and
+        the step's query loss and score."""
+        batch = self._check_batch(batch).to(self.device)
+        engine = self._step_engine(batch.tasks, gradient_only)
+        self._feed.batch = batch
+        self.model.train()
         try:
-            return engine.train_step(check_finite=True)
+            stats = engine.train_step(check_finite=True)
         except IndexError as exc:  # a class label at or above the network's number of outputs
             raise UsageError(f"a label does not fit the network's outputs ({first_line(exc, 120)}): labels must be "
                              "0..N-1 with N at most the network's number of outputs") from None
+        finally:
+            self._feed.batch = None
+        return engine, stats
 
     # --- meta-training -----------------------------------------------------------------
     def meta_step(self, batch: TaskBatch) -> dict[str, float]:
@@ -294,28 +318,14 @@ class MetaLearner:
         meta-gradient of the query loss. Returns the mean query ``loss`` and ``score``
         (accuracy, or the loss for regression); raises :class:`~bilevel_anil.errors.TrainingDiverged`
         on a non-finite loss."""
-        batch = self._check_batch(batch)
-        engine = self._step_engine(batch.tasks)
-        self._feed.batch = batch
-        self.model.train()
-        try:
-            stats = self._outer_step(engine)
-        finally:
-            self._feed.batch = None
+        _, stats = self._outer_step(batch, gradient_only=False)
         self.steps_taken += 1
         return stats
 
     def meta_gradient(self, batch: TaskBatch) -> dict[str, Tensor]:
         """The meta-gradient of ``batch`` by parameter name, without updating θ (for every
         parameter that requires a gradient)."""
-        batch = self._check_batch(batch)
-        engine = self._step_engine(batch.tasks, gradient_only=True)
-        self._feed.batch = batch
-        self.model.train()
-        try:
-            self._outer_step(engine)
-        finally:
-            self._feed.batch = None
+        engine, _ = self._outer_step(batch, gradient_only=True)
         names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         return dict(zip(names, engine.upper.last_grads))
 
@@ -346,7 +356,7 @@ class MetaLearner:
             raise UsageError(f"tasks must be a task sampler (an object with sample(tasks) -> TaskBatch), not "
                              f"{type(tasks).__name__}: see bilevel_anil.dataset_tasks and function_tasks")
         if validation is not None:
-            validation = self._check_batch(validation).to("cpu")
+            validation = self._check_batch(validation)
         group = distributed.current()
         with contextlib.ExitStack() as stack:
             if out is None:
@@ -362,21 +372,19 @@ class MetaLearner:
                 if not resume and (folder / "last.pt").exists():
                     raise UsageError(f"{folder} already holds a run: continue it with resume=True, or choose another out")
             env = EpisodicEnv(tasks, meta_batch, self.task_chunk, group, shuffle_support=bool(self.inner_batch))
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            upper = build_upper(self.learner, type(self.optimizer)(params, **self.optimizer.defaults),
-                                chunks=env.chunk_count, group=group)
+            upper = build_upper(self.learner, self._optimizer_like(), chunks=env.chunk_count, group=group)
             lower = build_lower(self.learner, self.inner_lr, self.inner_steps, env.task_chunk, self.hypergrad,
                                 self.inner_batch)
             settings = EngineSettings(steps, self.inner_steps, val_every or max(1, steps // 10), folder, self.device,
                                       higher_is_better=self.learner.loss.higher_is_better, progress=progress,
                                       time_budget=time_budget)
-            validate = None
-            if validation is not None:
-                def validate() -> Interval:
-                    theta = self.learner.meta_params()
-                    return evaluate(self.test_learner, theta, validation, [self.test_inner_steps],
-                                    self.inner_lr)[self.test_inner_steps]
-            engine = MetaEngine(upper, lower, env, settings, validate, self._run_info())
+            def validate() -> Interval:
+                theta = self.learner.meta_params()
+                return evaluate(self.test_learner, theta, validation, [self.test_inner_steps],
+                                self.inner_lr)[self.test_inner_steps]
+
+            engine = MetaEngine(upper, lower, env, settings, None if validation is None else validate,
+                                self._run_info())
             engine.upper.optimizer.load_state_dict(self.optimizer.state_dict())
             start = 0
             if resume and (folder / "last.pt").exists():
@@ -401,7 +409,7 @@ class MetaLearner:
         """Mean query score (accuracy, or the loss) over the tasks of ``tasks`` with its 95%
         interval, after each number of inner steps in ``steps`` (default 0 and
         ``test_inner_steps``)."""
-        tasks = self._check_batch(tasks).to("cpu")
+        tasks = self._check_batch(tasks)
         steps = sorted({0, self.test_inner_steps} if steps is None else set(steps))
         for k in steps:
             if not isinstance(k, int) or k < 0:
@@ -425,9 +433,10 @@ class MetaLearner:
         if sx.shape[:2] != sy.shape[:2]:
             raise UsageError(f"support_x {tuple(support_x.shape)} and support_y {tuple(support_y.shape)} disagree on "
                              "the number of tasks or examples")
+        if sy.numel() == 0:
+            raise UsageError("the support set is empty: give at least one example")
+        self._check_labels(sy, "support")
         if self.learner.loss.classification:
-            if sy.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or sy.numel() == 0 or sy.min() < 0:
-                raise UsageError("support labels must be non-negative integers 0..N-1")
             sy = sy.long()
         steps = self.test_inner_steps if steps is None else steps
         if not isinstance(steps, int) or steps < 0:
@@ -481,17 +490,9 @@ class MetaLearner:
                 raise UsageError(f"{path} holds a network of the user's ({arch.get('class')}): pass model= an instance "
                                  "of it to load the weights into")
             model = build_model(arch)
-        buffers = ("running_mean", "running_var", "num_batches_tracked")
-        if any(n.endswith(buffers) for n in model.state_dict()) and not any(n.endswith(buffers) for n in state["model"]):
-            # saved after the learner made the BatchNorm layers use batch statistics (see network.py)
-            torch.func.replace_all_batch_norm_modules_(model)
-        try:
-            model.load_state_dict(state["model"])
-        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"{path}: its weights do not fit the {type(model).__name__} given ({load_failure(exc)})"
-                             ) from None
-        for name, p in model.named_parameters():
-            if name in set(state.get("frozen", ())):
+        frozen = set(state.get("frozen", ()))
+        for parameter_name, p in model.named_parameters():
+            if parameter_name in frozen:
                 p.requires_grad_(False)
         name = state["loss"]
         if loss is None and name not in LOSSES:
@@ -515,6 +516,13 @@ class MetaLearner:
                       hypergrad_iterations=int(config.get("hypergrad_iterations", 5)),
                       meta_lr=float(config.get("meta_lr") or 1e-3), inner_batch=config.get("inner_batch"),
                       device=device)
+        # after the learner is built: it switches a network's BatchNorm layers to batch statistics
+        # (network.py) as it did when the weights were saved
+        try:
+            model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{path}: its weights do not fit the {type(model).__name__} given ({load_failure(exc)})"
+                             ) from None
         learner.steps_taken = int(state["step"])
         if isinstance(state.get("optimizer"), dict):
             try:
