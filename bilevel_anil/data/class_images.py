@@ -51,6 +51,37 @@ def normalize_pixels(pixels: torch.Tensor, mean: tuple[float, ...], std: tuple[f
     return (pixels.float() / 255.0 - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
 
 
+def shown_path(path: Path) -> str:
+    """A path as text that can be printed whatever bytes its name holds."""
+    return os.fsdecode(os.fsencode(path)).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def hash_files(digest, files: list[Path], label) -> None:
+    """Add each file's ``label(file)`` (bytes), size and modification time to ``digest`` (a decode
+    cache's key); a file that cannot be read (a dangling symlink, a loop, removed meanwhile) is
+    one line naming it."""
+    from ..errors import DataError, first_line
+
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError as exc:
+            raise DataError(f"cannot read image {shown_path(f)} ({first_line(exc)}): remove or replace it") from None
+        digest.update(b"%s|%d|%d" % (label(f), st.st_size, st.st_mtime_ns))
+
+
+def image_pixels(image, channels: int, size: int) -> np.ndarray:
+    """A PIL image as uint8 pixels ``[C, size, size]`` (1: grey, 3: RGB), resized bilinearly
+    where its size differs."""
+    from PIL import Image
+
+    image = image.convert("L" if channels == 1 else "RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
+    pixels = np.asarray(image, dtype=np.uint8)
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+
+
 def cache_dir() -> Path | None:
     """``$BILEVEL_ANIL_CACHE`` (default ``~/.cache/bilevel_anil``), created; None where it cannot
     be (a read-only file system: the data is then decoded on every run). An empty value is

@@ -149,20 +149,13 @@ def _generator(generator: Optional[torch.Generator], seed: Optional[int]) -> Opt
     return torch.Generator().manual_seed(seed) if seed is not None else generator
 
 
-@contextlib.contextmanager
-def _python_random_from(generator: Optional[torch.Generator]) -> Iterator[None]:
-    """learn2learn's transforms draw from Python's ``random``: with a generator, seed it from the
-    generator for the duration (and put the global state back), so the draw depends on the
-    generator alone."""
+def _python_random_from(generator: Optional[torch.Generator]):
+    """learn2learn's transforms draw from Python's ``random``: with a generator, the draw runs
+    under a seed taken from it (:func:`seeded`, which puts the global states back), so it
+    depends on the generator alone."""
     if generator is None:
-        yield
-        return
-    state = random.getstate()
-    random.seed(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
-    try:
-        yield
-    finally:
-        random.setstate(state)
+        return contextlib.nullcontext()
+    return seeded(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
 
 
 def _dataset_labels(dataset: Any) -> list[int]:

@@ -18,7 +18,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, UsageError, first_line
-from .class_images import ClassImages, cache_dir, normalize_pixels, read_cache, write_cache
+from .class_images import (ClassImages, cache_dir, hash_files, image_pixels, normalize_pixels, read_cache, shown_path,
+                           write_cache)
 from .spec import DatasetSpec
 
 SPLITS = ("train", "val", "test")
@@ -29,10 +30,6 @@ def image_extensions() -> set[str]:
     """The file extensions PIL can open (lower case, with the dot)."""
     Image.init()
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-
-
-def _shown(path: Path) -> str:
-    return os.fsdecode(os.fsencode(path)).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def class_files(split_dir: Path) -> tuple[list[str], list[list[Path]]]:
@@ -51,7 +48,7 @@ def class_files(split_dir: Path) -> tuple[list[str], list[list[Path]]]:
         raise DataError(f"{split_dir} has no class folders: put each class's images in {split_dir}/<class>/")
     empty = [c for c, fs in zip(classes, files) if not fs]
     if empty:
-        raise DataError(f"class folder {_shown(empty[0])} has no images (formats: {', '.join(sorted(extensions)[:8])}, "
+        raise DataError(f"class folder {shown_path(empty[0])} has no images (formats: {', '.join(sorted(extensions)[:8])}, "
                         "...): add images or remove the folder")
     return [c.name for c in classes], files
 
@@ -59,24 +56,15 @@ def class_files(split_dir: Path) -> tuple[list[str], list[list[Path]]]:
 def _decode(path: Path, channels: int, size: int) -> np.ndarray:
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            pixels = np.asarray(im, dtype=np.uint8)
+            return image_pixels(im, channels, size)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot decode image {_shown(path)} ({type(exc).__name__}: {first_line(exc, 80)}): replace or "
-                        "remove the file") from None
-    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+        raise DataError(f"cannot decode image {shown_path(path)} ({type(exc).__name__}: {first_line(exc, 80)}): replace "
+                        "or remove the file") from None
 
 
 def _cache_file(split_dir: Path, files: list[Path], channels: int, size: int) -> Optional[Path]:
     digest = hashlib.sha1(b"%d|%s|%d|%d" % (CACHE_VERSION, os.fsencode(split_dir.resolve()), channels, size))
-    for f in files:
-        try:
-            st = f.stat()
-        except OSError as exc:
-            raise DataError(f"cannot read image {_shown(f)} ({first_line(exc)}): remove or replace it") from None
-        digest.update(b"%s|%d|%d" % (os.fsencode(f.relative_to(split_dir)), st.st_size, st.st_mtime_ns))
+    hash_files(digest, files, lambda f: os.fsencode(f.relative_to(split_dir)))
     folder = cache_dir()
     return None if folder is None else folder / f"folder-{split_dir.name}-{channels}x{size}-{digest.hexdigest()[:16]}.npz"
 
@@ -163,10 +151,8 @@ def checkpoint_input(state: dict, image: Image.Image) -> torch.Tensor:
     if not isinstance(norm, dict) or len(norm.get("mean", ())) != channels:
         raise UsageError("this checkpoint does not hold the folder data set's normalisation: it was not written by "
                          "run.py --dataset folder")
-    image = image.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
-    pixels = np.asarray(image, dtype=np.uint8)
-    pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
-    return normalize_pixels(torch.from_numpy(pixels.copy()), tuple(norm["mean"]), tuple(norm["std"]))
+    pixels = torch.from_numpy(image_pixels(image, channels, size).copy())
+    return normalize_pixels(pixels, tuple(norm["mean"]), tuple(norm["std"]))
 
 
 FOLDER = DatasetSpec(

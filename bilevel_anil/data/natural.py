@@ -21,7 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, first_line
-from .class_images import ClassImages, cache_dir, normalize_pixels, read_cache, write_cache
+from .class_images import ClassImages, cache_dir, image_pixels, normalize_pixels, read_cache, write_cache
 from .spec import DatasetSpec
 from .safe_pickle import restricted_pickle
 
@@ -101,10 +101,7 @@ def _arrays(spec: NaturalDataset, dataset) -> tuple[np.ndarray, np.ndarray]:
 
 def _decode(open_source: Callable[[], object], spec: NaturalDataset) -> np.ndarray:
     with Image.open(open_source()) as im:
-        im = im.convert("RGB")
-        if im.size != (spec.image_size, spec.image_size):
-            im = im.resize((spec.image_size, spec.image_size), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+        return image_pixels(im, 3, spec.image_size)
 
 
 def _cache_file(spec: NaturalDataset, files: list[Path], split: str) -> Path | None:
@@ -208,8 +205,7 @@ def natural_suite(cfg):
 
 def rgb_input(image: Image.Image, size: int, mean: tuple, std: tuple) -> torch.Tensor:
     """A PIL image as RGB pixels at ``size`` x ``size``, normalised per channel."""
-    rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
-    return normalize_pixels(torch.from_numpy(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy()), mean, std)
+    return normalize_pixels(torch.from_numpy(image_pixels(image, 3, size).copy()), mean, std)
 
 
 def _spec(name: str, dataset: NaturalDataset) -> DatasetSpec:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, first_line
-from .class_images import ClassImages, cache_dir, read_cache, write_cache
+from .class_images import ClassImages, cache_dir, hash_files, read_cache, shown_path, write_cache
 from .spec import DatasetSpec
 
 FOLDER = "omniglot-py"
@@ -78,24 +78,14 @@ def _decode(path: Path, size: int) -> np.ndarray:
         with Image.open(path) as im:
             return resize_gray(im, size)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot decode image {_shown(path)} ({type(exc).__name__}): replace the file or re-download "
+        raise DataError(f"cannot decode image {shown_path(path)} ({type(exc).__name__}): replace the file or re-download "
                         "Omniglot") from None
-
-
-def _shown(path: Path) -> str:
-    """A path as text that can be printed whatever bytes its name holds."""
-    return os.fsdecode(os.fsencode(path)).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _cache_file(split_dir: Path, files: list[Path], size: int) -> Path | None:
     # names as bytes (os.fsencode): a file name that is not UTF-8 is hashed like any other
     digest = hashlib.sha1(b"%d|%s|%d" % (CACHE_VERSION, os.fsencode(split_dir.resolve()), size))
-    for f in files:
-        try:
-            st = f.stat()
-        except OSError as exc:  # a dangling symlink, a symlink loop, a file removed meanwhile
-            raise DataError(f"cannot read image {_shown(f)} ({first_line(exc)}): remove or replace it") from None
-        digest.update(b"%s|%d|%d" % (os.fsencode(f.name), st.st_size, st.st_mtime_ns))
+    hash_files(digest, files, lambda f: os.fsencode(f.name))
     folder = cache_dir()
     return None if folder is None else folder / f"omniglot-{split_dir.name}-{size}-{digest.hexdigest()[:16]}.npz"
 
