@@ -101,9 +101,9 @@ def train_and_test(cfg: RunConfig) -> dict:
     keep_freed_memory()  # as run.py does, for callers from Python (README, Speed)
     if not distributed.current().is_main:
         return _train_and_test(cfg)
-    with RunFolderLock(Path(cfg.out)):
-        if not cfg.resume and (Path(cfg.out) / "last.pt").exists():  # a run that finished while this one started
-            raise UsageError(f"--out {cfg.out} already holds a run: continue it with --resume, or choose another --out")
+    existing = None if cfg.resume else \
+        f"--out {cfg.out} already holds a run: continue it with --resume, or choose another --out"
+    with RunFolderLock(Path(cfg.out), existing):  # a run that finished while this one started
         return _train_and_test(cfg)
 
 

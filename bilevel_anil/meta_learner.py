@@ -367,10 +367,12 @@ class MetaLearner:
                 from .errors import require_output
                 require_output(str(out), flag="out")
                 folder = Path(out)
+                existing = None if resume else \
+                    f"{folder} already holds a run: continue it with resume=True, or choose another out"
                 if group.is_main:
-                    stack.enter_context(RunFolderLock(folder))
-                if not resume and (folder / "last.pt").exists():
-                    raise UsageError(f"{folder} already holds a run: continue it with resume=True, or choose another out")
+                    stack.enter_context(RunFolderLock(folder, existing))
+                elif existing and (folder / "last.pt").exists():  # the other processes stop as rank 0 does
+                    raise UsageError(existing)
             env = EpisodicEnv(tasks, meta_batch, self.task_chunk, group, shuffle_support=bool(self.inner_batch))
             upper = build_upper(self.learner, self._optimizer_like(), chunks=env.chunk_count, group=group)
             lower = build_lower(self.learner, self.inner_lr, self.inner_steps, env.task_chunk, self.hypergrad,

@@ -28,15 +28,24 @@ LOCK_NAME = ".lock"
 
 class RunFolderLock:
     """Hold ``folder/.lock`` exclusively; entering raises a one-line :class:`UsageError` when
-    another live process holds it."""
+    another live process holds it, and (with ``existing_run``, that line) when the folder
+    already holds a run's ``last.pt`` once the lock is held (a run that finished meanwhile)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, existing_run: Optional[str] = None):
         self.folder = Path(folder)
+        self.existing_run = existing_run
         self._fd: Optional[int] = None
 
     def __enter__(self) -> "RunFolderLock":
+        self._acquire()
+        if self.existing_run is not None and (self.folder / "last.pt").exists():
+            self.__exit__()
+            raise UsageError(self.existing_run)
+        return self
+
+    def _acquire(self) -> None:
         if fcntl is None:
-            return self
+            return
         path = self.folder / LOCK_NAME
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -54,7 +63,6 @@ class RunFolderLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
