@@ -227,15 +227,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     return report_errors("run.py", run, "the last checkpoint in the output folder is intact (continue with --resume)")
 
-
-def console_main() -> None:
-    """The ``bilevel-anil`` console command (the same as ``python run.py``)."""
-    if sys.argv[1:2] == ["compare-grads"]:
-        from .profiling import reexec_with_returnable_memory
-        reexec_with_returnable_memory()  # as run.py does: its peak-memory column follows live tensors
-    try:
-        status = main()
-    except KeyboardInterrupt:  # Ctrl-C before the run's own handler is in place
-        print("bilevel-anil: interrupted; nothing was started", file=sys.stderr)
-        status = 130
-    sys.exit(status)
