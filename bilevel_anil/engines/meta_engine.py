@@ -147,6 +147,11 @@ class MetaEngine(Engine):
                 "rank": self._rank, "local_rank": self._local_rank}
 
     # persistence -----------------------------------------------------------------------
+    @property
+    def _sampler_generator(self) -> Optional[torch.Generator]:
+        generator = getattr(self.env.sampler, "generator", None)
+        return generator if isinstance(generator, torch.Generator) else None
+
     def _state(self, step: int) -> dict[str, Any]:
         return {
             **self.run_info,
@@ -156,7 +161,9 @@ class MetaEngine(Engine):
             "scheduler": None if self.upper.outer_schedule is None else self.upper.outer_schedule.state_dict(),
             "best": self.best,
             "rng": {"python": random.getstate(), "numpy": _numpy_state_to_plain(np.random.get_state()),
-                    "torch": torch.get_rng_state()},
+                    "torch": torch.get_rng_state(),
+                    # a sampler seeded by its own torch.Generator (the Python API's) draws from it alone
+                    "sampler": None if self._sampler_generator is None else self._sampler_generator.get_state()},
         }
 
     def restore(self, state: dict[str, Any]) -> int:
@@ -169,6 +176,8 @@ class MetaEngine(Engine):
         random.setstate(state["rng"]["python"])
         np.random.set_state(_numpy_state_from_plain(state["rng"]["numpy"]))
         torch.set_rng_state(state["rng"]["torch"])
+        if self._sampler_generator is not None and state["rng"].get("sampler") is not None:
+            self._sampler_generator.set_state(state["rng"]["sampler"])
         self._saved_step = int(state["step"])
         return int(state["step"])
 
