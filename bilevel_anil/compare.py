@@ -30,31 +30,62 @@ from .errors import (TrainingDiverged, UsageError, require_device, require_outpu
 from .learner import Learner
 from .solvers import HypergradConfig, cg_solve
 from .profiling import measure
+from .settings import build_parser as build_settings_parser, setting, shared
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+COMPARE_DATASETS = ("omniglot", "sine")
 
 
 @dataclass
 class CompareConfig:
-    """What to compare on (see ``python run.py compare-grads --help``)."""
+    """What to compare on (``python run.py compare-grads --help``; each field is its flag)."""
 
-    dataset: str = "omniglot"
-    data_root: Optional[str] = None
-    head_only: bool = True
-    ways: Optional[int] = None  # omniglot: 5
-    shots: int = 1
-    queries: int = 15
-    tasks: int = 8
-    lam: float = 2.0
-    inner_lr: Optional[float] = None
-    inner_steps: int = 100
-    ks: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20])
-    unroll: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20, 50, 100])
-    darts_radii: list[float] = field(default_factory=lambda: [1.0, 0.1, 0.01, 0.001])
-    neumann_alpha: Optional[float] = None
-    exact_tol: float = 1e-6
-    exact_max_iterations: int = 2000
-    seed: int = 0
-    device: str = "cpu"
-    out: str = "runs/compare-grads"
+    dataset: str = setting("omniglot", f"{' or '.join(COMPARE_DATASETS)}", metavar="NAME")
+    data_root: Optional[str] = shared("data_root")
+    download: bool = shared("download")
+    head_only: bool = setting(True, "adapt the full network (imaml; exact gradient by CG to convergence) instead of "
+                              "the head only (ianil; exact gradient by a direct solve)", flag="--full")
+    ways: Optional[int] = setting(None, "classes per task (omniglot; default 5)")
+    shots: int = setting(1, "support examples per class (sine: points)")
+    queries: int = setting(15, "query examples per class (sine: points)")
+    tasks: int = setting(8, "tasks in the fixed meta-batch")
+    lam: float = setting(2.0, "proximal strength λ")
+    inner_lr: Optional[float] = setting(None, "inner SGD step (default 0.1 omniglot, 0.01 sine: small enough for the "
+                                        "proximal inner loop to converge, which the implicit gradient assumes)")
+    inner_steps: int = setting(100, "SGD steps to the inner solution φ used by the implicit methods")
+    ks: list[int] = setting(help="CG/Neumann iteration counts", factory=lambda: [1, 2, 5, 10, 20], parse=_int_list,
+                            metavar="K,K,...")
+    unroll: list[int] = setting(help="unrolled inner-step counts K", factory=lambda: [1, 2, 5, 10, 20, 50, 100],
+                                parse=_int_list, metavar="K,K,...")
+    darts_radii: list[float] = setting(help="DARTS finite-difference radii", factory=lambda: [1.0, 0.1, 0.01, 0.001],
+                                       parse=_float_list, metavar="R,R,...")
+    neumann_alpha: Optional[float] = setting(None, "Neumann step size (default 1 / the inner Hessian's largest "
+                                             "eigenvalue, estimated by power iteration)")
+    exact_tol: float = setting(1e-6, "full network: CG tolerance of the exact gradient")
+    exact_max_iterations: int = setting(2000, "full network: most CG iterations of the exact gradient")
+    seed: int = shared("seed")
+    device: Optional[str] = shared("device")
+    out: Optional[str] = shared("out")
 
 
 # --- the reference -------------------------------------------------------------------------
@@ -165,7 +196,7 @@ def fixed_batch(cfg: CompareConfig) -> tuple[torch.nn.Module, str, TaskBatch]:
     from .data import ClassificationTasks, load_omniglot
     from .models import Conv4
     root = Path(cfg.data_root or "data")
-    splits = load_omniglot(root, download=cfg.data_root is None)
+    splits = load_omniglot(root, download=cfg.download)
     with seeded(cfg.seed):
         model = Conv4(cfg.ways)
         return model, "cross_entropy", ClassificationTasks(splits["train"], cfg.ways, cfg.shots,
@@ -292,22 +323,23 @@ def run_comparison(cfg: CompareConfig) -> list[dict]:
     from .meta_learner import MetaLearner
 
     torch.manual_seed(cfg.seed)
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, loss, batch = fixed_batch(cfg)
     lr = cfg.inner_lr if cfg.inner_lr is not None else (0.01 if cfg.dataset == "sine" else 0.1)
     name = "ianil" if cfg.head_only else "imaml"
-    learner = MetaLearner(model, name, loss=loss, lam=cfg.lam, inner_lr=lr, device=cfg.device)
+    learner = MetaLearner(model, name, loss=loss, lam=cfg.lam, inner_lr=lr, device=device)
     print(f"compare-grads: {name} ({'head only' if cfg.head_only else 'full network'}) on {cfg.dataset}, "
           f"{cfg.tasks} tasks, λ={cfg.lam}, inner lr {lr}, φ after {cfg.inner_steps} SGD steps", flush=True)
     result = compare_meta_gradients(learner, batch, ks=cfg.ks, unroll=cfg.unroll, darts_radii=cfg.darts_radii,
                                     inner_steps=cfg.inner_steps, neumann_alpha=cfg.neumann_alpha,
                                     exact_tol=cfg.exact_tol, exact_max_iterations=cfg.exact_max_iterations,
-                                    device=cfg.device,
+                                    device=device,
                                     report=lambda line: print(line, flush=True))
     info, rows = result.exact, result.rows
     print(f"  exact implicit gradient: {'direct solve per task' if cfg.head_only else 'CG to convergence'}, "
           f"relative residual {info['residual']:.1e}, {info['seconds']:.2f} s; inner gradient norm "
           f"{info['inner_grad_norm']:.2e}; largest inner Hessian eigenvalue {info['largest_eigenvalue']:.3g}")
-    out = Path(cfg.out)
+    out = Path(cfg.out or "runs/compare-grads")
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "comparison.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -356,58 +388,14 @@ def plot_comparison(rows: list[dict], path: Path, title: str) -> None:
 
 # --- command line --------------------------------------------------------------------------
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-    if not values or not all(math.isfinite(v) and v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
-    return values
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from .argparsing import Parser as _Parser
+    """``run.py compare-grads``'s parser, generated from :class:`CompareConfig`."""
+    from .argparsing import HelpFormatter, Parser
 
-    d = CompareConfig()
-    p = _Parser(prog="run.py compare-grads", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                description="Compare implicit (CG, Neumann, DARTS), unrolled and first-order meta-gradients "
-                            "with the exact implicit gradient on one fixed meta-batch.")
-    p.add_argument("--dataset", default=d.dataset, choices=["omniglot", "sine"])
-    p.add_argument("--data-root", default=None, metavar="DIR", help="folder holding omniglot-py/")
-    p.add_argument("--full", dest="head_only", action="store_false",
-                   help="adapt the full network (imaml; exact gradient by CG to convergence) instead of the "
-                        "head only (ianil; exact gradient by a direct solve)")
-    p.add_argument("--ways", type=int, default=d.ways, help="classes per task (omniglot; default 5)")
-    p.add_argument("--shots", type=int, default=d.shots)
-    p.add_argument("--queries", type=int, default=d.queries)
-    p.add_argument("--tasks", type=int, default=d.tasks, help="tasks in the fixed meta-batch")
-    p.add_argument("--lam", type=float, default=d.lam, help="proximal strength λ")
-    p.add_argument("--inner-lr", type=float, default=None, help="inner SGD step (default 0.1 omniglot, 0.01 sine: small enough for the "
-                        "proximal inner loop to converge, which the implicit gradient assumes)")
-    p.add_argument("--inner-steps", type=int, default=d.inner_steps,
-                   help="SGD steps to the inner solution φ used by the implicit methods")
-    p.add_argument("--ks", type=_int_list, default=d.ks, help="CG/Neumann iteration counts")
-    p.add_argument("--unroll", type=_int_list, default=d.unroll, help="unrolled inner-step counts K")
-    p.add_argument("--darts-radii", type=_float_list, default=d.darts_radii, help="DARTS finite-difference radii")
-    p.add_argument("--neumann-alpha", type=float, default=None, help="Neumann step size (default 1 / the inner Hessian's largest eigenvalue, "
-                        "estimated by power iteration)")
-    p.add_argument("--exact-tol", type=float, default=d.exact_tol, help="full network: CG tolerance of the exact gradient")
-    p.add_argument("--exact-max-iterations", type=int, default=d.exact_max_iterations)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--out", default=d.out, metavar="DIR")
-    return p
+    return build_settings_parser(
+        CompareConfig, prog="run.py compare-grads", parser_class=Parser, formatter_class=HelpFormatter,
+        description="Compare implicit (CG, Neumann, DARTS), unrolled and first-order meta-gradients with the exact "
+                    "implicit gradient on one fixed meta-batch.")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -420,6 +408,8 @@ def main(argv: Sequence[str]) -> int:
         require_seed(cfg.seed)
         require_device(cfg.device)
         require_output(cfg.out)
+        if cfg.dataset not in COMPARE_DATASETS:
+            raise UsageError(f"unknown --dataset {cfg.dataset!r}: choose {' or '.join(COMPARE_DATASETS)}")
         if cfg.dataset == "sine" and cfg.ways is not None:
             raise UsageError("--ways applies to classification; sine regression has no classes: drop --ways")
         if cfg.ways is None and cfg.dataset != "sine":

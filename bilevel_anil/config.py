@@ -2,6 +2,7 @@
 resolution (dataset and algorithm defaults, device, output folder)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .metrics_log import LOGGERS, summary_writer_class
 from .models import IMAGE_ARCHS, TRAIN_BODY, smallest_image_size
 from .models.conv4 import BN_MODES
 from .presets import algorithm_settings
+from .settings import fields_marked, setting, shared
 from .solvers import HYPERGRADS
 
 # where the proximal term enters iMAML's inner loop: every step, or one pull-back step after
@@ -47,60 +49,130 @@ ALGORITHM_DEFAULTS: dict[tuple[str, str], dict[str, object]] = {
 }
 
 
+R, V = "resume", "validation"  # marks: what a resumed run must keep; what its validation score depends on
+
+
 @dataclass
 class RunConfig:
     """Everything a run depends on (also stored in its checkpoints). ``None`` fields take the
-    dataset's default (:data:`DATASET_DEFAULTS`)."""
+    dataset's default (:data:`DATASET_DEFAULTS`). Each field is its own ``run.py`` flag (the
+    parser and ``--help`` are generated from these declarations, :mod:`bilevel_anil.settings`);
+    fields marked ``resume`` must match the checkpoint a run resumes from, ``validation`` too
+    while it still trains (best.pt is chosen by comparing validation scores)."""
 
-    problem: str = "anil"
-    preset: Optional[str] = None
-    dataset: str = "omniglot"
-    data_root: Optional[str] = None
-    download: bool = True
-    ways: Optional[int] = None
-    shots: Optional[int] = None
-    train_shots: Optional[int] = None
-    inner_batch: Optional[int] = None
-    queries: Optional[int] = None
-    test_queries: Optional[int] = None
-    inner_steps: Optional[int] = None
-    test_inner_steps: Optional[int] = None
-    inner_lr: Optional[float] = None
-    meta_lr: Optional[float] = None
-    meta_eps: Optional[float] = None
-    inner_optimizer: Optional[str] = None
-    meta_batch: Optional[int] = None
-    task_chunk: Optional[int] = None
-    iterations: Optional[int] = None
-    val_every: Optional[int] = None
-    val_tasks: Optional[int] = None
-    test_tasks: int = 600
-    time_budget: Optional[float] = None
-    first_order: bool = False
-    head_only: bool = False
-    grad: Optional[str] = None
-    lam: Optional[float] = None
-    test_lam: Optional[float] = None
-    cg_damping: Optional[float] = None
-    cg_lam_damping: Optional[float] = None
-    inner_proximal: Optional[str] = None
-    hypergrad: str = "cg"
-    hypergrad_iterations: int = 5
-    neumann_alpha: float = 0.1
-    darts_alpha: float = 0.01
-    bn: Optional[str] = None
-    arch: Optional[str] = None
-    image_size: Optional[int] = None
-    channels: Optional[int] = None
-    pretrained: Optional[str] = None
-    train_body: str = "all"
-    rotate: bool = True
-    seed: int = 0
-    device: Optional[str] = None
-    out: Optional[str] = None
-    resume: bool = False
-    progress: Optional[bool] = None
-    log: str = "csv"
+    preset: Optional[str] = setting(None, "a paper's protocol (flags given explicitly override it): {presets}; each "
+                                    "one's source is printed at the start of the run and listed in the README",
+                                    metavar="NAME")
+    problem: str = setting("anil", "algorithm: {algorithms} (anil/foanil/ianil adapt only the head in the inner loop; "
+                           "imaml/ianil add a proximal term to it and use the implicit meta-gradient; pretrain: the "
+                           "MAML paper's baseline, trained on the query loss without adaptation, fine-tuned at test; "
+                           "reptile: moves θ towards each task's adapted weights; default anil)",
+                           metavar="NAME", mark=R)
+    dataset: str = setting("omniglot", "benchmark: {datasets} (sine: the MAML paper's sine-wave regression; "
+                           "mini-imagenet, tiered-imagenet and fc100 are published as Python pickles, read from "
+                           "--data-root only, with an unpickler that admits arrays, dicts, lists and strings alone; "
+                           "folder: your own images in --data-root/{{train,val,test}}/<class>/*)",
+                           metavar="NAME", mark=R)
+    data_root: Optional[str] = shared("data_root")
+    download: bool = shared("download")
+    ways: Optional[int] = setting(None, "classes per task (N), classification only; {dd[ways]}", mark=R)
+    shots: Optional[int] = setting(None, "support examples per class (K; for sine: support points) in training; "
+                                   "{dd[shots]}", mark=R)
+    train_shots: Optional[int] = setting(None, "support examples per class (sine: points) in meta-training tasks "
+                                         "only (default: --shots; reptile on omniglot 10, on sine 50)", mark=R)
+    inner_batch: Optional[int] = setting(None, "examples per task in each inner step, taken in a random order "
+                                         "(default: the whole support set; reptile 10)", metavar="N", mark=R)
+    queries: Optional[int] = setting(None, "query examples per class (sine: query points) in meta-training; "
+                                     "{dd[queries]}", mark=R)
+    test_queries: Optional[int] = setting(None, "query examples per class (sine: points) in validation and test "
+                                          "tasks; {dd[test_queries]}", mark=V)
+    inner_steps: Optional[int] = setting(None, "steps of the inner loop (default: 1; imaml/ianil 5; on omniglot: "
+                                         "imaml 16, ianil 100, reptile 5)", mark=R)
+    test_inner_steps: Optional[int] = setting(None, "inner steps at validation/test time (default: --inner-steps)",
+                                              mark=V)
+    inner_lr: Optional[float] = setting(None, "inner-loop step size; {dd[inner_lr]}; on omniglot: imaml 0.1, "
+                                        "ianil 0.02, reptile 0.001", mark=R)
+    meta_lr: Optional[float] = setting(None, "Adam learning rate of the meta-parameters; {dd[meta_lr]}", mark=R)
+    meta_eps: Optional[float] = setting(None, "epsilon of the outer Adam (default 1e-8)", mark=R)
+    inner_optimizer: Optional[str] = setting(None, "inner-loop optimiser: {inner_optimizers} (adam: β1 = 0, as in "
+                                             "Reptile; default sgd, reptile adam on omniglot)", metavar="NAME", mark=R)
+    meta_batch: Optional[int] = setting(None, "tasks per outer step (B); {dd[meta_batch]}", mark=R)
+    task_chunk: Optional[int] = setting(None, "run each outer step's tasks C at a time and accumulate the "
+                                        "meta-gradient: the same step with memory for C tasks instead of B (C divides "
+                                        "the tasks of each process; default: all)", metavar="C")
+    iterations: Optional[int] = setting(None, "outer steps; {dd[iterations]}")
+    val_every: Optional[int] = setting(None, "validate (and checkpoint) every this many outer steps; "
+                                       "{dd[val_every]}")
+    val_tasks: Optional[int] = setting(None, "held-out validation tasks (fixed for the run); {dd[val_tasks]}",
+                                       mark=V)
+    test_tasks: int = setting(600, "meta-test tasks for the final report")
+    time_budget: Optional[float] = setting(None, "stop meta-training after this many seconds of outer steps "
+                                           "(validation excluded), validating and checkpointing there: compares "
+                                           "algorithms at equal compute; the step count then depends on the machine",
+                                           metavar="SECONDS")
+    first_order: bool = setting(False, "drop second-order terms of the unrolled meta-gradient (maml -> fomaml, "
+                                "anil -> foanil)", mark=R)
+    head_only: bool = setting(False, "adapt only the head in the inner loop (maml -> anil, imaml -> ianil)")
+    grad: Optional[str] = setting(None, "meta-gradient: {grads} (default: implicit for imaml/ianil, unrolled "
+                                  "otherwise); the inner objective stays the same, only the Betty lower problem "
+                                  "changes", metavar="HOW", mark=R)
+    lam: Optional[float] = setting(None, "imaml/ianil: proximal strength λ of the inner objective support loss + "
+                                   "(λ/2)·‖φ − θ‖² (default 2; imaml on sine 10)", mark=R)
+    test_lam: Optional[float] = setting(None, "imaml/ianil: λ of the proximal term when adapting at validation and "
+                                        "test time (default --lam; imaml on omniglot 0, as the iMAML authors "
+                                        "evaluate)", mark=V)
+    cg_damping: Optional[float] = setting(None, "imaml/ianil with --hypergrad cg: CG solves ((1 + D)·I + H/(λ + C)) "
+                                          "x = ∇L instead of (I + H/λ) x = ∇L (H: the support loss's Hessian); "
+                                          "default 0, imaml 1 (the iMAML authors' code)", metavar="D", mark=R)
+    cg_lam_damping: Optional[float] = setting(None, "the C above (default 0; imaml 10, the authors' fixed "
+                                              "lam_damping)", metavar="C", mark=R)
+    inner_proximal: Optional[str] = setting(None, "imaml/ianil: every (the proximal term in every inner step, the "
+                                            "paper's objective; the default) or pullback (the authors' code: the "
+                                            "inner steps on the support loss alone, then one step on the proximal "
+                                            "term; the default of imaml on Omniglot)", metavar="WHERE", mark=R)
+    hypergrad: str = setting("cg", "implicit gradient's inverse-Hessian approximation: {hypergrads} (cg: textbook "
+                             "conjugate gradient; betty-cg: Betty 0.2.1's own CG, kept for comparison)",
+                             metavar="METHOD", mark=R)
+    hypergrad_iterations: int = setting(5, "CG iterations (Hessian-vector products) or Neumann series terms", mark=R)
+    neumann_alpha: float = setting(0.1, "Neumann series step size (converges when below 2 / largest eigenvalue of "
+                                   "the inner Hessian)")
+    darts_alpha: float = setting(0.01, "DARTS finite-difference radius")
+    bn: Optional[str] = setting(None, "BatchNorm statistics (Conv4): {bn_modes}; {dd[bn]}. batch: each set's own "
+                                "statistics, also at test time (transductive, the MAML reference); running: running "
+                                "statistics from meta-training at test time (each example on its own)",
+                                metavar="MODE", mark=R)
+    arch: Optional[str] = setting(None, "network for images: {archs} (default conv4; sine always uses its MLP). "
+                                  "conv4 runs its hand-written task-batched forward, the torchvision bodies the "
+                                  "generic per-task path (vmap over functional_call); the head is a new linear layer "
+                                  "of --ways outputs", metavar="NAME", mark=R)
+    image_size: Optional[int] = setting(None, "Omniglot and folder images are resized to this square size (Omniglot "
+                                        "28 as in the MAML/ANIL papers; folder 84)", metavar="PIXELS", mark=R)
+    channels: Optional[int] = setting(None, "--dataset folder: 1 (grey) or 3 (RGB, the default) input channels",
+                                      metavar="C", mark=R)
+    pretrained: Optional[str] = setting(None, "initialise the body from 'imagenet' (torchvision's weights, "
+                                        "downloaded into torch's cache) or from a file: a state_dict, a torchvision "
+                                        "checkpoint, a run's best.pt, or the output of run.py pretrain-body",
+                                        metavar="SOURCE", mark=R)
+    train_body: str = setting("all", "what of the body the outer loop trains: {train_body} (bn: convolutions "
+                              "frozen, BatchNorm affine parameters meta-trained; none: head only); bn/none need an "
+                              "algorithm that adapts only the head (anil, foanil, ianil)", metavar="WHAT", mark=R)
+    rotate: bool = setting(True, "no random 90-degree class rotations in meta-training tasks", flag="--no-rotate",
+                           mark=R)
+    seed: int = shared("seed", mark=R)
+    device: Optional[str] = shared("device")
+    out: Optional[str] = shared("out")
+    resume: bool = setting(False, "continue the run in --out from its last.pt")
+    progress: Optional[bool] = shared("progress")
+    log: str = setting("csv", "csv: metrics.csv only; tensorboard: also TensorBoard events in OUT/tensorboard (the "
+                       "same scalars; needs pip install tensorboard)", metavar="WHERE")
+
+
+# what the trained parameters depend on: a resumed run must keep these as they were
+RESUME_FIELDS = fields_marked(RunConfig, R)
+# what the validation score depends on: while a resumed run still trains, best.pt is chosen by
+# comparing scores, which must come from the same validation tasks (a finished run's re-test
+# may change them)
+VALIDATION_FIELDS = fields_marked(RunConfig, V)
 
 
 # Flags that apply to some algorithms only: field -> (to what, whether an algorithm uses it).
@@ -241,7 +313,9 @@ def validate_body(cfg: RunConfig, algo) -> None:
 
 
 def resolve_config(cfg: RunConfig) -> RunConfig:
-    """Fill in the dataset's defaults, the device and the output folder (in place)."""
+    """A new config: ``cfg`` with the dataset's and the algorithm's defaults, the device and the
+    output folder filled in (``cfg`` itself is left as it was)."""
+    cfg = dataclasses.replace(cfg)
     chosen = get_algorithm(cfg.problem, head_only=cfg.head_only, grad=cfg.grad)
     for field, value in ALGORITHM_DEFAULTS.get((chosen.name, cfg.dataset), {}).items():
         if getattr(cfg, field) is None:

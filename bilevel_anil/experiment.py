@@ -13,7 +13,7 @@ import torch
 from . import checkpoint, distributed
 from .algorithms import Algorithm, get_algorithm
 from .allocator import keep_freed_memory
-from .config import RunConfig
+from .config import RESUME_FIELDS, VALIDATION_FIELDS, RunConfig
 from .engines import EngineSettings, MetaEngine
 from .envs import EpisodicEnv
 from .errors import UsageError, load_failure
@@ -47,19 +47,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-# what the trained parameters depend on: a resumed run must keep these as they were
-RESUME_FIELDS = ("problem", "dataset", "ways", "shots", "train_shots", "queries", "arch", "image_size", "bn",
-                 "train_body", "pretrained", "inner_steps", "inner_lr", "inner_batch", "inner_optimizer", "meta_lr",
-                 "meta_eps", "meta_batch", "lam", "grad", "first_order", "hypergrad", "hypergrad_iterations",
-                 "cg_damping", "cg_lam_damping", "inner_proximal", "rotate", "seed")
-
-
-# what the validation score depends on: while a resumed run still trains, best.pt is chosen by
-# comparing scores, which must come from the same validation tasks (a finished run's re-test
-# may change them)
-VALIDATION_FIELDS = ("val_tasks", "test_queries", "test_inner_steps", "test_lam")
 
 
 def resumable_state(path: Path, cfg: RunConfig) -> dict:

@@ -27,27 +27,28 @@ from .errors import (UsageError, require_device, require_output, require_positiv
 from .evaluation import Interval, eval_mode
 from .models import IMAGE_ARCHS, image_model, smallest_image_size
 from .models.pretrained import BODY_FILE_KIND
+from .settings import build_parser as build_settings_parser, setting, shared
 
 
 @dataclass
 class BodyPretrainConfig:
-    """Settings of ``run.py pretrain-body`` (see its ``--help``)."""
+    """Settings of ``run.py pretrain-body`` (each field is its flag; see its ``--help``)."""
 
-    arch: str = "resnet18"
-    data_root: Optional[str] = None
-    download: bool = True
-    image_size: int = 28
-    epochs: int = 5
-    batch_size: int = 128
-    lr: float = 1e-3
-    ways: int = 5
-    shots: int = 1
-    test_queries: int = 15
-    val_tasks: int = 200
-    seed: int = 0
-    device: Optional[str] = None
-    out: Optional[str] = None
-    progress: Optional[bool] = None
+    arch: str = setting("resnet18", "body: {archs}", metavar="NAME")
+    data_root: Optional[str] = shared("data_root")
+    download: bool = shared("download")
+    image_size: int = setting(28, "input size in pixels", metavar="PIXELS")
+    epochs: int = setting(5, "passes over the training images")
+    batch_size: int = setting(128, "minibatch size")
+    lr: float = setting(1e-3, "Adam learning rate")
+    ways: int = setting(5, "validation tasks' classes")
+    shots: int = setting(1, "validation tasks' shots")
+    test_queries: int = setting(15, "validation tasks' queries per class")
+    val_tasks: int = setting(200, "validation tasks")
+    seed: int = shared("seed")
+    device: Optional[str] = shared("device")
+    out: Optional[str] = shared("out")
+    progress: Optional[bool] = shared("progress")
 
 
 def nearest_mean_accuracy(model: nn.Module, episodes, chunk: int = 16) -> Interval:
@@ -141,29 +142,14 @@ def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None) -> dic
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .argparsing import Parser as _Parser
+    """``run.py pretrain-body``'s parser, generated from :class:`BodyPretrainConfig`."""
+    from .argparsing import HelpFormatter, Parser
 
-    d = BodyPretrainConfig()
-    p = _Parser(prog="run.py pretrain-body", description="Pretrain a body as a classifier over the Omniglot "
-                "meta-training classes; writes a file for --pretrained PATH.")
-    p.add_argument("--arch", default=d.arch, metavar="NAME", help=f"body: {', '.join(IMAGE_ARCHS)} (default {d.arch})")
-    p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder holding omniglot-py/ (default ./data, downloaded if missing)")
-    p.add_argument("--no-download", dest="download", action="store_false", help="never download the data set")
-    p.add_argument("--image-size", type=int, default=d.image_size, help=f"input size in pixels (default {d.image_size})")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over the training images (default {d.epochs})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"minibatch size (default {d.batch_size})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
-    p.add_argument("--ways", type=int, default=d.ways, help=f"validation tasks' classes (default {d.ways})")
-    p.add_argument("--shots", type=int, default=d.shots, help=f"validation tasks' shots (default {d.shots})")
-    p.add_argument("--val-tasks", type=int, default=d.val_tasks, help=f"validation tasks (default {d.val_tasks})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--out", default=None, metavar="FILE",
-                   help="output file (default runs/pretrain-body-<arch>-<time>.pt)")
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
-                   help="no progress bar")
-    return p
+    return build_settings_parser(
+        BodyPretrainConfig, prog="run.py pretrain-body", parser_class=Parser, formatter_class=HelpFormatter,
+        description="Pretrain a body as a classifier over the Omniglot meta-training classes; writes a file for "
+                    "--pretrained PATH (--out, default runs/pretrain-body-<arch>-<time>.pt).",
+        context={"archs": ", ".join(IMAGE_ARCHS)})
 
 
 def main(argv: Sequence[str]) -> int:
@@ -172,7 +158,7 @@ def main(argv: Sequence[str]) -> int:
         if cfg.arch not in IMAGE_ARCHS:
             raise UsageError(f"unknown --arch {cfg.arch!r}: choose one of {', '.join(IMAGE_ARCHS)}")
         require_positive_integers({name.replace("_", "-"): getattr(cfg, name)
-                                   for name in ("epochs", "batch_size", "ways", "shots", "val_tasks")})
+                                   for name in ("epochs", "batch_size", "ways", "shots", "test_queries", "val_tasks")})
         smallest = smallest_image_size(cfg.arch)
         if cfg.image_size < smallest:
             raise UsageError(f"--image-size must be at least {smallest} pixels for {cfg.arch} (smaller inputs vanish "

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import UsageError, require_output, require_positive_integers
+from .settings import build_parser as build_settings_parser, setting, shared
 
 
 @dataclass(frozen=True)
@@ -47,29 +48,31 @@ PRETRAINED_ARCH = "resnet18"
 
 @dataclass
 class ScenarioConfig:
-    """Settings shared by every scenario. Defaults are the notes' configuration (5-way 1-shot,
-    5 queries per class, 5 inner steps at lr 0.01, meta-batch 16, Adam 1e-3)."""
+    """Settings shared by every scenario (each field is its flag). Defaults are the notes'
+    configuration (5-way 1-shot, 5 queries per class, 5 inner steps at lr 0.01, meta-batch 16, Adam 1e-3)."""
 
-    data_root: Optional[str] = None
-    download: bool = True
-    time_budget: float = 120.0
-    pretrained: str = "auto"
-    pretrain_epochs: int = 5
-    ways: int = 5
-    shots: int = 1
-    queries: int = 5
-    meta_batch: int = 16
-    inner_steps: int = 5
-    inner_lr: float = 0.01
-    meta_lr: float = 0.001
-    val_every: int = 50
-    val_tasks: int = 100
-    test_tasks: int = 600
-    seed: int = 0
-    device: Optional[str] = None
-    out: Optional[str] = None
-    only: list[str] = field(default_factory=list)
-    progress: Optional[bool] = None
+    data_root: Optional[str] = shared("data_root")
+    download: bool = shared("download")
+    time_budget: float = setting(120.0, "seconds of outer steps per scenario", metavar="SECONDS")
+    pretrained: str = setting("auto", "body for S3/S4: imagenet, a weights file, or auto (ImageNet weights when they "
+                              "can be had, else run.py pretrain-body first)", metavar="SOURCE")
+    pretrain_epochs: int = setting(5, "epochs of pretrain-body when auto falls back to it")
+    ways: int = setting(5, "classes per task")
+    shots: int = setting(1, "support examples per class")
+    queries: int = setting(5, "query examples per class in meta-training")
+    meta_batch: int = setting(16, "tasks per outer step")
+    inner_steps: int = setting(5, "steps of the inner loop")
+    inner_lr: float = setting(0.01, "inner-loop step size")
+    meta_lr: float = setting(0.001, "Adam learning rate of the meta-parameters")
+    val_every: int = setting(50, "validate every this many outer steps")
+    val_tasks: int = setting(100, "held-out validation tasks")
+    test_tasks: int = setting(600, "meta-test tasks per scenario")
+    seed: int = shared("seed")
+    device: Optional[str] = shared("device")
+    out: Optional[str] = shared("out")
+    only: list[str] = setting(help="run only these of {scenarios}", factory=list, parse=lambda s: s.split(","),
+                              metavar="S1,S4,...")
+    progress: Optional[bool] = shared("progress")
 
 
 def _in_child(fn, *args):
@@ -233,35 +236,14 @@ def run_scenarios(cfg: ScenarioConfig) -> list[dict]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .argparsing import Parser as _Parser
+    """``run.py scenarios``'s parser, generated from :class:`ScenarioConfig`."""
+    from .argparsing import HelpFormatter, Parser
 
-    d = ScenarioConfig()
-    p = _Parser(prog="run.py scenarios", description="Run the ANIL notes' four training scenarios and the S4 "
-                "ablation at equal settings and time budget; print and save the comparison.")
-    p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder holding omniglot-py/ (default ./data, downloaded if missing)")
-    p.add_argument("--no-download", dest="download", action="store_false", help="never download the data set")
-    p.add_argument("--time-budget", type=float, default=d.time_budget, metavar="SECONDS",
-                   help=f"seconds of outer steps per scenario (default {d.time_budget:g})")
-    p.add_argument("--pretrained", default=d.pretrained, metavar="SOURCE",
-                   help="body for S3/S4: imagenet, a weights file, or auto (ImageNet weights when they can be had, "
-                        "else run.py pretrain-body first; default auto)")
-    p.add_argument("--pretrain-epochs", type=int, default=d.pretrain_epochs,
-                   help=f"epochs of pretrain-body when auto falls back to it (default {d.pretrain_epochs})")
-    for name in ("ways", "shots", "queries", "meta_batch", "inner_steps", "val_every", "val_tasks", "test_tasks",
-                 "seed"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name),
-                       help=f"(default {getattr(d, name)})")
-    for name in ("inner_lr", "meta_lr"):
-        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name),
-                       help=f"(default {getattr(d, name)})")
-    p.add_argument("--only", type=lambda s: s.split(","), default=[], metavar="S1,S4,...",
-                   help=f"run only these of {', '.join(s.key for s in SCENARIOS)}")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/scenarios-<time>)")
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
-                   help="no progress bars")
-    return p
+    return build_settings_parser(
+        ScenarioConfig, prog="run.py scenarios", parser_class=Parser, formatter_class=HelpFormatter,
+        description="Run the ANIL notes' four training scenarios and the S4 ablation at equal settings and time "
+                    "budget; print and save the comparison (--out, default runs/scenarios-<time>).",
+        context={"scenarios": ", ".join(s.key for s in SCENARIOS)})
 
 
 def validate(cfg: ScenarioConfig) -> None:
