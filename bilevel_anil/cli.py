@@ -13,7 +13,7 @@ from .config import (DATASET_DEFAULTS, DATASETS, RunConfig, flag_scopes_help, re
                      validate_scopes)
 from .errors import UsageError
 from .fast_weights import INNER_OPTIMIZERS
-from .models import IMAGE_ARCHS, TRAIN_BODY
+from .models import BODIES, TRAIN_BODY
 from .models.conv4 import BN_MODES
 from .presets import PRESETS
 from .settings import build_parser as build_settings_parser, explicit_fields
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                "runs the ANIL notes' four scenarios (each with --help). " + flag_scopes_help(),
         context={"presets": ", ".join(PRESETS), "algorithms": ", ".join(ALGORITHMS), "datasets": ", ".join(DATASETS),
                  "inner_optimizers": ", ".join(INNER_OPTIMIZERS), "grads": " or ".join(GRADS),
-                 "hypergrads": ", ".join(HYPERGRADS), "bn_modes": ", ".join(BN_MODES), "archs": ", ".join(IMAGE_ARCHS),
+                 "hypergrads": ", ".join(HYPERGRADS), "bn_modes": ", ".join(BN_MODES), "archs": ", ".join(BODIES),
                  "train_body": ", ".join(TRAIN_BODY), "dd": _DatasetDefaults()})
 
 

@@ -18,7 +18,7 @@ from .errors import (UsageError, require_device, require_output, require_positiv
                      require_positive_numbers, require_seed)
 from .fast_weights import INNER_OPTIMIZERS
 from .metrics_log import LOGGERS, summary_writer_class
-from .models import IMAGE_ARCHS, TRAIN_BODY, smallest_image_size
+from .models import BODIES, TORCHVISION_BODIES, TRAIN_BODY, smallest_image_size
 from .models.conv4 import BN_MODES
 from .presets import algorithm_settings
 from .settings import fields_marked, setting, shared
@@ -286,8 +286,8 @@ def validate_body(cfg: RunConfig, algo) -> None:
             if value != default:
                 raise UsageError(f"--{flag} applies to image benchmarks; {spec.title} uses its own MLP: drop --{flag}")
         return
-    if cfg.arch is not None and cfg.arch not in IMAGE_ARCHS:
-        raise UsageError(f"unknown --arch {cfg.arch!r}: choose one of {', '.join(IMAGE_ARCHS)}")
+    if cfg.arch is not None and cfg.arch not in BODIES:
+        raise UsageError(f"unknown --arch {cfg.arch!r}: choose one of {', '.join(BODIES)}")
     if spec.image_size is not None and cfg.image_size is not None:
         raise UsageError(f"--image-size applies to Omniglot and --dataset folder; {spec.title}'s images are "
                          f"{spec.image_size}x{spec.image_size}: drop --image-size")
@@ -295,12 +295,13 @@ def validate_body(cfg: RunConfig, algo) -> None:
     if cfg.image_size is not None and cfg.image_size < smallest:
         raise UsageError(f"--image-size must be at least {smallest} pixels for {cfg.arch or 'conv4'} (smaller inputs "
                          f"vanish in its poolings), got {cfg.image_size}")
-    if cfg.arch not in (None, "conv4") and cfg.bn not in (None, "batch"):
-        raise UsageError(f"--bn {cfg.bn} is available on conv4 only; {cfg.arch} normalises each set with its own "
-                         "statistics: drop --bn")
-    if cfg.pretrained == "imagenet" and cfg.arch in (None, "conv4"):
-        raise UsageError("--pretrained imagenet needs a torchvision body (e.g. --arch resnet18); conv4 takes "
-                         "--pretrained PATH")
+    modes = BODIES[cfg.arch or "conv4"].bn_modes
+    if cfg.bn in BN_MODES and cfg.bn not in modes:  # (an unknown mode: validate_config says so)
+        raise UsageError(f"--bn {cfg.bn} is not available on {cfg.arch or 'conv4'}, which supports {', '.join(modes)} "
+                         "(each set normalised with its own statistics): drop --bn")
+    if cfg.pretrained == "imagenet" and (cfg.arch or "conv4") not in TORCHVISION_BODIES:
+        raise UsageError(f"--pretrained imagenet needs a torchvision body ({', '.join(TORCHVISION_BODIES)}); "
+                         f"{cfg.arch or 'conv4'} takes --pretrained PATH")
     if cfg.pretrained not in (None, "imagenet") and not Path(cfg.pretrained).is_file():
         raise UsageError(f"--pretrained {cfg.pretrained}: no such file (give 'imagenet' or the path of a weights file)")
     if cfg.train_body not in TRAIN_BODY:

@@ -25,7 +25,7 @@ from . import checkpoint
 from .errors import (UsageError, require_device, require_output, require_positive_integers,
                      require_positive_numbers, require_seed)
 from .evaluation import Interval, eval_mode
-from .models import IMAGE_ARCHS, image_model, smallest_image_size
+from .models import BODIES, image_model, smallest_image_size
 from .models.pretrained import BODY_FILE_KIND
 from .settings import build_parser as build_settings_parser, setting, shared
 
@@ -149,14 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
         BodyPretrainConfig, prog="run.py pretrain-body", parser_class=Parser, formatter_class=HelpFormatter,
         description="Pretrain a body as a classifier over the Omniglot meta-training classes; writes a file for "
                     "--pretrained PATH (--out, default runs/pretrain-body-<arch>-<time>.pt).",
-        context={"archs": ", ".join(IMAGE_ARCHS)})
+        context={"archs": ", ".join(BODIES)})
 
 
 def main(argv: Sequence[str]) -> int:
     def run() -> None:
         cfg = BodyPretrainConfig(**vars(build_parser().parse_args(argv)))
-        if cfg.arch not in IMAGE_ARCHS:
-            raise UsageError(f"unknown --arch {cfg.arch!r}: choose one of {', '.join(IMAGE_ARCHS)}")
+        if cfg.arch not in BODIES:
+            raise UsageError(f"unknown --arch {cfg.arch!r}: choose one of {', '.join(BODIES)}")
         require_positive_integers({name.replace("_", "-"): getattr(cfg, name)
                                    for name in ("epochs", "batch_size", "ways", "shots", "test_queries", "val_tasks")})
         smallest = smallest_image_size(cfg.arch)

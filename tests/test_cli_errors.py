@@ -60,7 +60,7 @@ def assert_one_line_error(code, err, *fragments):
     (["--dataset", "sine", "--bn", "running"], "--bn applies to the image networks; sine-wave regression's MLP has no BatchNorm"),
     (["--arch", "vgg11"], "unknown --arch 'vgg11'"),
     (["--dataset", "sine", "--arch", "resnet18"], "--arch applies to image benchmarks"),
-    (["--arch", "resnet18", "--bn", "running"], "--bn running is available on conv4 only"),
+    (["--arch", "resnet18", "--bn", "running"], "--bn running is not available on resnet18, which supports batch"),
     (["--pretrained", "imagenet"], "--pretrained imagenet needs a torchvision body"),
     (["--arch", "resnet18", "--pretrained", "no/such/file.pt"], "no/such/file.pt: no such file"),
     (["--train-body", "some"], "unknown --train-body 'some'"),

@@ -6,6 +6,7 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from . import functional as TF
+from .body_spec import BodySpec
 
 
 BN_MODES = ("batch", "running")
@@ -74,3 +75,13 @@ class Conv4(nn.Module):
     def head_forward(self, params: Mapping[str, Tensor], features: Tensor) -> Tensor:
         """Logits ``[B, n, ways]`` from features ``[B, n, D]``."""
         return TF.linear(features, params["head.weight"], params["head.bias"])
+
+
+# conv4: the MAML/ANIL Conv4 (64 filters); conv4-32: MAML's mini-ImageNet network (32 filters).
+# Four 2x2 max-pools leave nothing of an input under 16 pixels.
+CONV4 = BodySpec("conv4", "the MAML/ANIL Conv4 (64 filters, max-pooling; hand-written task-batched forward)",
+                 network=lambda ways, c, size, bn: Conv4(ways, in_channels=c, hidden=64, image_size=size, bn=bn),
+                 min_image_size=16, bn_modes=BN_MODES)
+CONV4_32 = BodySpec("conv4-32", "Conv4 with 32 filters (MAML's mini-ImageNet network)",
+                    network=lambda ways, c, size, bn: Conv4(ways, in_channels=c, hidden=32, image_size=size, bn=bn),
+                    min_image_size=16, bn_modes=BN_MODES)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .body_spec import BodySpec
+
 WIDTHS = (64, 160, 320, 640)
 
 
@@ -39,3 +41,8 @@ def resnet12_body(in_channels: int = 3) -> tuple[nn.Module, int]:
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="leaky_relu")
     return body, WIDTHS[-1]
+
+
+# four 2x2 max-pools leave nothing of an input under 16 pixels
+RESNET12 = BodySpec("resnet12", "ResNet-12 of MetaOptNet/RFS (640 features)",
+                    body=lambda in_channels, image_size: resnet12_body(in_channels), min_image_size=16)

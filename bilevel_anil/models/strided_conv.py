@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .body_spec import BodySpec
+
 
 def _out(size: int) -> int:
     return (size + 2 - 3) // 2 + 1
@@ -38,3 +40,7 @@ def init_like_imaml(model: nn.Module) -> None:
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             torch.nn.init.xavier_uniform_(module.weight, gain=1.73)
             torch.nn.init.uniform_(module.bias, 0.0, 0.05)
+
+
+CONV4_STRIDED = BodySpec("conv4-strided", "the iMAML authors' Omniglot network (stride-2 convolutions, no pooling)",
+                         body=strided_conv_body, init=init_like_imaml)

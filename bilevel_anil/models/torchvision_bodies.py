@@ -4,7 +4,8 @@ Each entry of :data:`TORCHVISION_BODIES` says how to turn one torchvision classi
 body: which convolution reads the image (rebuilt for ``in_channels`` inputs), which module is
 the classifier (replaced by the identity, so the body ends with the pooled features), and
 which weights enum holds its ImageNet weights. Another body is one more entry, e.g.
-``"resnet34": TorchvisionBody("resnet34", "ResNet34_Weights")``.
+``"resnet34": TorchvisionBody("resnet34", "ResNet34_Weights")``; :data:`TORCHVISION_SPECS`
+registers each (``--arch``, ``--pretrained imagenet``).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 
 import torchvision
 from torch import nn
+
+from .body_spec import BodySpec
 
 
 @dataclass(frozen=True)
@@ -53,3 +56,9 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
 TORCHVISION_BODIES: dict[str, TorchvisionBody] = {
     "resnet18": TorchvisionBody("resnet18", "ResNet18_Weights"),
 }
+
+
+TORCHVISION_SPECS: tuple[BodySpec, ...] = tuple(
+    BodySpec(name, f"torchvision's {entry.builder} (classifier removed; --pretrained imagenet loads its weights)",
+             body=lambda in_channels, image_size, entry=entry: entry.build(in_channels))
+    for name, entry in TORCHVISION_BODIES.items())
