@@ -5,7 +5,8 @@ The Python API (names load on first use: ``import bilevel_anil`` loads neither B
 learn2learn):
 
 * :class:`MetaLearner`: any ``nn.Module`` + an algorithm: ``meta_step``, ``meta_gradient``,
-  ``fit``, ``evaluate``, ``adapt``, ``save``/``load``;
+  ``fit`` (with callbacks: :class:`StepInfo`, :class:`EarlyStopping`), ``evaluate``, ``adapt``,
+  ``save``/``load``;
 * tasks: :class:`TaskBatch`, :class:`TaskSampler`, :func:`dataset_tasks`,
   :func:`function_tasks`, :func:`image_folder_tasks`;
 * :func:`compare_meta_gradients`: implicit vs unrolled meta-gradients against the exact one;
@@ -25,6 +26,7 @@ _EXPORTS = {
     "dataset_tasks": "data.episodes", "function_tasks": "data.episodes",
     "image_folder_tasks": "data.folder",
     "compare_meta_gradients": "compare",
+    "StepInfo": "callbacks", "EarlyStopping": "callbacks",
     "Interval": "evaluation",
     "FewShotModel": "predictor", "load": "predictor",
     "keep_freed_memory": "allocator",
@@ -34,6 +36,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
     from .allocator import keep_freed_memory
+    from .callbacks import EarlyStopping, StepInfo
     from .compare import compare_meta_gradients
     from .data.episodes import TaskBatch, TaskSampler, TaskSet, dataset_tasks, function_tasks
     from .data.folder import image_folder_tasks

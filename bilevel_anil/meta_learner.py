@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from . import checkpoint, distributed
 from .algorithms import ALGORITHMS, Algorithm, get_algorithm
+from .callbacks import Callback
 from .data.episodes import TaskBatch, TaskSampler
 from .errors import FLOAT32_MAX, UsageError, first_line, load_failure
 from .evaluation import Interval, evaluate
@@ -331,7 +332,7 @@ class MetaLearner:
 
     def fit(self, tasks: TaskSampler, steps: int, *, meta_batch: int = 16, validation: Optional[TaskBatch] = None,
             val_every: Optional[int] = None, out: Union[None, str, Path] = None, time_budget: Optional[float] = None,
-            resume: bool = False, progress: Optional[bool] = False) -> FitResult:
+            resume: bool = False, progress: Optional[bool] = False, callbacks: Sequence[Callback] = ()) -> FitResult:
         """Meta-train for ``steps`` outer steps of ``meta_batch`` tasks drawn from ``tasks``,
         through the same engine as ``run.py``: metrics (``metrics.csv``) and checkpoints
         (``last.pt``; ``best.pt`` by validation score) in ``out``, continued with ``resume=True``;
@@ -340,6 +341,9 @@ class MetaLearner:
         validation: fixed tasks scored every ``val_every`` steps (default: 10 times per run)
             after ``test_inner_steps`` inner steps; at the end θ is set to the best ones.
         time_budget: stop after this many seconds of outer steps.
+        callbacks: called after each outer step with its :class:`~bilevel_anil.callbacks.StepInfo`
+            (loss, score, validation score on validation steps); one that returns True stops the
+            fit there (validated and checkpointed), e.g. :class:`~bilevel_anil.callbacks.EarlyStopping`.
         """
         from .engines import EngineSettings, MetaEngine
         from .envs import EpisodicEnv
@@ -352,12 +356,16 @@ class MetaLearner:
             _positive("val_every", val_every, integer=True)
         if time_budget is not None:
             _positive("time_budget", time_budget)
+        callbacks = tuple(callbacks)
+        for callback in callbacks:
+            if not callable(callback):
+                raise UsageError(f"callbacks must be callables taking a StepInfo, got {type(callback).__name__}")
         if not callable(getattr(tasks, "sample", None)):
             raise UsageError(f"tasks must be a task sampler (an object with sample(tasks) -> TaskBatch), not "
                              f"{type(tasks).__name__}: see bilevel_anil.dataset_tasks and function_tasks")
         if validation is not None:
             validation = self._check_batch(validation)
-        group = distributed.current()
+        group = distributed.init_from_environment(str(self.device))  # joins torchrun's processes, if any
         with contextlib.ExitStack() as stack:
             if out is None:
                 if resume:
@@ -386,7 +394,7 @@ class MetaLearner:
                                 self.inner_lr)[self.test_inner_steps]
 
             engine = MetaEngine(upper, lower, env, settings, None if validation is None else validate,
-                                self._run_info())
+                                self._run_info(), callbacks)
             engine.upper.optimizer.load_state_dict(self.optimizer.state_dict())
             start = 0
             if resume and (folder / "last.pt").exists():

@@ -3,6 +3,7 @@ task family and dataset, through ``bilevel_anil``'s public names only (plus the 
 independent autograd references)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,41 @@ torch.save(net.state_dict(), sys.argv[1] + "/final.pt")
     a = torch.load(tmp_path / "a" / "final.pt")
     b = torch.load(tmp_path / "b" / "final.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fit_callbacks_see_every_step_and_can_stop_it(tmp_path):
+    import csv
+
+    from bilevel_anil import EarlyStopping, StepInfo
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(1, 16), nn.ReLU(), nn.Linear(16, 1))
+    learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.01, meta_lr=0.01)
+    validation = function_tasks(sine_task, seed=1).sample(4)
+    seen: list[StepInfo] = []
+    stop_at = lambda info: info.step == 3  # noqa: E731  (not a validation step: val_every=5)
+    result = learner.fit(function_tasks(sine_task, seed=0), steps=10, meta_batch=2, validation=validation,
+                         val_every=5, out=tmp_path / "run", callbacks=[seen.append, stop_at])
+    assert [i.step for i in seen] == [1, 2, 3] and result.steps_done == 3
+    assert all(i.val_score is None and math.isfinite(i.train_loss) and not i.higher_is_better for i in seen)
+    # the stop validated and checkpointed the step it happened at
+    assert result.best["step"] == 3 and checkpoint_step(tmp_path / "run" / "last.pt") == 3
+    with open(tmp_path / "run" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["step"] for r in rows] == ["1", "2", "3"] and rows[-1]["val_score"] != ""
+    # early stopping on a validation score that cannot improve: a learning rate of 0 keeps θ
+    frozen = MetaLearner(nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.Linear(4, 1)), "maml", loss="mse",
+                         inner_lr=0.01, meta_lr=1e-30)
+    stopped = frozen.fit(function_tasks(sine_task, seed=0), steps=50, meta_batch=2, validation=validation,
+                         val_every=2, callbacks=[EarlyStopping(patience=3, min_delta=1e-6)])
+    assert stopped.steps_done == 8  # validations at 2 (best), 4, 6, 8: three without improvement
+    with pytest.raises(ValueError, match="callbacks must be callables taking a StepInfo, got int"):
+        learner.fit(function_tasks(sine_task), steps=1, callbacks=[3])
+    with pytest.raises(ValueError, match="patience must be a positive integer"):
+        EarlyStopping(patience=0)
+
+
+def checkpoint_step(path) -> int:
+    from bilevel_anil import checkpoint
+
+    return int(checkpoint.load(path)["step"])

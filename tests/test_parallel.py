@@ -140,3 +140,28 @@ def test_bad_chunk_is_one_line(capsys, args, fragment):
     assert main(["--dataset", "sine", "--no-progress", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0]
+
+
+def test_fit_under_torchrun_stops_all_processes_when_one_callback_asks(tmp_path):
+    """MetaLearner.fit joins torchrun's processes; a callback that stops rank 0 only (as a
+    time- or file-based one may) stops every process at the same step, none left waiting."""
+    script = tmp_path / "fit.py"
+    script.write_text(f"""
+import os, sys, torch
+from torch import nn
+sys.path.insert(0, {str(REPO / 'tests')!r})
+from test_api import sine_task
+from bilevel_anil import MetaLearner, function_tasks
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(1, 8), nn.ReLU(), nn.Linear(8, 1))
+learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.01, meta_lr=0.01)
+rank = int(os.environ["RANK"])
+result = learner.fit(function_tasks(sine_task, seed=0), steps=20, meta_batch=4, val_every=10,
+                     out=sys.argv[1], callbacks=[lambda info: rank == 0 and info.step == 2])
+torch.save({{"steps": result.steps_done, "weights": [p.detach() for p in net.parameters()]}},
+           sys.argv[1] + f"/rank{{rank}}.pt")
+""")
+    finish(start_processes([sys.executable, str(script), str(tmp_path / "run")]), timeout=120)
+    ranks = [torch.load(tmp_path / "run" / f"rank{r}.pt") for r in (0, 1)]
+    assert [r["steps"] for r in ranks] == [2, 2]
+    assert all(torch.equal(a, b) for a, b in zip(ranks[0]["weights"], ranks[1]["weights"]))

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from betty.logging.logger_base import get_logger
 from tqdm import tqdm
 
 from .. import checkpoint
+from ..callbacks import Callback, StepInfo
 from ..errors import Interrupted, TrainingDiverged, UsageError
 from ..data.episodes import TaskSampler
 from ..distributed import Group
@@ -82,12 +83,15 @@ class MetaEngine(Engine):
 
     ``validate`` returns the validation :class:`Interval` (None: no validation; ``last.pt`` is
     still written every ``val_every`` steps); ``run_info`` is stored in every checkpoint (what
-    is needed to rebuild and evaluate the model).
+    is needed to rebuild and evaluate the model); ``callbacks`` are called after each outer step
+    (:mod:`bilevel_anil.callbacks`) and may stop the run.
     """
 
     def __init__(self, upper: MetaProblem, lower: InnerObjective, env: EpisodicEnv, settings: EngineSettings,
-                 validate: Optional[Callable[[], Interval]], run_info: dict[str, Any]):
+                 validate: Optional[Callable[[], Interval]], run_info: dict[str, Any],
+                 callbacks: Sequence[Callback] = ()):
         self.settings = settings
+        self.callbacks = tuple(callbacks)
         self.group = env.group
         self.validate_fn = validate
         self.run_info = run_info
@@ -131,6 +135,33 @@ class MetaEngine(Engine):
     def validation(self) -> dict[str, float]:
         interval = self.validate_fn()
         return {"val_score": interval.mean, "val_ci95": interval.ci95}
+
+    def _validate(self) -> Optional[dict[str, float]]:
+        """The validation record (None without validation), in evaluation mode."""
+        if self.validate_fn is None:
+            return None
+        self.eval()
+        try:
+            return self.validation()
+        finally:
+            self.train()
+
+    def _callbacks_stop(self, step: int, stats: dict[str, float], val: Optional[dict[str, float]],
+                        train_time: float) -> bool:
+        """Call every callback with this step's figures; True when any of them, in any process,
+        asks to stop."""
+        if not self.callbacks:
+            return False
+        info = StepInfo(step=step, steps=self.settings.iterations, train_loss=stats["loss"],
+                        train_score=stats.get("score"), val_score=None if val is None else val["val_score"],
+                        val_ci95=None if val is None else val["val_ci95"],
+                        higher_is_better=self.settings.higher_is_better, train_seconds=train_time)
+        stop = False
+        for callback in self.callbacks:
+            stop = bool(callback(info)) or stop
+        if self.group.world_size > 1:
+            _, stop = self._agree({}, stop)
+        return stop
 
     def configure_systems(self) -> dict[str, Any]:
         """Betty's own ``distributed`` strategy calls ``torch.cuda.set_device`` and wraps modules
@@ -233,12 +264,15 @@ class MetaEngine(Engine):
                 row = {"step": step, "train_loss": stats["loss"], "train_score": stats.get("score", ""),
                        "val_score": "", "val_ci95": "", "elapsed_s": round(time.perf_counter() - started, 3),
                        "train_s": round(train_time, 3), "steps_per_s": round(done / train_time, 3)}
-                if step % s.val_every == 0 or step == s.iterations or out_of_time:
-                    val = None
-                    if self.validate_fn is not None:
-                        self.eval()
-                        val = self.validation()
-                        self.train()
+                checkpoint_now = step % s.val_every == 0 or step == s.iterations or out_of_time
+                val = self._validate() if checkpoint_now else None
+                finish = out_of_time
+                if self._callbacks_stop(step, stats, val, train_time):  # then validate and checkpoint here
+                    finish = True
+                    if not checkpoint_now:
+                        checkpoint_now, val = True, self._validate()
+                if checkpoint_now:
+                    if val is not None:
                         row.update(val)
                     # the row is on disk before the checkpoint that covers it: a kill between the two
                     # leaves a row after the previous last.pt, which --resume drops and redoes
@@ -267,7 +301,7 @@ class MetaEngine(Engine):
                     self._save("last.pt", step)
                     raise Interrupted(f"interrupted after step {step}; {s.out_dir / 'last.pt'} holds it: continue "
                                       f"with --resume --out {s.out_dir}")
-                if out_of_time:
+                if finish:
                     break
             bar.close()
         self.group.barrier()  # best.pt is on disk for every process
