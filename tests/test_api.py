@@ -201,6 +201,18 @@ def test_import_loads_neither_betty_nor_learn2learn():
     assert "MetaLearner" in dir(bilevel_anil) and bilevel_anil.__all__
 
 
+def test_importing_the_betty_subpackages_changes_nothing_in_betty():
+    """The hypergradient type and the logger level are set when a learner's problems and engine
+    are built, not when the modules are imported."""
+    import subprocess
+    import sys
+    code = ("import logging, betty.hypergradient as h; from betty.logging.logger_base import get_logger; "
+            "level = get_logger().level; import bilevel_anil.problems, bilevel_anil.engines, bilevel_anil.envs; "
+            "print('cg_exact' in h.jvp_fn_mapping, get_logger().level == level)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
+
+
 def test_fit_killed_after_a_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path):
     """kill -9 just after last.pt, then fit(resume=True): the same θ as a run never killed. The
     generator of a seeded sampler is part of the checkpoint (it used to restart from its seed)."""

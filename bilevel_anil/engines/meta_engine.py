@@ -31,8 +31,6 @@ from ..learner import Learner
 from ..metrics_log import MetricsLog
 from ..problems import HypergradConfig, InnerObjective, MetaProblem, build_lower, build_upper
 
-get_logger().setLevel(logging.WARNING)  # Betty logs its set-up at INFO on stdout
-
 # set to a step number, the process kills itself (SIGKILL) just after writing last.pt at that
 # step: how the tests reach the moment between a checkpoint and what follows it
 KILL_AFTER_CHECKPOINT = "BILEVEL_ANIL_TEST_KILL_AFTER_CHECKPOINT"
@@ -90,6 +88,7 @@ class MetaEngine(Engine):
     def __init__(self, upper: MetaProblem, lower: InnerObjective, env: EpisodicEnv, settings: EngineSettings,
                  validate: Optional[Callable[[], Interval]], run_info: dict[str, Any],
                  callbacks: Sequence[Callback] = ()):
+        get_logger().setLevel(logging.WARNING)  # Betty logs its set-up at INFO on stdout
         self.settings = settings
         self.callbacks = tuple(callbacks)
         self.group = env.group

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..solvers import BETTY_TYPES, HYPERGRADS, HypergradConfig, Vectors, cg_solve
 
-__all__ = ["BETTY_TYPES", "HYPERGRADS", "HypergradConfig", "cg_solve", "conjugate_gradient"]
+__all__ = ["BETTY_TYPES", "HYPERGRADS", "HypergradConfig", "cg_solve", "conjugate_gradient", "register_hypergradients"]
 
 def conjugate_gradient(vector: Vectors, curr, prev, sync: bool):
     """Betty hypergradient function (signature of ``betty.hypergradient.cg``) with textbook CG;
@@ -62,4 +62,8 @@ def conjugate_gradient(vector: Vectors, curr, prev, sync: bool):
     return [neg_with_none(g) for g in implicit]
 
 
-jvp_fn_mapping.setdefault(BETTY_TYPES["cg"], conjugate_gradient)
+def register_hypergradients() -> None:
+    """Make this module's CG Betty's ``"cg_exact"`` hypergradient type. Called when a lower
+    problem is built (:func:`bilevel_anil.problems.build_lower`), not when the package is
+    imported: importing bilevel_anil changes nothing in Betty."""
+    jvp_fn_mapping.setdefault(BETTY_TYPES["cg"], conjugate_gradient)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..data.episodes import TaskSet
 from ..distributed import Group
 from ..learner import Learner, Params, Predictor
-from .hypergradients import HypergradConfig
+from .hypergradients import HypergradConfig, register_hypergradients
 from .iterative import IterativeProblem
 
 
@@ -191,6 +191,7 @@ def build_lower(learner: Learner, lr: float, steps: int, tasks: int,
     inner loop takes zero-size steps instead (``lr`` then applies at validation and test).
     ``inner_batch``: examples per task in each inner step (unrolled only; None: all);
     ``pullback``: the iMAML authors' inner loop (proximal algorithms, see :class:`InnerObjective`)."""
+    register_hypergradients()
     algo = learner.algorithm
     if algo.pretrain:
         lr = 0.0
