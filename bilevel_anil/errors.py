@@ -46,25 +46,36 @@ def load_failure(exc: BaseException) -> str:
     return next((line for line in lines if "mismatch" in line or " key" in line), first_line(exc))[:200]
 
 
-def require_positive_integers(flags: Mapping[str, Optional[int]]) -> None:
-    """One line for the first flag (name without ``--``) whose value is below 1; None is unset."""
-    for name, value in flags.items():
-        if value is not None and value < 1:
-            raise UsageError(f"--{name} must be a positive integer, got {value}")
-
-
 FLOAT32_MAX = 3.4028234663852886e38  # the tensors are float32: a larger step or λ overflows in the first update
 
 
-def require_positive_numbers(flags: Mapping[str, Optional[float]]) -> None:
-    """One line for the first flag whose value is not a finite number above 0 (and at most
-    float32's largest, so that the first optimiser update cannot overflow); None is unset."""
+def require_positive(label: str, value: object, *, integer: bool = False, zero: bool = False) -> None:
+    """One line unless ``value`` is a positive integer (``integer``) or a positive finite number
+    no larger than float32 can hold (so that a first optimiser update cannot overflow);
+    ``zero`` admits 0. ``label`` is how the user gave it: ``--inner-lr`` or ``inner_lr``."""
+    if integer:
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= (0 if zero else 1)):
+            raise UsageError(f"{label} must be {'an integer >= 0' if zero else 'a positive integer'}, got {value!r}")
+        return
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (value >= 0 if zero else value > 0)):
+        raise UsageError(f"{label} must be {'a number >= 0' if zero else 'a positive number'}, got {value!r}")
+    if value > FLOAT32_MAX:
+        raise UsageError(f"{label} {value:g} is larger than float32 can hold ({FLOAT32_MAX:.3g}): give a smaller value")
+
+
+def require_positive_integers(flags: Mapping[str, Optional[int]]) -> None:
+    """:func:`require_positive` for each flag (name without ``--``) that is set (not None)."""
     for name, value in flags.items():
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UsageError(f"--{name} must be a positive number, got {value}")
-        if value is not None and value > FLOAT32_MAX:
-            raise UsageError(f"--{name} {value:g} is larger than float32 can hold ({FLOAT32_MAX:.3g}): give a "
-                             "smaller value")
+        if value is not None:
+            require_positive(f"--{name}", value, integer=True)
+
+
+def require_positive_numbers(flags: Mapping[str, Optional[float]]) -> None:
+    """:func:`require_positive` for each flag (name without ``--``) that is set (not None)."""
+    for name, value in flags.items():
+        if value is not None:
+            require_positive(f"--{name}", value)
 
 
 SEED_LIMIT = 2 ** 32  # numpy's seeds are 0 .. 2**32 - 1

@@ -8,7 +8,6 @@ one argument (``grad=``).
 from __future__ import annotations
 
 import contextlib
-import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from . import checkpoint, distributed
 from .algorithms import ALGORITHMS, Algorithm, get_algorithm
 from .callbacks import Callback
 from .data.episodes import TaskBatch, TaskSampler
-from .errors import FLOAT32_MAX, UsageError, first_line, load_failure
+from .errors import UsageError, first_line, load_failure, require_positive
 from .evaluation import Interval, evaluate
 from .learner import Learner
 from .losses import LOSSES, TaskLoss
@@ -31,14 +30,6 @@ GRAD_CHOICES = ("unrolled", "implicit", "first_order")
 ADAPT_CHOICES = ("all", "head")
 # the same algorithm adapting every parameter instead of the head
 _ADAPT_ALL = {"anil": "maml", "foanil": "fomaml", "ianil": "imaml"}
-
-
-def _positive(name: str, value: float, integer: bool = False, zero: bool = False) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) if integer else \
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not zero) or value > FLOAT32_MAX:
-        kind = "a positive integer" if integer else ("a finite number >= 0" if zero else "a positive finite number")
-        raise UsageError(f"{name} must be {kind}, got {value!r}")
 
 
 def resolve_algorithm(algorithm: str, adapt: Union[None, str, Callable] = None,
@@ -202,18 +193,18 @@ class MetaLearner:
         from .solvers import HYPERGRADS, HypergradConfig
 
         self.algorithm = resolve_algorithm(algorithm, adapt, grad)
-        _positive("inner_lr", inner_lr, zero=self.algorithm.pretrain)
-        _positive("inner_steps", inner_steps, integer=True)
-        _positive("meta_lr", meta_lr)
-        _positive("hypergrad_iterations", hypergrad_iterations, integer=True)
+        require_positive("inner_lr", inner_lr, zero=self.algorithm.pretrain)
+        require_positive("inner_steps", inner_steps, integer=True)
+        require_positive("meta_lr", meta_lr)
+        require_positive("hypergrad_iterations", hypergrad_iterations, integer=True)
         for name, value in (("test_inner_steps", test_inner_steps), ("inner_batch", inner_batch),
                             ("task_chunk", task_chunk)):
             if value is not None:
-                _positive(name, value, integer=True)
+                require_positive(name, value, integer=True)
         if self.algorithm.proximal:
-            _positive("lam", lam)
+            require_positive("lam", lam)
             if test_lam is not None:
-                _positive("test_lam", test_lam, zero=True)
+                require_positive("test_lam", test_lam, zero=True)
         if hypergrad not in HYPERGRADS:
             raise UsageError(f"unknown hypergrad {hypergrad!r}: choose one of {', '.join(HYPERGRADS)}")
         if inner_batch and self.algorithm.grad == "implicit":
@@ -350,12 +341,12 @@ class MetaLearner:
         from .problems import build_lower, build_upper
         from .run_lock import RunFolderLock
 
-        _positive("steps", steps, integer=True)
-        _positive("meta_batch", meta_batch, integer=True)
+        require_positive("steps", steps, integer=True)
+        require_positive("meta_batch", meta_batch, integer=True)
         if val_every is not None:
-            _positive("val_every", val_every, integer=True)
+            require_positive("val_every", val_every, integer=True)
         if time_budget is not None:
-            _positive("time_budget", time_budget)
+            require_positive("time_budget", time_budget)
         callbacks = tuple(callbacks)
         for callback in callbacks:
             if not callable(callback):
