@@ -21,7 +21,7 @@ from .algorithms import ALGORITHMS, Algorithm, get_algorithm
 from .callbacks import Callback
 from .data.episodes import TaskBatch, TaskSampler
 from .errors import UsageError, first_line, load_failure, require_positive
-from .evaluation import Interval, evaluate
+from .evaluation import Interval, eval_mode, evaluate
 from .learner import Learner
 from .losses import LOSSES, TaskLoss
 from .network import HeadSpec
@@ -33,10 +33,15 @@ _ADAPT_ALL = {"anil": "maml", "foanil": "fomaml", "ianil": "imaml"}
 
 
 def resolve_algorithm(algorithm: str, adapt: Union[None, str, Callable] = None,
-                      grad: Optional[str] = None) -> Algorithm:
-    """The :class:`Algorithm` named ``algorithm`` with ``adapt`` (``"all"``/``"head"``) and
-    ``grad`` (``"unrolled"``/``"implicit"``/``"first_order"``) applied; one line when the
-    combination is not defined, saying what to use instead."""
+                      grad: Optional[str] = None, inner_optimizer: Optional[str] = None) -> Algorithm:
+    """The :class:`Algorithm` named ``algorithm`` with ``adapt`` (``"all"``/``"head"``),
+    ``grad`` (``"unrolled"``/``"implicit"``/``"first_order"``) and ``inner_optimizer``
+    (``"sgd"``/``"adam"``; default: the algorithm's) applied; one line when the combination is
+    not defined, saying what to use instead."""
+    from .fast_weights import INNER_OPTIMIZERS
+
+    if inner_optimizer is not None and inner_optimizer not in INNER_OPTIMIZERS:
+        raise UsageError(f"inner_optimizer must be one of {', '.join(INNER_OPTIMIZERS)}, not {inner_optimizer!r}")
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise UsageError(f"unknown algorithm {algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
     if isinstance(adapt, str) and adapt not in ADAPT_CHOICES:
@@ -51,7 +56,8 @@ def resolve_algorithm(algorithm: str, adapt: Union[None, str, Callable] = None,
         unrolled_or_implicit = "unrolled"
     if first_order and ALGORITHMS[algorithm].update == "interpolate":
         first_order, unrolled_or_implicit = False, None  # Reptile is first-order by definition
-    return get_algorithm(algorithm, first_order=first_order, head_only=adapt == "head", grad=unrolled_or_implicit)
+    return get_algorithm(algorithm, first_order=first_order, head_only=adapt == "head", grad=unrolled_or_implicit,
+                         inner_optimizer=inner_optimizer)
 
 
 _LABEL_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8)
@@ -117,7 +123,7 @@ class Adapted:
                              f"inputs {tuple(self.support_x.shape[0 if self.batched else 1:])} (one task: [m, ...]; "
                              "B tasks: [B, m, ...])")
         qx = qx.to(self.support_x.device)
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(self.learner.model):
             if self.bn == "transductive" or not _uses_batch_statistics(self.learner.model):
                 out = self.learner.predictor(self.theta, qx)(self.fast)
             else:
@@ -157,6 +163,8 @@ class MetaLearner:
     meta_lr, meta_optimizer: the outer optimiser; default Adam (SGD for reptile) at ``meta_lr``;
         or a ``torch.optim.Optimizer`` class, or a function ``params -> optimizer``.
     inner_batch, task_chunk: Reptile's inner minibatches; tasks per chunk of an outer step.
+    inner_optimizer: ``"sgd"`` or ``"adam"`` (β1 = 0, as in Reptile) for the inner loop
+        (default: the algorithm's: Adam for reptile, SGD otherwise).
 
     The split of the network is checked here (one ``ValueError`` line): the head exists and has
     parameters; a module that cannot run one task at a time under ``torch.func.vmap`` says so on
@@ -188,11 +196,12 @@ class MetaLearner:
                  inner_lr: float = 0.1, inner_steps: int = 1, test_inner_steps: Optional[int] = None,
                  lam: float = 1.0, test_lam: Optional[float] = None, hypergrad: str = "cg",
                  hypergrad_iterations: int = 5, meta_lr: float = 1e-3, meta_optimizer: Any = None,
-                 inner_batch: Optional[int] = None, task_chunk: Optional[int] = None, device: str = "cpu"):
+                 inner_batch: Optional[int] = None, task_chunk: Optional[int] = None,
+                 inner_optimizer: Optional[str] = None, device: str = "cpu"):
         from .errors import require_device
         from .solvers import HYPERGRADS, HypergradConfig
 
-        self.algorithm = resolve_algorithm(algorithm, adapt, grad)
+        self.algorithm = resolve_algorithm(algorithm, adapt, grad, inner_optimizer)
         require_positive("inner_lr", inner_lr, zero=self.algorithm.pretrain)
         require_positive("inner_steps", inner_steps, integer=True)
         require_positive("meta_lr", meta_lr)
@@ -272,13 +281,25 @@ class MetaLearner:
             self.optimizer = engine.upper.optimizer
         return engine
 
+    @property
+    def outputs(self) -> Optional[int]:
+        """The number of classes the head scores (its ``out_features``), when the head is one
+        ``nn.Linear``; None otherwise."""
+        module = self.model.get_submodule(self.learner.head.module) if self.learner.head.module else None
+        return module.out_features if isinstance(module, nn.Linear) else None
+
     def _check_labels(self, labels: Tensor, part: str) -> None:
-        """Class labels (for the cross-entropy loss) are integers 0..N-1: one line otherwise."""
-        if self.learner.loss.classification and (labels.dtype not in _LABEL_DTYPES
-                                                 or (labels.numel() and labels.min() < 0)):
-            lowest = labels.min().item() if labels.numel() else None
-            raise UsageError(f"{part} labels must be integers 0..N-1 for the cross-entropy loss, got "
-                             f"{labels.dtype} values from {lowest}")
+        """Class labels (for the cross-entropy loss) are integers 0..N-1, N at most the head's
+        outputs: one line otherwise."""
+        if not self.learner.loss.classification:
+            return
+        outputs = self.outputs
+        if labels.dtype not in _LABEL_DTYPES or (labels.numel() and (
+                labels.min() < 0 or (outputs is not None and labels.max() >= outputs))):
+            span = f"from {labels.min().item()} to {labels.max().item()}" if labels.numel() else "(none)"
+            raise UsageError(f"{part} labels must be integers 0..{'N-1' if outputs is None else outputs - 1} for the "
+                             f"cross-entropy loss{'' if outputs is None else f' (the head has {outputs} outputs)'}, "
+                             f"got {labels.dtype} values {span}")
 
     def _check_batch(self, batch: TaskBatch) -> TaskBatch:
         if not isinstance(batch, TaskBatch):
@@ -444,7 +465,8 @@ class MetaLearner:
             raise UsageError(f"steps must be a non-negative integer, got {steps!r}")
         theta = {n: p.detach() for n, p in self.model.named_parameters()}
         sx, sy = sx.to(self.device), sy.to(self.device)
-        with torch.no_grad():
+        # as in evaluation: BatchNorm with running statistics uses them (and leaves them unchanged)
+        with torch.no_grad(), eval_mode(self.model):
             fast = self.test_learner.adapt(theta, sx, sy, steps, self.inner_lr)
         return Adapted(self.test_learner, theta, fast, sx, batched, bn)
 
@@ -482,15 +504,25 @@ class MetaLearner:
         model: the network to load the weights into: needed for a network that is not one of
         the package's (its class is named in the error); ``loss``: needed when the learner was
         trained with a loss function of the user's. Nothing in the file is run."""
+        return cls.from_state(checkpoint.load_run(path), model, loss=loss, device=device, source=str(path))
+
+    @classmethod
+    def from_state(cls, state: dict, model: Optional[nn.Module] = None, *, loss: Any = None, device: str = "cpu",
+                   source: str = "the checkpoint") -> "MetaLearner":
+        """:meth:`load` of a checkpoint already read (``checkpoint.load_run``); ``source`` names
+        it in errors."""
         from .models import build_model
 
-        state = checkpoint.load_run(path)
+        path = source
         arch = state["arch"]
         if model is None:
             if arch.get("name") == "custom":
                 raise UsageError(f"{path} holds a network of the user's ({arch.get('class')}): pass model= an instance "
                                  "of it to load the weights into")
-            model = build_model(arch)
+            try:
+                model = build_model(arch)
+            except ValueError as exc:  # e.g. a body registered in the process that trained it
+                raise UsageError(f"{path}: {first_line(exc)}") from None
         frozen = set(state.get("frozen", ()))
         for parameter_name, p in model.named_parameters():
             if parameter_name in frozen:
@@ -516,7 +548,7 @@ class MetaLearner:
                       hypergrad=config.get("hypergrad", "cg"),
                       hypergrad_iterations=int(config.get("hypergrad_iterations", 5)),
                       meta_lr=float(config.get("meta_lr") or 1e-3), inner_batch=config.get("inner_batch"),
-                      device=device)
+                      inner_optimizer=state.get("inner_optimizer"), device=device)
         # after the learner is built: it switches a network's BatchNorm layers to batch statistics
         # (network.py) as it did when the weights were saved
         try:

@@ -281,3 +281,41 @@ def checkpoint_step(path) -> int:
     from bilevel_anil import checkpoint
 
     return int(checkpoint.load(path)["step"])
+
+
+def test_load_and_the_learner_agree_and_running_statistics_stay_unchanged(tmp_path):
+    """bilevel_anil.load is MetaLearner.load plus the data set's transform: the same
+    predictions; the inner optimiser is restored (it used to fall back to the algorithm's);
+    adapting Conv4 with BatchNorm running statistics uses them without updating them (it used
+    to adapt in training mode, updating them)."""
+    from bilevel_anil.models import image_model
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))
+    learner = MetaLearner(net, "reptile", inner_optimizer="sgd", inner_lr=0.1, inner_steps=2)
+    batch = image_batch(dtype=torch.float32)
+    learner.meta_step(batch)
+    learner.save(tmp_path / "r.pt")
+    fresh = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))  # noqa: E731
+    assert MetaLearner.load(tmp_path / "r.pt", model=fresh()).algorithm.inner_optimizer == "sgd"
+    model = bilevel_anil.load(tmp_path / "r.pt", model=fresh())
+    x, y, q = batch.support.x[0], batch.support.y[0], batch.query.x[0]
+    torch.testing.assert_close(model.adapt_and_predict(x, y, q), learner.adapt(x, y)(q), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"support labels must be integers 0..2 for the cross-entropy loss \(the head "
+                                         r"has 3 outputs\), got torch.int64 values from 0 to 3"):
+        model.adapt_and_predict(x, torch.tensor([0, 1, 2, 3, 0, 1]), q)
+    with pytest.raises(ValueError, match="inner_optimizer must be one of sgd, adam, not 'rmsprop'"):
+        MetaLearner(fresh(), "maml", inner_optimizer="rmsprop")
+
+    conv = image_model("conv4", 3, image_size=16, bn="running")
+    running = MetaLearner(conv, "maml", inner_lr=0.1)
+    images = TaskBatch.of(*(t.expand(-1, -1, 1, 16, 16).contiguous() if t.dim() == 5 else t
+                            for t in (batch.support.x[:, :, :, :1, :1], batch.support.y,
+                                      batch.query.x[:, :, :, :1, :1], batch.query.y)))
+    running.meta_step(images)
+    stats = conv.body[0].bn.running_mean.clone()
+    adapted = running.adapt(images.support.x[0], images.support.y[0])
+    together = adapted(images.query.x[0])
+    alone = torch.cat([adapted(images.query.x[0][i:i + 1]) for i in range(images.query.x.shape[1])])
+    assert torch.equal(conv.body[0].bn.running_mean, stats) and conv.training  # unchanged, mode restored
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)  # running statistics: inductive
