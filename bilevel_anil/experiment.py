@@ -6,6 +6,7 @@ import random
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -14,16 +15,14 @@ from . import checkpoint, distributed
 from .algorithms import Algorithm, get_algorithm
 from .allocator import keep_freed_memory
 from .config import RESUME_FIELDS, VALIDATION_FIELDS, RunConfig
-from .engines import EngineSettings, MetaEngine
-from .envs import EpisodicEnv
-from .errors import UsageError, load_failure
+from .errors import UsageError
 from .evaluation import Interval, evaluate
-from .learner import Learner
+from .meta_learner import MetaLearner
 from .models import TaskBatchedNet, parameter_counts, set_meta_trained
 from .models.pretrained import load_pretrained
 from .profiling import measure
 from .run_lock import RunFolderLock
-from .problems import HypergradConfig, build_lower, build_upper
+from .solvers import HypergradConfig
 from .data.registry import dataset_spec
 from .suite import TaskSuite, build_suite
 
@@ -69,16 +68,17 @@ def resumable_state(path: Path, cfg: RunConfig) -> dict:
     return state
 
 
-def outer_optimizer(algo: Algorithm, model: torch.nn.Module, cfg: RunConfig) -> tuple:
-    """The outer optimiser of the meta-trained parameters (and its schedule): Adam with
-    ``--meta-lr`` (and ``--meta-eps``); for Reptile, SGD whose step ε = ``--meta-lr`` falls
-    linearly to 0 over ``--iterations`` (the Reptile paper's annealing)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def outer_optimizer(algo: Algorithm, cfg: RunConfig) -> tuple[Callable, Optional[Callable]]:
+    """The outer optimiser of the meta-trained parameters (``params -> optimizer``) and its
+    schedule (``optimizer -> scheduler`` or None): Adam with ``--meta-lr`` (and ``--meta-eps``);
+    for Reptile, SGD whose step ε = ``--meta-lr`` falls linearly to 0 over ``--iterations`` (the
+    Reptile paper's annealing)."""
     if algo.update == "interpolate":
-        optimizer = torch.optim.SGD(params, lr=cfg.meta_lr)
         iterations = cfg.iterations
-        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(0.0, 1.0 - i / iterations))
-    return torch.optim.Adam(params, lr=cfg.meta_lr, eps=cfg.meta_eps), None
+        return (lambda params: torch.optim.SGD(params, lr=cfg.meta_lr),
+                lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                                    lambda i: max(0.0, 1.0 - i / iterations)))
+    return (lambda params: torch.optim.Adam(params, lr=cfg.meta_lr, eps=cfg.meta_eps)), None
 
 
 def train_and_test(cfg: RunConfig) -> dict:
@@ -103,41 +103,21 @@ def _train_and_test(cfg: RunConfig) -> dict:
     set_meta_trained(model, cfg.train_body)
     counts = parameter_counts(model)
     model = model.to(cfg.device)
-    learner = Learner(model, algo, suite.loss, lam=cfg.lam)
-    test_learner = learner.with_lam(cfg.test_lam)  # validation and test adapt with --test-lam
     group = distributed.current()
-    env = EpisodicEnv(suite.train, cfg.meta_batch, cfg.task_chunk, group, shuffle_support=bool(cfg.inner_batch))
-    upper = build_upper(learner, *outer_optimizer(algo, model, cfg), chunks=env.chunk_count, group=group)
+    optimizer, schedule = outer_optimizer(algo, cfg)
     hypergrad = HypergradConfig(cfg.hypergrad, cfg.hypergrad_iterations, cfg.neumann_alpha, cfg.darts_alpha,
                                 cfg.cg_damping, cfg.cg_lam_damping)
-    lower = build_lower(learner, cfg.inner_lr, cfg.inner_steps, env.task_chunk, hypergrad, cfg.inner_batch,
-                        pullback=cfg.inner_proximal == "pullback")
+    # run.py is a configuration of the Python API's learner and its training loop
+    meta = MetaLearner(model, algo, loss=suite.loss, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps,
+                       test_inner_steps=cfg.test_inner_steps, lam=cfg.lam, test_lam=cfg.test_lam,
+                       hypergrad=hypergrad, meta_lr=cfg.meta_lr, meta_optimizer=optimizer,
+                       inner_batch=cfg.inner_batch, task_chunk=cfg.task_chunk,
+                       inner_proximal=cfg.inner_proximal if algo.proximal else "every", device=cfg.device)
+    learner, test_learner = meta.learner, meta.test_learner  # test_learner adapts with --test-lam
     out = Path(cfg.out)
-    settings = EngineSettings(cfg.iterations, cfg.inner_steps, cfg.val_every, out, cfg.device,
-                              higher_is_better=suite.higher_is_better, progress=cfg.progress,
-                              time_budget=cfg.time_budget, tensorboard=cfg.log == "tensorboard")
-    run_info = {"algorithm": algo.name, "arch": model.arch, "loss": suite.loss.name, "lam": test_learner.lam,
-                "train_lam": learner.lam,
-                "pretrained": pretrained, "train_body": cfg.train_body, "inner_optimizer": algo.inner_optimizer,
-                "inner_lr": cfg.inner_lr,
-                "inner_steps": cfg.inner_steps, "test_inner_steps": cfg.test_inner_steps, "bn_mode": cfg.bn,
-                "normalization": suite.normalization,
-                "config": asdict(cfg)}
-
-    def validate() -> Interval:
-        theta = learner.meta_params()
-        return evaluate(test_learner, theta, suite.val_set, [cfg.test_inner_steps], cfg.inner_lr)[cfg.test_inner_steps]
-
-    engine = MetaEngine(upper, lower, env, settings, validate, run_info)
-    start = 0
-    if cfg.resume:
-        try:
-            start = engine.restore(resumable_state(out / "last.pt", cfg))
-        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, UsageError):
-                raise
-            raise UsageError(f"--resume: {out / 'last.pt'} does not fit this run's network or optimiser "
-                             f"({load_failure(exc)}): start a new --out") from None
+    run_info = {"pretrained": pretrained, "train_body": cfg.train_body, "bn_mode": cfg.bn,
+                "normalization": suite.normalization, "config": asdict(cfg)}
+    state = resumable_state(out / "last.pt", cfg) if cfg.resume else None
     if algo.grad == "implicit":
         how = (f"implicit, {cfg.hypergrad}" + ("" if cfg.hypergrad == "darts" else
                                                f" with {cfg.hypergrad_iterations} iterations"))
@@ -163,7 +143,8 @@ def _train_and_test(cfg: RunConfig) -> dict:
     shape = f"{cfg.ways}-way {cfg.shots}-shot{train_shots}, {cfg.queries} query/class" if cfg.ways else \
         f"K={cfg.shots}{train_shots} support and {cfg.queries} query points"
     length = f"{cfg.iterations} outer steps" + (f" or {cfg.time_budget:g} s" if cfg.time_budget else "")
-    split = (f" in chunks of {cfg.task_chunk}" if cfg.task_chunk not in (None, env.local_tasks) else "") + \
+    local_tasks = cfg.meta_batch // group.world_size
+    split = (f" in chunks of {cfg.task_chunk}" if cfg.task_chunk not in (None, local_tasks) else "") + \
         (f" over {group.world_size} processes" if group.active else "")
     print(f"{algo.name} on {cfg.dataset}: {shape}, meta-batch {cfg.meta_batch}{split}, {inner}, {outer}, {length} "
           f"on {cfg.device}, BatchNorm: {cfg.bn}; output {out}", flush=True)
@@ -178,13 +159,15 @@ def _train_and_test(cfg: RunConfig) -> dict:
     print(f"parameters: {counts['total']:,} total, {counts['meta_trained']:,} meta-trained, "
           f"{counts['batchnorm']:,} BatchNorm", flush=True)
     t0 = time.perf_counter()
-    run = measure(lambda: engine.run(start), cfg.device)
-    best = run.value
+    run = measure(lambda: meta._train(suite.train, cfg.iterations, cfg.meta_batch, out, validation=suite.val_set,
+                                      val_every=cfg.val_every, time_budget=cfg.time_budget, resume_state=state,
+                                      progress=cfg.progress, schedule=schedule, tensorboard=cfg.log == "tensorboard",
+                                      extra_info=run_info, resume_flags=("--resume", "--out")), cfg.device)
+    fitted = run.value
+    best = fitted.best
     wall_time = time.perf_counter() - t0
-    train_time, steps_done = engine.train_seconds, engine.steps_done
-
-    model.load_state_dict(checkpoint.load(out / "best.pt")["model"])
-    theta = learner.meta_params()
+    train_time, steps_done = fitted.train_seconds, fitted.steps_done
+    theta = learner.meta_params()  # the best checkpoint's
     t1 = time.perf_counter()
     results = {label: evaluate(test_learner, theta, tasks, suite.test_steps, cfg.inner_lr)
                for label, tasks in suite.test_sets.items()}
@@ -208,7 +191,7 @@ def _train_and_test(cfg: RunConfig) -> dict:
         "test_seconds": round(test_time, 1),
         "arch": model.arch["name"], "pretrained": pretrained, "train_body": cfg.train_body, "parameters": counts,
         "peak_train_mib": None if run.peak_mib is None else round(run.peak_mib, 1),
-        "last_train_loss": engine.last_train_loss, "plot": str(plot) if plot else None, "config": asdict(cfg),
+        "last_train_loss": fitted.last_loss, "plot": str(plot) if plot else None, "config": asdict(cfg),
     }
     if group.is_main:
         (out / "results.json").write_text(json.dumps(report, indent=2))

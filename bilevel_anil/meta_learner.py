@@ -8,6 +8,7 @@ one argument (``grad=``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from .evaluation import Interval, eval_mode, evaluate
 from .learner import Learner
 from .losses import LOSSES, TaskLoss
 from .network import HeadSpec
+from .solvers import HypergradConfig
 
 GRAD_CHOICES = ("unrolled", "implicit", "first_order")
 ADAPT_CHOICES = ("all", "head")
@@ -32,7 +34,7 @@ ADAPT_CHOICES = ("all", "head")
 _ADAPT_ALL = {"anil": "maml", "foanil": "fomaml", "ianil": "imaml"}
 
 
-def resolve_algorithm(algorithm: str, adapt: Union[None, str, Callable] = None,
+def resolve_algorithm(algorithm: Union[str, Algorithm], adapt: Union[None, str, Callable] = None,
                       grad: Optional[str] = None, inner_optimizer: Optional[str] = None) -> Algorithm:
     """The :class:`Algorithm` named ``algorithm`` with ``adapt`` (``"all"``/``"head"``),
     ``grad`` (``"unrolled"``/``"implicit"``/``"first_order"``) and ``inner_optimizer``
@@ -42,6 +44,10 @@ def resolve_algorithm(algorithm: str, adapt: Union[None, str, Callable] = None,
 
     if inner_optimizer is not None and inner_optimizer not in INNER_OPTIMIZERS:
         raise UsageError(f"inner_optimizer must be one of {', '.join(INNER_OPTIMIZERS)}, not {inner_optimizer!r}")
+    if isinstance(algorithm, Algorithm):  # already resolved (run.py's configuration)
+        if adapt is not None or grad is not None:
+            raise UsageError("adapt= and grad= apply to an algorithm given by name; this Algorithm is already resolved")
+        return algorithm if inner_optimizer is None else dataclasses.replace(algorithm, inner_optimizer=inner_optimizer)
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise UsageError(f"unknown algorithm {algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
     if isinstance(adapt, str) and adapt not in ADAPT_CHOICES:
@@ -141,13 +147,25 @@ def _uses_batch_statistics(model: nn.Module) -> bool:
                for m in model.modules())
 
 
+def _saved_hypergrad(state: dict) -> HypergradConfig:
+    """The implicit gradient's settings of a checkpoint: ``hypergrad_config`` (this module's),
+    else the run configuration's flags (``run.py`` files written before it)."""
+    saved = state.get("hypergrad_config")
+    if isinstance(saved, dict):
+        return HypergradConfig(**saved)
+    config = state.get("config", {})
+    return HypergradConfig(config.get("hypergrad", "cg"), int(config.get("hypergrad_iterations", 5)),
+                           float(config.get("neumann_alpha", 0.1)), float(config.get("darts_alpha", 0.01)),
+                           float(config.get("cg_damping") or 0.0), float(config.get("cg_lam_damping") or 0.0))
+
+
 class MetaLearner:
     """Meta-learn an initialisation of ``model`` with one of the package's algorithms.
 
     model: any ``nn.Module`` taking one task's inputs ``[n, ...]``; its parameters are the
         meta-parameters θ and are trained in place.
     algorithm: ``"maml"``, ``"fomaml"``, ``"anil"``, ``"foanil"``, ``"imaml"``, ``"ianil"``,
-        ``"reptile"`` or ``"pretrain"``.
+        ``"reptile"`` or ``"pretrain"`` (or a resolved :class:`~bilevel_anil.algorithms.Algorithm`).
     loss: ``"cross_entropy"`` (labels ``[n]``), ``"mse"`` (targets ``[n, out]``) or a function
         ``loss(outputs, targets) -> scalar`` of one task.
     head: the network's head (a submodule's name, the module, or a predicate on parameter
@@ -159,12 +177,16 @@ class MetaLearner:
     inner_lr, inner_steps: the inner loop (``test_inner_steps``: at evaluation, default the same).
     lam: proximal strength λ of imaml/ianil (``test_lam``: at evaluation, default the same).
     hypergrad, hypergrad_iterations: the implicit gradient's solver (``"cg"``, ``"neumann"``,
-        ``"darts"``, ``"betty-cg"``) and its iterations.
+        ``"darts"``, ``"betty-cg"``) and its iterations; or a
+        :class:`~bilevel_anil.solvers.HypergradConfig` with every setting (Neumann's step, DARTS's
+        radius, CG's damping).
     meta_lr, meta_optimizer: the outer optimiser; default Adam (SGD for reptile) at ``meta_lr``;
         or a ``torch.optim.Optimizer`` class, or a function ``params -> optimizer``.
     inner_batch, task_chunk: Reptile's inner minibatches; tasks per chunk of an outer step.
     inner_optimizer: ``"sgd"`` or ``"adam"`` (β1 = 0, as in Reptile) for the inner loop
         (default: the algorithm's: Adam for reptile, SGD otherwise).
+    inner_proximal: imaml/ianil: ``"every"`` (the proximal term in every inner step) or
+        ``"pullback"`` (the iMAML authors' loop: support-loss steps, then one proximal step).
 
     The split of the network is checked here (one ``ValueError`` line): the head exists and has
     parameters; a module that cannot run one task at a time under ``torch.func.vmap`` says so on
@@ -194,12 +216,12 @@ class MetaLearner:
                  loss: Union[str, Callable, TaskLoss] = "cross_entropy", head: HeadSpec = None,
                  adapt: Union[None, str, Callable[[str], bool]] = None, grad: Optional[str] = None,
                  inner_lr: float = 0.1, inner_steps: int = 1, test_inner_steps: Optional[int] = None,
-                 lam: float = 1.0, test_lam: Optional[float] = None, hypergrad: str = "cg",
+                 lam: float = 1.0, test_lam: Optional[float] = None, hypergrad: Union[str, HypergradConfig] = "cg",
                  hypergrad_iterations: int = 5, meta_lr: float = 1e-3, meta_optimizer: Any = None,
                  inner_batch: Optional[int] = None, task_chunk: Optional[int] = None,
-                 inner_optimizer: Optional[str] = None, device: str = "cpu"):
+                 inner_optimizer: Optional[str] = None, inner_proximal: str = "every", device: str = "cpu"):
         from .errors import require_device
-        from .solvers import HYPERGRADS, HypergradConfig
+        from .solvers import HYPERGRADS
 
         self.algorithm = resolve_algorithm(algorithm, adapt, grad, inner_optimizer)
         require_positive("inner_lr", inner_lr, zero=self.algorithm.pretrain)
@@ -214,8 +236,14 @@ class MetaLearner:
             require_positive("lam", lam)
             if test_lam is not None:
                 require_positive("test_lam", test_lam, zero=True)
-        if hypergrad not in HYPERGRADS:
+        if isinstance(hypergrad, HypergradConfig):
+            hypergrad_iterations = hypergrad.iterations
+        elif hypergrad not in HYPERGRADS:
             raise UsageError(f"unknown hypergrad {hypergrad!r}: choose one of {', '.join(HYPERGRADS)}")
+        if inner_proximal not in ("every", "pullback"):
+            raise UsageError(f"inner_proximal must be 'every' or 'pullback', not {inner_proximal!r}")
+        if inner_proximal == "pullback" and not self.algorithm.proximal:
+            raise UsageError("inner_proximal='pullback' applies to the proximal inner objective of imaml/ianil")
         if inner_batch and self.algorithm.grad == "implicit":
             raise UsageError("inner_batch needs the unrolled meta-gradient: the implicit one assumes full-batch "
                              "inner steps (drop inner_batch, or use grad='unrolled')")
@@ -227,7 +255,9 @@ class MetaLearner:
         self.test_learner = self.learner.with_lam(lam if test_lam is None else test_lam)
         self.inner_lr, self.inner_steps = float(inner_lr), int(inner_steps)
         self.test_inner_steps = int(test_inner_steps or inner_steps)
-        self.hypergrad = HypergradConfig(hypergrad, hypergrad_iterations)
+        self.hypergrad = hypergrad if isinstance(hypergrad, HypergradConfig) else \
+            HypergradConfig(hypergrad, hypergrad_iterations)
+        self.inner_proximal = inner_proximal
         self.meta_lr, self.inner_batch, self.task_chunk = float(meta_lr), inner_batch, task_chunk
         self.optimizer = self._make_optimizer(meta_optimizer)
         self.steps_taken = 0
@@ -274,7 +304,7 @@ class MetaLearner:
             self._engines[key] = step_engine(self.learner, self._feed, tasks, self.inner_steps, self.inner_lr,
                                              optimizer, self.hypergrad, self.device, self.inner_batch,
                                              self.task_chunk if self.task_chunk and tasks % self.task_chunk == 0
-                                             else None)
+                                             else None, pullback=self.inner_proximal == "pullback")
         engine = self._engines[key]
         if not gradient_only and engine.upper.optimizer is not self.optimizer:
             engine.upper.optimizer.load_state_dict(self.optimizer.state_dict())
@@ -344,11 +374,13 @@ class MetaLearner:
 
     def fit(self, tasks: TaskSampler, steps: int, *, meta_batch: int = 16, validation: Optional[TaskBatch] = None,
             val_every: Optional[int] = None, out: Union[None, str, Path] = None, time_budget: Optional[float] = None,
-            resume: bool = False, progress: Optional[bool] = False, callbacks: Sequence[Callback] = ()) -> FitResult:
+            resume: bool = False, progress: Optional[bool] = False, callbacks: Sequence[Callback] = (),
+            schedule: Optional[Callable[[torch.optim.Optimizer], Any]] = None, log: str = "csv") -> FitResult:
         """Meta-train for ``steps`` outer steps of ``meta_batch`` tasks drawn from ``tasks``,
-        through the same engine as ``run.py``: metrics (``metrics.csv``) and checkpoints
-        (``last.pt``; ``best.pt`` by validation score) in ``out``, continued with ``resume=True``;
-        under torchrun the tasks of a step are split over the processes.
+        through the same engine as ``run.py`` (which calls this learner's training loop):
+        metrics (``metrics.csv``) and checkpoints (``last.pt``; ``best.pt`` by validation score)
+        in ``out``, continued with ``resume=True``; under torchrun the tasks of a step are split
+        over the processes.
 
         validation: fixed tasks scored every ``val_every`` steps (default: 10 times per run)
             after ``test_inner_steps`` inner steps; at the end θ is set to the best ones.
@@ -356,10 +388,13 @@ class MetaLearner:
         callbacks: called after each outer step with its :class:`~bilevel_anil.callbacks.StepInfo`
             (loss, score, validation score on validation steps); one that returns True stops the
             fit there (validated and checkpointed), e.g. :class:`~bilevel_anil.callbacks.EarlyStopping`.
+        schedule: ``optimizer -> torch.optim.lr_scheduler`` for the outer optimiser, stepped
+            after each outer step (``run.py`` anneals Reptile's ε to 0 with one).
+        log: ``"csv"`` or ``"tensorboard"`` (TensorBoard events in ``out/tensorboard`` as well).
+
+        A resumed fit must be built as the one it continues (algorithm, loss, inner loop, λ,
+        head): a learner that differs is one line naming the setting.
         """
-        from .engines import EngineSettings, MetaEngine
-        from .envs import EpisodicEnv
-        from .problems import build_lower, build_upper
         from .run_lock import RunFolderLock
 
         require_positive("steps", steps, integer=True)
@@ -372,6 +407,13 @@ class MetaLearner:
         for callback in callbacks:
             if not callable(callback):
                 raise UsageError(f"callbacks must be callables taking a StepInfo, got {type(callback).__name__}")
+        if schedule is not None and not callable(schedule):
+            raise UsageError(f"schedule must be a function optimizer -> lr scheduler, got {type(schedule).__name__}")
+        if log not in ("csv", "tensorboard"):
+            raise UsageError(f"log must be 'csv' or 'tensorboard', not {log!r}")
+        if log == "tensorboard":
+            from .metrics_log import summary_writer_class
+            summary_writer_class()  # installed? (one line saying how, before any work)
         if not callable(getattr(tasks, "sample", None)):
             raise UsageError(f"tasks must be a task sampler (an object with sample(tasks) -> TaskBatch), not "
                              f"{type(tasks).__name__}: see bilevel_anil.dataset_tasks and function_tasks")
@@ -393,38 +435,73 @@ class MetaLearner:
                     stack.enter_context(RunFolderLock(folder, existing))
                 elif existing and (folder / "last.pt").exists():  # the other processes stop as rank 0 does
                     raise UsageError(existing)
-            env = EpisodicEnv(tasks, meta_batch, self.task_chunk, group, shuffle_support=bool(self.inner_batch))
-            upper = build_upper(self.learner, self._optimizer_like(), chunks=env.chunk_count, group=group)
-            lower = build_lower(self.learner, self.inner_lr, self.inner_steps, env.task_chunk, self.hypergrad,
-                                self.inner_batch)
-            settings = EngineSettings(steps, self.inner_steps, val_every or max(1, steps // 10), folder, self.device,
-                                      higher_is_better=self.learner.loss.higher_is_better, progress=progress,
-                                      time_budget=time_budget)
-            def validate() -> Interval:
-                theta = self.learner.meta_params()
-                return evaluate(self.test_learner, theta, validation, [self.test_inner_steps],
-                                self.inner_lr)[self.test_inner_steps]
-
-            engine = MetaEngine(upper, lower, env, settings, None if validation is None else validate,
-                                self._run_info(), callbacks)
-            engine.upper.optimizer.load_state_dict(self.optimizer.state_dict())
-            start = 0
+            state = None
             if resume and (folder / "last.pt").exists():
                 state = checkpoint.load_run(folder / "last.pt", resume=True)
-                try:
-                    start = engine.restore(state)
-                except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-                    raise UsageError(f"resume: {folder / 'last.pt'} does not fit this learner's network or optimiser "
-                                     f"({load_failure(exc)}): start a new out") from None
-            self.model.train()
-            best = engine.run(start)
-            self.optimizer = engine.upper.optimizer
-            self._engines.clear()
-            self.steps_taken = start + engine.steps_done
-            if best is not None:
-                self.model.load_state_dict(checkpoint.load(folder / "best.pt")["model"])
-            return FitResult(best, engine.steps_done, engine.train_seconds, engine.last_train_loss,
-                             None if out is None else folder)
+                self._check_resume(state, folder)
+            result = self._train(tasks, steps, meta_batch, folder, validation=validation, val_every=val_every,
+                                 time_budget=time_budget, resume_state=state, progress=progress, callbacks=callbacks,
+                                 schedule=schedule, tensorboard=log == "tensorboard")
+            return result if out is not None else dataclasses.replace(result, out=None)
+
+    # what a resumed fit must share with the fit it continues (keys of the checkpoint's run information)
+    _RESUME_KEYS = ("algorithm", "grad", "loss", "inner_lr", "inner_steps", "train_lam", "inner_optimizer",
+                    "inner_proximal", "head_names", "adapted_names")
+
+    def _check_resume(self, state: dict, folder: Path) -> None:
+        now = self._run_info()
+        for key in self._RESUME_KEYS:
+            if key in state and key in now and state[key] != now[key]:
+                raise UsageError(f"resume: the run in {folder} was trained with {key} {state[key]!r}, not {now[key]!r}: "
+                                 "build the learner as it was, or start a new out")
+
+    def _train(self, tasks: TaskSampler, steps: int, meta_batch: int, folder: Path, *,
+               validation: Optional[TaskBatch] = None, val_every: Optional[int] = None,
+               time_budget: Optional[float] = None, resume_state: Optional[dict] = None,
+               progress: Optional[bool] = False, callbacks: Sequence[Callback] = (),
+               schedule: Optional[Callable[[torch.optim.Optimizer], Any]] = None, tensorboard: bool = False,
+               extra_info: Optional[dict] = None, resume_flags: tuple[str, str] = ("resume", "out")) -> FitResult:
+        """The training loop of :meth:`fit` and ``run.py`` (arguments checked, ``folder`` locked
+        by the caller): builds the engine, continues from ``resume_state`` (a checked
+        ``last.pt``), runs, and leaves θ at the best validation step. ``extra_info`` is added
+        to the checkpoints' run information; ``resume_flags`` name resume and the output folder
+        in errors (``--resume``, ``--out`` for run.py)."""
+        from .engines import EngineSettings, build_engine
+
+        group = distributed.current()
+        optimizer = self._optimizer_like()
+        settings = EngineSettings(steps, self.inner_steps, val_every or max(1, steps // 10), folder, self.device,
+                                  higher_is_better=self.learner.loss.higher_is_better, progress=progress,
+                                  time_budget=time_budget, tensorboard=tensorboard)
+
+        def validate() -> Interval:
+            theta = self.learner.meta_params()
+            return evaluate(self.test_learner, theta, validation, [self.test_inner_steps],
+                            self.inner_lr)[self.test_inner_steps]
+
+        engine = build_engine(self.learner, tasks, meta_batch, self.inner_lr, self.inner_steps, optimizer, settings,
+                              scheduler=None if schedule is None else schedule(optimizer), hypergrad=self.hypergrad,
+                              inner_batch=self.inner_batch, task_chunk=self.task_chunk,
+                              pullback=self.inner_proximal == "pullback",
+                              validate=None if validation is None else validate,
+                              run_info={**self._run_info(), **(extra_info or {})}, callbacks=callbacks, group=group)
+        engine.upper.optimizer.load_state_dict(self.optimizer.state_dict())  # the state of earlier meta_steps
+        start = 0
+        if resume_state is not None:
+            try:
+                start = engine.restore(resume_state)
+            except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+                resume, out = resume_flags
+                raise UsageError(f"{resume}: {folder / 'last.pt'} does not fit this learner's network or optimiser "
+                                 f"({load_failure(exc)}): start a new {out}") from None
+        self.model.train()
+        best = engine.run(start)
+        self.optimizer = engine.upper.optimizer
+        self._engines.clear()
+        self.steps_taken = start + engine.steps_done
+        if best is not None:
+            self.model.load_state_dict(checkpoint.load(folder / "best.pt")["model"])
+        return FitResult(best, engine.steps_done, engine.train_seconds, engine.last_train_loss, folder)
 
     # --- evaluation and use ------------------------------------------------------------
     def evaluate(self, tasks: TaskBatch, steps: Optional[Sequence[int]] = None) -> dict[int, Interval]:
@@ -483,6 +560,7 @@ class MetaLearner:
                 "bn_mode": getattr(self.model, "bn_mode", "batch"), "head_module": head.module,
                 "head_names": list(head.names), "adapted_names": list(self.learner.adapted_names),
                 "frozen": [n for n, p in self.model.named_parameters() if not p.requires_grad],
+                "inner_proximal": self.inner_proximal, "hypergrad_config": dataclasses.asdict(self.hypergrad),
                 "config": {"hypergrad": self.hypergrad.method, "hypergrad_iterations": self.hypergrad.iterations,
                            "meta_lr": self.meta_lr, "inner_batch": self.inner_batch, "task_chunk": self.task_chunk,
                            "first_order": self.algorithm.first_order, "api": "MetaLearner"}}
@@ -545,8 +623,8 @@ class MetaLearner:
                       test_inner_steps=int(state["test_inner_steps"]),
                       lam=float(state.get("train_lam") or state.get("lam") or 1.0),
                       test_lam=float(state.get("lam", 0.0)) if ALGORITHMS[algo].proximal else None,
-                      hypergrad=config.get("hypergrad", "cg"),
-                      hypergrad_iterations=int(config.get("hypergrad_iterations", 5)),
+                      hypergrad=_saved_hypergrad(state),
+                      inner_proximal=state.get("inner_proximal") or config.get("inner_proximal") or "every",
                       meta_lr=float(config.get("meta_lr") or 1e-3), inner_batch=config.get("inner_batch"),
                       inner_optimizer=state.get("inner_optimizer"), device=device)
         # after the learner is built: it switches a network's BatchNorm layers to batch statistics

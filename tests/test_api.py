@@ -319,3 +319,22 @@ def test_load_and_the_learner_agree_and_running_statistics_stay_unchanged(tmp_pa
     alone = torch.cat([adapted(images.query.x[0][i:i + 1]) for i in range(images.query.x.shape[1])])
     assert torch.equal(conv.body[0].bn.running_mean, stats) and conv.training  # unchanged, mode restored
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)  # running statistics: inductive
+
+
+def test_fit_schedule_and_a_resume_that_does_not_match(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(1, 8), nn.ReLU(), nn.Linear(8, 1))
+    learner = MetaLearner(net, "reptile", loss="mse", inner_lr=0.01, meta_lr=0.5)
+    anneal = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / 4))  # noqa: E731
+    learner.fit(function_tasks(sine_task, seed=0), steps=4, meta_batch=2, out=tmp_path / "run", schedule=anneal)
+    assert learner.optimizer.param_groups[0]["lr"] == 0.0  # annealed to 0 after 4 steps (Reptile's schedule)
+    other = MetaLearner(nn.Sequential(nn.Linear(1, 8), nn.ReLU(), nn.Linear(8, 1)), "reptile", loss="mse",
+                        inner_lr=0.02, meta_lr=0.5)
+    with pytest.raises(ValueError, match=r"resume: the run in .* was trained with inner_lr 0.01, not 0.02: build the "
+                                         "learner as it was"):
+        other.fit(function_tasks(sine_task, seed=0), steps=6, meta_batch=2, out=tmp_path / "run", resume=True)
+    with pytest.raises(ValueError, match="log must be 'csv' or 'tensorboard', not 'wandb'"):
+        learner.fit(function_tasks(sine_task), steps=1, log="wandb")
+    with pytest.raises(ValueError, match="schedule must be a function optimizer -> lr scheduler"):
+        learner.fit(function_tasks(sine_task), steps=1, schedule=0.5)
+

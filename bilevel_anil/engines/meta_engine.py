@@ -309,18 +309,32 @@ class MetaEngine(Engine):
         return self.best
 
 
+def build_engine(learner: Learner, sampler: TaskSampler, meta_batch: int, inner_lr: float, inner_steps: int,
+                 optimizer: torch.optim.Optimizer, settings: EngineSettings, *, scheduler=None,
+                 hypergrad: Optional[HypergradConfig] = None, inner_batch: Optional[int] = None,
+                 task_chunk: Optional[int] = None, pullback: bool = False,
+                 validate: Optional[Callable[[], Interval]] = None, run_info: Optional[dict[str, Any]] = None,
+                 callbacks: Sequence[Callback] = (), group: Group = Group()) -> MetaEngine:
+    """The Env, the Upper and Lower problems and the Engine of one training loop, assembled
+    in one place for :meth:`bilevel_anil.MetaLearner.fit` (and so ``run.py``) and for single
+    steps (:func:`step_engine`)."""
+    env = EpisodicEnv(sampler, meta_batch, task_chunk, group, shuffle_support=bool(inner_batch))
+    upper = build_upper(learner, optimizer, scheduler, chunks=env.chunk_count, group=group)
+    lower = build_lower(learner, inner_lr, inner_steps, env.task_chunk, hypergrad, inner_batch, pullback=pullback)
+    return MetaEngine(upper, lower, env, settings, validate, run_info or {}, callbacks)
+
+
 def step_engine(learner: Learner, sampler: TaskSampler, tasks: int, inner_steps: int, inner_lr: float,
                 optimizer: torch.optim.Optimizer, hypergrad: Optional[HypergradConfig] = None,
                 device: str = "cpu", inner_batch: Optional[int] = None, task_chunk: Optional[int] = None,
-                group: Group = Group()) -> MetaEngine:
+                group: Group = Group(), pullback: bool = False) -> MetaEngine:
     """An engine for taking single outer steps with :meth:`MetaEngine.train_step` (tests, the
     gradient comparison, benchmarks): no validation, and nothing is written unless ``run`` is called."""
-    env = EpisodicEnv(sampler, tasks, task_chunk, group, shuffle_support=bool(inner_batch))
-    upper = build_upper(learner, optimizer, chunks=env.chunk_count, group=group)
-    lower = build_lower(learner, inner_lr, inner_steps, env.task_chunk, hypergrad, inner_batch)
     settings = EngineSettings(iterations=1, inner_steps=inner_steps, val_every=1, out_dir=Path("."),
                               device=device, progress=False)
-    return MetaEngine(upper, lower, env, settings, lambda: Interval(0.0, 0.0, 1), {})
+    return build_engine(learner, sampler, tasks, inner_lr, inner_steps, optimizer, settings, hypergrad=hypergrad,
+                        inner_batch=inner_batch, task_chunk=task_chunk, pullback=pullback,
+                        validate=lambda: Interval(0.0, 0.0, 1), group=group)
 
 
 def _numpy_state_to_plain(state: tuple) -> tuple:
