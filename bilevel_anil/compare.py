@@ -18,7 +18,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -53,14 +53,11 @@ def _float_list(text: str) -> list[float]:
     return values
 
 
-COMPARE_DATASETS = ("omniglot", "sine")
-
-
 @dataclass
 class CompareConfig:
     """What to compare on (``python run.py compare-grads --help``; each field is its flag)."""
 
-    dataset: str = setting("omniglot", f"{' or '.join(COMPARE_DATASETS)}", metavar="NAME")
+    dataset: str = setting("omniglot", "{datasets}", metavar="NAME")
     data_root: Optional[str] = shared("data_root")
     download: bool = shared("download")
     head_only: bool = setting(True, "adapt the full network (imaml; exact gradient by CG to convergence) instead of "
@@ -186,21 +183,41 @@ def _compare(got: list[Tensor], want: list[Tensor]) -> tuple[float, float]:
     return cosine, relative_error(got, want)
 
 
-def fixed_batch(cfg: CompareConfig) -> tuple[torch.nn.Module, str, TaskBatch]:
-    """The network, its loss, and the one meta-batch every method sees."""
-    if cfg.dataset == "sine":
-        from .data.sine import SineTasks
-        from .models import MLP
-        with seeded(cfg.seed):
-            return MLP(), "mse", SineTasks(cfg.shots, cfg.queries).sample(cfg.tasks)
+def _sine_batch(cfg: CompareConfig) -> tuple[torch.nn.Module, str, TaskBatch]:
+    from .data.sine import SineTasks
+    from .models import MLP
+    with seeded(cfg.seed):
+        return MLP(), "mse", SineTasks(cfg.shots, cfg.queries).sample(cfg.tasks)
+
+
+def _omniglot_batch(cfg: CompareConfig) -> tuple[torch.nn.Module, str, TaskBatch]:
     from .data import ClassificationTasks, load_omniglot
     from .models import Conv4
-    root = Path(cfg.data_root or "data")
-    splits = load_omniglot(root, download=cfg.download)
+    splits = load_omniglot(Path(cfg.data_root or "data"), download=cfg.download)
     with seeded(cfg.seed):
         model = Conv4(cfg.ways)
         return model, "cross_entropy", ClassificationTasks(splits["train"], cfg.ways, cfg.shots,
                                                              cfg.queries).sample(cfg.tasks)
+
+
+@dataclass(frozen=True)
+class CompareData:
+    """A data set compare-grads runs on: its fixed meta-batch (network, loss, tasks), whether
+    it has classes (``--ways``), and the default inner step (small enough for the proximal
+    inner loop to converge, which the implicit gradient assumes)."""
+
+    batch: Any
+    classes: bool
+    inner_lr: float
+
+
+COMPARE_DATASETS: dict[str, CompareData] = {"omniglot": CompareData(_omniglot_batch, True, 0.1),
+                                            "sine": CompareData(_sine_batch, False, 0.01)}
+
+
+def fixed_batch(cfg: CompareConfig) -> tuple[torch.nn.Module, str, TaskBatch]:
+    """The network, its loss, and the one meta-batch every method sees."""
+    return COMPARE_DATASETS[cfg.dataset].batch(cfg)
 
 
 METHODS = ("first-order", "cg", "betty-cg", "neumann", "darts", "unrolled")
@@ -325,7 +342,7 @@ def run_comparison(cfg: CompareConfig) -> list[dict]:
     torch.manual_seed(cfg.seed)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, loss, batch = fixed_batch(cfg)
-    lr = cfg.inner_lr if cfg.inner_lr is not None else (0.01 if cfg.dataset == "sine" else 0.1)
+    lr = cfg.inner_lr if cfg.inner_lr is not None else COMPARE_DATASETS[cfg.dataset].inner_lr
     name = "ianil" if cfg.head_only else "imaml"
     learner = MetaLearner(model, name, loss=loss, lam=cfg.lam, inner_lr=lr, device=device)
     print(f"compare-grads: {name} ({'head only' if cfg.head_only else 'full network'}) on {cfg.dataset}, "
@@ -395,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     return build_settings_parser(
         CompareConfig, prog="run.py compare-grads", parser_class=Parser, formatter_class=HelpFormatter,
         description="Compare implicit (CG, Neumann, DARTS), unrolled and first-order meta-gradients with the exact "
-                    "implicit gradient on one fixed meta-batch.")
+                    "implicit gradient on one fixed meta-batch.",
+        context={"datasets": " or ".join(COMPARE_DATASETS)})
 
 
 def main(argv: Sequence[str]) -> int:
@@ -410,9 +428,10 @@ def main(argv: Sequence[str]) -> int:
         require_output(cfg.out)
         if cfg.dataset not in COMPARE_DATASETS:
             raise UsageError(f"unknown --dataset {cfg.dataset!r}: choose {' or '.join(COMPARE_DATASETS)}")
-        if cfg.dataset == "sine" and cfg.ways is not None:
-            raise UsageError("--ways applies to classification; sine regression has no classes: drop --ways")
-        if cfg.ways is None and cfg.dataset != "sine":
+        data = COMPARE_DATASETS[cfg.dataset]
+        if not data.classes and cfg.ways is not None:
+            raise UsageError(f"--ways applies to classification; {cfg.dataset} has no classes: drop --ways")
+        if cfg.ways is None and data.classes:
             cfg.ways = 5
         if cfg.ways is not None and cfg.ways < 2:
             raise UsageError(f"--ways must be at least 2 for classification, got {cfg.ways}")

@@ -613,10 +613,13 @@ class MetaLearner:
         head = state.get("head_module") or (None if not head_names else (lambda n, keep=frozenset(head_names): n in keep))
         adapted = state.get("adapted_names")
         algo = state["algorithm"]
+        if algo not in ALGORITHMS:
+            raise UsageError(f"{path} names an unknown algorithm {algo!r}: it was not written by this package")
+        family = ALGORITHMS[algo]
         learner = cls(model, algo, loss=loss or name, head=head,
                       adapt=(lambda n, keep=frozenset(adapted): n in keep) if adapted is not None else None,
-                      grad=None if algo in ("reptile", "pretrain") else
-                      ("first_order" if config.get("first_order") and not ALGORITHMS[algo].first_order
+                      grad=None if family.update == "interpolate" or family.pretrain else  # no meta-gradient choice
+                      ("first_order" if config.get("first_order") and not family.first_order
                        else state.get("grad") or config.get("grad")),
                       inner_lr=float(state["inner_lr"]),
                       inner_steps=int(state.get("inner_steps", config.get("inner_steps") or 1)),

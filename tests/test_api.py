@@ -338,3 +338,15 @@ def test_fit_schedule_and_a_resume_that_does_not_match(tmp_path):
     with pytest.raises(ValueError, match="schedule must be a function optimizer -> lr scheduler"):
         learner.fit(function_tasks(sine_task), steps=1, schedule=0.5)
 
+
+
+def test_a_checkpoint_naming_an_unknown_algorithm_is_one_line(tmp_path):
+    net = model().float()
+    learner = MetaLearner(net, "anil", head="classifier")
+    learner.save(tmp_path / "a.pt")
+    state = torch.load(tmp_path / "a.pt", weights_only=True)
+    torch.save({**state, "algorithm": "evil", "config": {**state["config"], "first_order": True}}, tmp_path / "b.pt")
+    for load in (lambda: MetaLearner.load(tmp_path / "b.pt", model=TrunkClassifier()),
+                 lambda: bilevel_anil.load(tmp_path / "b.pt", model=TrunkClassifier())):
+        with pytest.raises(ValueError, match="names an unknown algorithm 'evil': it was not written by this package"):
+            load()

@@ -103,30 +103,3 @@ def test_image_folder_tasks_from_python(tmp_path):
     with pytest.raises(ValueError, match="split must be one of train, val, test"):
         bilevel_anil.image_folder_tasks(root, 3, 1, 2, split="validation")
 
-
-EXAMPLES = Path(__file__).parent.parent / "examples"
-
-
-def run_example(script: str, *args: str) -> str:
-    import subprocess
-    import sys
-    done = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
-
-
-def test_example_own_regression():
-    out = run_example("own_regression.py", "--steps", "20")
-    assert "query MSE after 10 inner steps" in out
-
-
-def test_example_own_images(tmp_path):
-    root = write_folders(tmp_path / "data", classes=6, per_class=17)
-    out = run_example("own_images.py", str(root), "--steps", "4", "--image-size", "16")
-    assert "test accuracy after adaptation" in out
-
-
-def test_example_implicit_vs_unrolled():
-    out = run_example("implicit_vs_unrolled.py", "--inner-steps", "20")
-    assert out.count("rel. error") == 2 and "unrolled" in out and "neumann" in out
