@@ -62,3 +62,21 @@ def test_spec_contracts_are_one_line_errors():
         image_model("resnet7", 5)
     with pytest.raises(ValueError, match="resnet12 supports BatchNorm mode 'batch' only"):
         image_model("resnet12", 5, bn="running")
+
+
+def test_a_body_whose_features_differ_from_its_spec_is_one_line_before_training(drawn_omniglot_root, tmp_path,
+                                                                                 capsys):
+    wrong = BodySpec("wrong-test", "says 99 features, gives 4",
+                     body=lambda c, s: (nn.Sequential(nn.Conv2d(c, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()), 99))
+    register_body(wrong)
+    try:
+        assert main(["--arch", "wrong-test", "--data-root", str(drawn_omniglot_root), "--out", str(tmp_path / "r"),
+                     "--iterations", "1", "--meta-batch", "2", "--val-tasks", "2", "--test-tasks", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "body 'wrong-test' gives features of shape (4,) for 1x28x28 inputs, but its " \
+                                          "builder said 99" in err
+        with pytest.raises(ValueError, match=r"body 'tiny-pool' does not run on 1x8x8 inputs"):
+            BodySpec("tiny-pool", "pools too often", body=lambda c, s: (nn.Sequential(
+                nn.Conv2d(c, 4, 5), nn.Conv2d(4, 4, 5), nn.Flatten()), 4)).build(5, 1, 8)
+    finally:
+        BODIES.pop("wrong-test")

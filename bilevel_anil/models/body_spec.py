@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import torch
 from torch import nn
+
+from ..errors import UsageError, first_line
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class BodySpec:
         """A randomly initialised classifier for ``ways`` classes; it carries ``arch``, the dict
         that rebuilds it (:func:`bilevel_anil.models.build_model`)."""
         if bn not in self.bn_modes:
-            raise ValueError(f"{self.name} supports BatchNorm mode {' or '.join(map(repr, self.bn_modes))} only, "
+            raise UsageError(f"{self.name} supports BatchNorm mode {' or '.join(map(repr, self.bn_modes))} only, "
                              f"not {bn!r}")
         if self.network is not None:
             net = self.network(ways, in_channels, image_size, bn)
@@ -54,7 +57,23 @@ class BodySpec:
             from .task_batched import TaskBatchedNet
 
             arch = {"name": self.name, "ways": ways, "in_channels": in_channels, "image_size": image_size, "bn": bn}
-            net = TaskBatchedNet(*self.body(in_channels, image_size), ways, arch)
+            body, features = self.body(in_channels, image_size)
+            net = TaskBatchedNet(body, features, ways, arch)
+            self._check_features(net.body, features, in_channels, image_size)
         if self.init is not None:
             self.init(net)
         return net
+
+    def _check_features(self, body: nn.Module, features: int, in_channels: int, image_size: int) -> None:
+        """The body's output on two blank images is ``[2, features]``, as its spec says (one
+        line otherwise, before any training)."""
+        try:
+            with torch.no_grad():
+                out = body(torch.zeros(2, in_channels, image_size, image_size))
+        except RuntimeError as exc:
+            raise UsageError(f"body {self.name!r} does not run on {in_channels}x{image_size}x{image_size} inputs: "
+                             f"{first_line(exc, 160)}") from None
+        if out.dim() != 2 or out.shape[1] != features:
+            raise UsageError(f"body {self.name!r} gives features of shape {tuple(out.shape[1:])} for "
+                             f"{in_channels}x{image_size}x{image_size} inputs, but its builder said {features}: "
+                             "return (body, features) with the body ending in [n, features]")
