@@ -238,6 +238,12 @@ class MetaLearner:
                 require_positive("test_lam", test_lam, zero=True)
         if isinstance(hypergrad, HypergradConfig):
             hypergrad_iterations = hypergrad.iterations
+            if hypergrad.method not in HYPERGRADS:
+                raise UsageError(f"unknown hypergrad method {hypergrad.method!r}: choose one of {', '.join(HYPERGRADS)}")
+            for name in ("alpha", "darts_alpha"):
+                require_positive(f"hypergrad.{name}", getattr(hypergrad, name))
+            for name in ("damping", "lam_damping"):
+                require_positive(f"hypergrad.{name}", getattr(hypergrad, name), zero=True)
         elif hypergrad not in HYPERGRADS:
             raise UsageError(f"unknown hypergrad {hypergrad!r}: choose one of {', '.join(HYPERGRADS)}")
         if inner_proximal not in ("every", "pullback"):
@@ -403,6 +409,8 @@ class MetaLearner:
             require_positive("val_every", val_every, integer=True)
         if time_budget is not None:
             require_positive("time_budget", time_budget)
+        if not isinstance(callbacks, (list, tuple)):
+            raise UsageError(f"callbacks must be a list of callables taking a StepInfo, got {type(callbacks).__name__}")
         callbacks = tuple(callbacks)
         for callback in callbacks:
             if not callable(callback):
@@ -616,20 +624,24 @@ class MetaLearner:
         if algo not in ALGORITHMS:
             raise UsageError(f"{path} names an unknown algorithm {algo!r}: it was not written by this package")
         family = ALGORITHMS[algo]
-        learner = cls(model, algo, loss=loss or name, head=head,
-                      adapt=(lambda n, keep=frozenset(adapted): n in keep) if adapted is not None else None,
-                      grad=None if family.update == "interpolate" or family.pretrain else  # no meta-gradient choice
-                      ("first_order" if config.get("first_order") and not family.first_order
-                       else state.get("grad") or config.get("grad")),
-                      inner_lr=float(state["inner_lr"]),
-                      inner_steps=int(state.get("inner_steps", config.get("inner_steps") or 1)),
-                      test_inner_steps=int(state["test_inner_steps"]),
-                      lam=float(state.get("train_lam") or state.get("lam") or 1.0),
-                      test_lam=float(state.get("lam", 0.0)) if ALGORITHMS[algo].proximal else None,
-                      hypergrad=_saved_hypergrad(state),
-                      inner_proximal=state.get("inner_proximal") or config.get("inner_proximal") or "every",
-                      meta_lr=float(config.get("meta_lr") or 1e-3), inner_batch=config.get("inner_batch"),
-                      inner_optimizer=state.get("inner_optimizer"), device=device)
+        try:
+            learner = cls(model, algo, loss=loss or name, head=head,
+                          adapt=(lambda n, keep=frozenset(adapted): n in keep) if adapted is not None else None,
+                          grad=None if family.update == "interpolate" or family.pretrain else  # no choice to make
+                          ("first_order" if config.get("first_order") and not family.first_order
+                           else state.get("grad") or config.get("grad")),
+                          inner_lr=float(state["inner_lr"]),
+                          inner_steps=int(state.get("inner_steps", config.get("inner_steps") or 1)),
+                          test_inner_steps=int(state["test_inner_steps"]),
+                          lam=float(state.get("train_lam") or state.get("lam") or 1.0),
+                          test_lam=float(state.get("lam", 0.0)) if family.proximal else None,
+                          hypergrad=_saved_hypergrad(state),
+                          inner_proximal=state.get("inner_proximal") or config.get("inner_proximal") or "every",
+                          meta_lr=float(config.get("meta_lr") or 1e-3), inner_batch=config.get("inner_batch"),
+                          inner_optimizer=state.get("inner_optimizer"), device=device)
+        except UsageError as exc:
+            raise UsageError(f"{path}: the network given does not match the saved learner ({exc}): pass an instance "
+                             "of the network that was saved") from None
         # after the learner is built: it switches a network's BatchNorm layers to batch statistics
         # (network.py) as it did when the weights were saved
         try:

@@ -350,3 +350,27 @@ def test_a_checkpoint_naming_an_unknown_algorithm_is_one_line(tmp_path):
                  lambda: bilevel_anil.load(tmp_path / "b.pt", model=TrunkClassifier())):
         with pytest.raises(ValueError, match="names an unknown algorithm 'evil': it was not written by this package"):
             load()
+
+
+def test_more_hostile_api_calls_are_one_line_each(tmp_path):
+    from bilevel_anil.algorithms import ALGORITHMS
+    from bilevel_anil.solvers import HypergradConfig
+
+    mlp = lambda: nn.Sequential(nn.Linear(1, 8), nn.ReLU(), nn.Linear(8, 1))  # noqa: E731
+    learner = MetaLearner(mlp(), "maml", loss="mse")
+    cases = [
+        (lambda: learner.fit(function_tasks(sine_task), 2, callbacks=5), "callbacks must be a list of callables"),
+        (lambda: MetaLearner(mlp(), "imaml", loss="mse", hypergrad=HypergradConfig("magic")),
+         "unknown hypergrad method 'magic'"),
+        (lambda: MetaLearner(mlp(), "imaml", loss="mse", hypergrad=HypergradConfig("neumann", alpha=-1.0)),
+         "hypergrad.alpha must be a positive number"),
+        (lambda: MetaLearner(mlp(), ALGORITHMS["maml"], adapt="head", loss="mse"), "this Algorithm is already resolved"),
+        (lambda: MetaLearner(mlp(), "maml", loss="mse", inner_proximal="pullback"),
+         "inner_proximal='pullback' applies to the proximal inner objective"),
+        (lambda: (learner.save(tmp_path / "m.pt"), bilevel_anil.load(tmp_path / "m.pt", model=nn.Linear(1, 1))),
+         "the network given does not match the saved learner"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message) as info:
+            call()
+        assert "\n" not in str(info.value)
