@@ -58,6 +58,21 @@ ALGORITHMS: dict[str, Algorithm] = {
 }
 
 
+_SHAPE = ("adapt", "first_order", "proximal", "grad", "pretrain", "update")
+
+
+def partner(algo: Algorithm, **changes: object) -> Algorithm:
+    """``algo`` with ``changes`` (fields of :class:`Algorithm`): the named member of the family
+    that has that shape (``partner(maml, adapt="head")`` is anil), else ``algo`` changed under
+    its own name (imaml with ``grad="unrolled"``)."""
+    wanted = replace(algo, **changes)
+    for member in ALGORITHMS.values():
+        if all(getattr(member, f) == getattr(wanted, f) for f in _SHAPE):
+            return replace(member, inner_optimizer=wanted.inner_optimizer) \
+                if "inner_optimizer" in changes else member
+    return wanted
+
+
 def get_algorithm(name: str, first_order: bool = False, head_only: bool = False,
                   grad: Optional[str] = None, inner_optimizer: Optional[str] = None) -> Algorithm:
     """Look up ``name`` and apply the general switches.
@@ -76,24 +91,21 @@ def get_algorithm(name: str, first_order: bool = False, head_only: bool = False,
         raise UsageError(f"--{'head-only' if head_only else 'grad'} does not apply to reptile: its outer update "
                          "moves θ towards the adapted weights of the whole network")
     if head_only and algo.adapt != "head":
-        partner = [a for a in ALGORITHMS.values()
-                   if a.adapt == "head" and (a.first_order, a.proximal) == (algo.first_order, algo.proximal)]
-        algo = partner[0]
+        algo = partner(algo, adapt="head")
     if grad is not None:
         if grad not in GRADS:
             raise UsageError(f"unknown --grad {grad!r}: choose one of {', '.join(GRADS)}")
         if grad == "implicit" and not algo.proximal:
+            instead = partner(algo, first_order=False, proximal=True, grad="implicit").name
             raise UsageError(f"--grad implicit (grad='implicit') needs the proximal inner objective of imaml/ianil "
                              f"(the implicit gradient of {algo.name}'s inner loop is not defined): use algorithm "
-                             f"'{'ianil' if algo.adapt == 'head' else 'imaml'}' (--problem "
-                             f"{'ianil' if algo.adapt == 'head' else 'imaml'})")
+                             f"'{instead}' (--problem {instead})")
         algo = replace(algo, grad=grad)
     if first_order and not algo.first_order:
         if algo.grad == "implicit":
             raise UsageError("--first-order applies to the unrolled meta-gradient: add --grad unrolled, "
                              "or use the implicit gradient without it")
-        fo = {"anil": "foanil", "maml": "fomaml"}.get(algo.name)
-        algo = ALGORITHMS[fo] if fo else replace(algo, first_order=True)
+        algo = partner(algo, first_order=True)
     if inner_optimizer is not None and inner_optimizer != algo.inner_optimizer:
         algo = replace(algo, inner_optimizer=inner_optimizer)
     return algo

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from . import checkpoint, distributed
-from .algorithms import ALGORITHMS, Algorithm, get_algorithm
+from .algorithms import ALGORITHMS, Algorithm, get_algorithm, partner
 from .callbacks import Callback
 from .data.episodes import TaskBatch, TaskSampler
 from .errors import UsageError, first_line, load_failure, require_positive
@@ -31,9 +31,6 @@ from .solvers import HypergradConfig
 GRAD_CHOICES = ("unrolled", "implicit", "first_order")
 ADAPT_CHOICES = ("all", "head")
 # the same algorithm adapting every parameter instead of the head
-_ADAPT_ALL = {"anil": "maml", "foanil": "fomaml", "ianil": "imaml"}
-
-
 def resolve_algorithm(algorithm: Union[str, Algorithm], adapt: Union[None, str, Callable] = None,
                       grad: Optional[str] = None, inner_optimizer: Optional[str] = None) -> Algorithm:
     """The :class:`Algorithm` named ``algorithm`` with ``adapt`` (``"all"``/``"head"``),
@@ -55,7 +52,7 @@ def resolve_algorithm(algorithm: Union[str, Algorithm], adapt: Union[None, str, 
     if grad is not None and grad not in GRAD_CHOICES:
         raise UsageError(f"grad must be one of {', '.join(GRAD_CHOICES)}, not {grad!r}")
     if adapt == "all" and ALGORITHMS[algorithm].adapt == "head":
-        algorithm = _ADAPT_ALL[algorithm]
+        algorithm = partner(ALGORITHMS[algorithm], adapt="all").name  # anil -> maml, ianil -> imaml
     first_order = grad == "first_order"
     unrolled_or_implicit = None if grad is None else ("unrolled" if first_order else grad)
     if first_order and ALGORITHMS[algorithm].grad == "implicit":
