@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 import re
 from dataclasses import dataclass
@@ -202,5 +203,9 @@ def shutdown() -> None:
     """Leave the process group (at the end of a run)."""
     global _GROUP
     if dist.is_initialized():
+        # objects of the run that reference the process group sit in reference cycles (Betty's
+        # engine and problems): freed now, not at interpreter exit after the group is gone,
+        # where one of them aborted a process ("terminate called without an active exception")
+        gc.collect()
         dist.destroy_process_group()
     _GROUP = Group()
