@@ -330,14 +330,18 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions per case (after one warm-up)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default="benchmarks/results", help="folder for the CSV files")
-    p.add_argument("--only", choices=["steps", "memory", "breakdown", "bodies", "chunks"], default=None,
-                   help="run one part")
+    p.add_argument("--only", choices=["steps", "memory", "breakdown", "bodies", "chunks", "peers"], default=None,
+                   help="run one part (peers: learn2learn, higher and TorchOpt side by side, benchmarks/peers.py)")
     p.add_argument("--peaks-to", default=None, help=argparse.SUPPRESS)  # internal: the peak-memory pass
     args = p.parse_args()
     if args.repeats < 1:
         print("run_benchmarks.py: error: --repeats must be a positive integer", file=sys.stderr)
         return 2
     root = Path(args.data_root)
+    if args.only == "peers":
+        import peers
+        return peers.main(["--data-root", str(root), "--repeats", str(args.repeats), "--out", args.out,
+                           "--device", args.device])
     if not (root / "omniglot-py").is_dir():
         print(f"run_benchmarks.py: error: no Omniglot copy under {root}/omniglot-py: pass --data-root DIR "
               "(or run `make run` once, which downloads it to ./data)", file=sys.stderr)
