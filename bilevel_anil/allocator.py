@@ -13,8 +13,9 @@ or the user's own ``MALLOC_*`` variables). The cost is resident memory: the proc
 peak heap instead of shrinking between steps (measured in the README).
 
 Example:
+    >>> import os
     >>> from bilevel_anil.allocator import keep_freed_memory
-    >>> keep_freed_memory()   # on Linux with glibc, unless switched off
+    >>> keep_freed_memory() == (os.environ.get("BILEVEL_ANIL_MALLOC") != "system")  # Linux, glibc
     True
 """
 from __future__ import annotations
