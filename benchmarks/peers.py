@@ -263,6 +263,44 @@ def time_case(build, peer: str, algo: str, steps: int, lr: float, regression: bo
     return timing(outer, repeats)
 
 
+def peak_mib(build, peer: str, algo: str, steps: int, lr: float, regression: bool, device: str) -> Optional[float]:
+    """Peak memory of one outer step above the level before it (after a warm-up step), in
+    this process: meaningful only when freed memory leaves the resident set (the child
+    processes of :func:`peaks_in_children` run with ``MALLOC_MMAP_THRESHOLD_=65536``)."""
+    from bilevel_anil.profiling import measure
+
+    model, batch = build()
+    model, batch = model.to(device), batch.to(device)
+    if peer == "bilevel_anil":
+        fn = ours_engine(model, algo, steps, lr, batch, regression).train_step
+    else:
+        fn = peer_step(peer, model, algo, steps, lr, batch, regression)
+        if fn is None:
+            return None
+    fn()
+    peak = measure(fn, device).peak_mib
+    return None if peak is None else round(peak, 1)
+
+
+def peaks_in_children(args, label: str, algo: str, peers_: list[str]) -> dict[str, object]:
+    """Each peer's peak memory for one case, measured in a fresh process with glibc returning
+    freed memory to the system (the allocator setting of the timings keeps it, which would
+    hide the peak)."""
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "BILEVEL_ANIL_MALLOC": "system"}
+    out = {}
+    for peer in ["bilevel_anil", *peers_]:
+        done = subprocess.run([sys.executable, __file__, "--peak-of", json.dumps([label, algo, peer]),
+                               "--device", args.device] + (["--data-root", args.data_root] if args.data_root else []),
+                              capture_output=True, text=True, env=env, timeout=900)
+        value = done.stdout.strip().splitlines()[-1] if done.returncode == 0 and done.stdout.strip() else "error"
+        out[f"{peer}_peak_mib"] = value
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=None, help="folder holding omniglot-py/ (without it: the regression case only)")
@@ -270,7 +308,19 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--peers", default=",".join(PEERS[1:]), help="comma-separated: learn2learn,higher,torchopt")
     p.add_argument("--device", default="cpu", help="cpu or cuda (the gradient check runs on the CPU in float64)")
+    p.add_argument("--memory", action="store_true",
+                   help="also the peak memory of one step, each peer in its own process (slower)")
+    p.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)  # internal: one child's measurement
     args = p.parse_args(argv)
+    if args.peak_of:
+        import json
+        label, algo, peer = json.loads(args.peak_of)
+        for case_label, build, _, steps, lr in cases(args.data_root):
+            if case_label == label:
+                value = peak_mib(build, peer, algo, steps, lr, label.startswith("regression"), args.device)
+                print("—" if value is None else value)
+                return 0
+        return 2
     if args.repeats < 1 or any(q not in PEERS[1:] for q in args.peers.split(",") if q):
         print("peers.py: error: --repeats must be positive and --peers a list of learn2learn, higher, torchopt",
               file=sys.stderr)
@@ -279,7 +329,7 @@ def main(argv=None) -> int:
         print(f"peers.py: error: no Omniglot copy under {args.data_root}/omniglot-py: pass --data-root DIR",
               file=sys.stderr)
         return 2
-    keep_freed_memory()  # every peer runs under the same allocator settings
+    keep_freed_memory()  # every peer's timing runs under the same allocator settings
     torch.manual_seed(0)
     peers = [q for q in args.peers.split(",") if q]
     installed = {"learn2learn": True, "higher": higher is not None, "torchopt": torchopt is not None}
@@ -300,6 +350,8 @@ def main(argv=None) -> int:
                 row[f"{peer}_s"] = "—" if seconds is None else round(seconds, 4)
                 row[f"{peer}_x"] = "" if seconds is None else round(seconds / ours, 2)
                 row[f"{peer}_grad_diff"] = "" if diff is None else f"{diff:.1e}"
+            if args.memory:
+                row.update(peaks_in_children(args, label, algo, [q for q in peers if installed[q]]))
             rows.append(row)
             print(_line(row, peers), flush=True)
     out = Path(args.out)

@@ -41,3 +41,11 @@ def test_the_benchmark_writes_its_table(tmp_path, capsys):
     rows = (tmp_path / "peers.csv").read_text().splitlines()
     assert rows[0].startswith("case,algorithm,bilevel_anil_s,learn2learn_s") and len(rows) == 2
     assert peers.main(["--peers", "jax"]) == 2
+
+
+def test_the_memory_pass_measures_each_peer_in_its_own_process(tmp_path):
+    assert peers.main(["--repeats", "1", "--memory", "--out", str(tmp_path)]) == 0
+    header, row = (tmp_path / "peers.csv").read_text().splitlines()
+    columns = dict(zip(header.split(","), row.split(",")))
+    for peer in ("bilevel_anil", "learn2learn", "higher", "torchopt"):
+        assert float(columns[f"{peer}_peak_mib"]) >= 0  # a number from the child, not "error"
