@@ -21,7 +21,7 @@ from .metrics_log import LOGGERS, summary_writer_class
 from .models import BODIES, TORCHVISION_BODIES, TRAIN_BODY, smallest_image_size
 from .models.conv4 import BN_MODES
 from .presets import algorithm_settings
-from .settings import fields_marked, setting, shared
+from .settings import fields_marked, flag_of, setting, shared
 from .solvers import HYPERGRADS
 
 # where the proximal term enters iMAML's inner loop: every step, or one pull-back step after
@@ -191,7 +191,7 @@ def flag_scopes_help() -> str:
     """The scope table as one sentence for ``--help``."""
     by_scope: dict[str, list[str]] = {}
     for field, (scope, _) in FLAG_SCOPES.items():
-        by_scope.setdefault(scope, []).append("--" + field.replace("_", "-"))
+        by_scope.setdefault(scope, []).append(flag_of(RunConfig, field))
     return "Flags for some algorithms only (refused elsewhere): " + "; ".join(
         f"{', '.join(flags)}: {scope}" for scope, flags in by_scope.items()) + "."
 
@@ -201,7 +201,7 @@ def validate_scopes(cfg: RunConfig, explicit: set[str]) -> None:
     algo = get_algorithm(cfg.problem, cfg.first_order, cfg.head_only, cfg.grad)
     for field, (scope, applies) in FLAG_SCOPES.items():
         if field in explicit and not applies(algo):
-            flag = "--" + field.replace("_", "-")
+            flag = flag_of(RunConfig, field)
             raise UsageError(f"{flag} applies to {scope}; {algo.name} with the {algo.grad} meta-gradient does not "
                              f"use it: drop {flag}")
 

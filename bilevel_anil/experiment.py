@@ -16,6 +16,7 @@ from .algorithms import Algorithm, get_algorithm
 from .allocator import keep_freed_memory
 from .config import RESUME_FIELDS, VALIDATION_FIELDS, RunConfig
 from .errors import UsageError
+from .settings import flag_of
 from .evaluation import Interval, evaluate
 from .meta_learner import MetaLearner
 from .models import TaskBatchedNet, parameter_counts, set_meta_trained
@@ -55,13 +56,13 @@ def resumable_state(path: Path, cfg: RunConfig) -> dict:
     saved = state["config"]
     for name in RESUME_FIELDS:
         if name in saved and saved[name] != getattr(cfg, name):
-            flag = "--" + name.replace("_", "-")
+            flag = flag_of(RunConfig, name)
             raise UsageError(f"--resume: the run in {path.parent} was trained with {flag} {saved[name]}, not "
                              f"{getattr(cfg, name)}: drop {flag} (or give its old value), or start a new --out")
     if state["step"] < cfg.iterations:
         for name in VALIDATION_FIELDS:
             if name in saved and saved[name] != getattr(cfg, name):
-                flag = "--" + name.replace("_", "-")
+                flag = flag_of(RunConfig, name)
                 raise UsageError(f"--resume: the run in {path.parent} validated with {flag} {saved[name]}; with "
                                  f"{getattr(cfg, name)} best.pt would be chosen by comparing scores of different "
                                  f"validation sets: drop {flag} (a finished run may be re-tested with other values)")

@@ -65,9 +65,15 @@ def shared(name: str, *, mark: Optional[str] = None) -> Any:
     return field
 
 
-def flag_of(field: dataclasses.Field) -> str:
-    """The command-line flag of a setting: ``--inner-lr`` for ``inner_lr`` unless declared."""
-    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+def _flag(name: str, meta: Any) -> str:
+    return meta.get("flag") or "--" + name.replace("_", "-")
+
+
+def flag_of(cls: type, name: str) -> str:
+    """The command-line flag of setting ``name`` of ``cls``: ``--inner-lr`` for ``inner_lr``
+    unless the field declares another (``--no-rotate`` for ``rotate``)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return _flag(name, fields[name].metadata) if name in fields else _flag(name, {})
 
 
 def _value_type(hint: Any) -> Any:
@@ -78,7 +84,7 @@ def _value_type(hint: Any) -> Any:
 
 def _add(parser: argparse.ArgumentParser, name: str, kind: Any, default: Any, meta: dict, context: dict) -> None:
     help_text = meta["help"].format(**context) if context else meta["help"]
-    flag = meta.get("flag") or "--" + name.replace("_", "-")
+    flag = _flag(name, meta)
     if kind is bool:
         if default is None:  # unset (decided later) or switched off by the flag
             parser.add_argument(flag, dest=name, action="store_const", const=False, default=None, help=help_text)

@@ -319,3 +319,14 @@ def test_a_real_full_tmpfs(tmp_path, capsys):
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
         assert "no space left on the device" in err or "cannot write" in err, err
         assert not list((mount / "run").glob("*.tmp"))
+
+
+def test_resume_names_a_switch_by_its_own_flag(uninterrupted, tmp_path, capsys):
+    """A switch whose flag is not its field's name (rotate: --no-rotate) is named as the user
+    types it (the message used to say --rotate, a flag that does not exist)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes((uninterrupted / "last.pt").read_bytes())
+    code = main([*RUN, "--no-rotate", "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and "was trained with --no-rotate " in err and "drop --no-rotate" in err, err
