@@ -5,9 +5,11 @@
 1. The floor, Conv4 (20 ways) forward and backward over 640 images of 28x28 (the 20-way
    preset's meta-batch): contiguous against ``channels_last`` tensors, with 2 and 1 threads,
    and ``torch.compile`` (its first call's compile time stated).
-2. This package's outer step (anil and maml, 5 inner steps; Omniglot 5w1s meta-batch 32 and
-   20w1s meta-batch 16) with its shared-weight convolutions run on ``channels_last`` inputs,
-   against the step as it is; for anil also with a per-task BatchNorm that keeps the layout.
+2. This package's outer step (anil and maml; the peers' cases: Omniglot 5w1s meta-batch 32 at
+   K = 1 and 5, 20w1s meta-batch 16 at K = 5) with Conv4's task-channel layout, against the
+   forward it replaced (a transpose around every BatchNorm), and their meta-gradients'
+   agreement. (Up to commit cfeae2e this part measured ``channels_last`` convolutions and a
+   layout-keeping elementwise BatchNorm in the previous forward; neither paid.)
 
 Each figure is the median of ``--repeats`` runs after a warm-up, under the package's allocator
 setting. Nothing here changes the package: it tells which change would pay.
@@ -27,7 +29,6 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bilevel_anil.models.functional as TF  # noqa: E402
 from bilevel_anil.allocator import keep_freed_memory  # noqa: E402
 from bilevel_anil.models import Conv4  # noqa: E402
 
@@ -77,44 +78,74 @@ def floor(repeats: int) -> None:
         print(f"floor, torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
 
 
+def previous_body_forward(self, params, x):
+    """Conv4's task-batched forward before the task-channel layout (to commit cfeae2e): each
+    layer ran on ``[B, n, C, H, W]``, and every BatchNorm transposed its input to
+    ``[n, B*C, H, W]`` and back (the conversions cost copies in the forward and the backward)."""
+    tasks, shots = x.shape[:2]
+    h = x
+    for i, block in enumerate(self.body[:-1]):
+        p = f"body.{i}."
+        w, b = params[p + "conv.weight"], params[p + "conv.bias"]
+        if w.dim() == 4:
+            h = F.conv2d(h.flatten(0, 1), w, b, padding=1).unflatten(0, (tasks, shots))
+        elif w.shape[2] == 1:
+            height = h.shape[-2]
+            patches = F.unfold(h.flatten(0, 1), w.shape[-2:], padding=1).unflatten(0, (tasks, shots))
+            h = (torch.matmul(w.flatten(2).unsqueeze(1), patches) + b[:, None, :, None]).unflatten(-1, (height, -1))
+        else:
+            grouped = h.transpose(0, 1).flatten(1, 2)
+            h = F.conv2d(grouped, w.flatten(0, 1), b.flatten(), padding=1, groups=tasks)
+            h = h.unflatten(1, (tasks, -1)).transpose(0, 1)
+        bw, bb = params[p + "bn.weight"], params[p + "bn.bias"]
+        channels = h.shape[2]
+        flat = h.transpose(0, 1).flatten(1, 2)
+        bw = bw.flatten() if bw.dim() == 2 else bw.repeat(tasks)
+        bb = bb.flatten() if bb.dim() == 2 else bb.repeat(tasks)
+        h = F.batch_norm(flat, None, None, bw, bb, training=True, eps=block.bn.eps)
+        h = h.unflatten(1, (tasks, channels)).transpose(0, 1)
+        h = F.max_pool2d(F.relu(h.flatten(0, 1)), 2).unflatten(0, (tasks, shots))
+    return h.flatten(2)
+
+
 def package_step(data_root: str, repeats: int) -> None:
-    plain = TF.conv2d
-
-    def channels_last_conv(x, weight, bias, padding):
-        if weight.dim() != 4:
-            return plain(x, weight, bias, padding)
-        tasks, shots = x.shape[:2]
-        flat = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)
-        return F.conv2d(flat, weight, bias, padding=padding).contiguous().unflatten(0, (tasks, shots))
-
-    plain_bn = TF.task_batch_norm
-
-    def channels_last_batch_norm(x, weight, bias, eps):
-        """Per-task statistics over (n, H, W) without the [n, B·C, H, W] transpose, so a
-        channels_last input stays channels_last (shared weights, as ANIL's body has)."""
-        if weight.dim() != 1:
-            return plain_bn(x, weight, bias, eps)
-        var, mean = torch.var_mean(x, dim=(1, 3, 4), unbiased=False, keepdim=True)
-        return (x - mean) * torch.rsqrt(var + eps) * weight.view(1, 1, -1, 1, 1) + bias.view(1, 1, -1, 1, 1)
-
+    """The outer step with Conv4's task-channel layout (the package) against the previous
+    forward, side by side, and the two meta-gradients' relative difference (float64)."""
+    current = Conv4.body_forward
     for label, build, algos, steps, lr in peers.cases(data_root):
-        if "K=5" not in label or label.startswith("regression"):
+        if label.startswith("regression"):
             continue
         for algo in ("anil", "maml"):
-            try:
-                TF.conv2d = plain
-                base = peers.time_case(build, "bilevel_anil", algo, steps, lr, False, repeats)
-                TF.conv2d = channels_last_conv
-                other = peers.time_case(build, "bilevel_anil", algo, steps, lr, False, repeats)
-                line = f"{label} {algo}: as is {base:.4f} s, channels_last convolutions {other:.4f} s " \
-                       f"({base / other:.2f}x)"
-                if algo == "anil":  # the body's weights are shared: the layout can be kept throughout
-                    TF.task_batch_norm = channels_last_batch_norm
-                    kept = peers.time_case(build, "bilevel_anil", algo, steps, lr, False, repeats)
-                    line += f", and BatchNorm keeping the layout {kept:.4f} s ({base / kept:.2f}x)"
-            finally:
-                TF.conv2d, TF.task_batch_norm = plain, plain_bn
-            print(line, flush=True)
+            times = {}
+            for name, forward in (("previous", previous_body_forward), ("task-channel", current)):
+                try:
+                    Conv4.body_forward = forward
+                    times[name] = peers.time_case(build, "bilevel_anil", algo, steps, lr, False, repeats)
+                finally:
+                    Conv4.body_forward = current
+            print(f"{label} {algo}: previous forward {times['previous']:.4f} s, task-channel layout "
+                  f"{times['task-channel']:.4f} s ({times['previous'] / times['task-channel']:.2f}x), "
+                  f"gradients differ by {gradient_difference(build, algo, steps, lr):.1e}", flush=True)
+
+
+def gradient_difference(build, algo: str, steps: int, lr: float) -> float:
+    """Relative L2 difference of the two forwards' meta-gradients from the same θ, float64."""
+    import copy
+
+    model, batch = build()
+    model = model.double()
+    batch = peers.TaskBatch.of(*(t.double() if t.is_floating_point() else t
+                                 for t in (batch.support.x, batch.support.y, batch.query.x, batch.query.y)))
+    grads, current = [], Conv4.body_forward
+    for forward in (previous_body_forward, current):
+        try:
+            Conv4.body_forward = forward
+            engine = peers.ours_engine(copy.deepcopy(model), algo, steps, lr, batch, False)
+            engine.train_step()
+            grads.append([g.detach().clone() for g in engine.upper.last_grads])
+        finally:
+            Conv4.body_forward = current
+    return peers.relative_error(grads[0], grads[1])
 
 
 def main() -> int:

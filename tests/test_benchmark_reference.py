@@ -31,3 +31,24 @@ def test_floor_step_is_one_plain_pass_over_every_image():
     model.body[0].conv.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
     run_benchmarks.floor_step(model, batch, torch.optim.SGD(model.parameters(), lr=0.0))()
     assert seen == [2 * 5 * (1 + 2)]
+
+
+@pytest.mark.parametrize("per_task", [False, True])
+def test_next_factors_previous_forward_computes_the_same_features(per_task):
+    """next_factors.py times the task-channel layout against the forward it replaced: both must
+    compute the same features and gradients (float64), shared or per-task parameters."""
+    import next_factors
+
+    torch.manual_seed(0)
+    model = Conv4(ways=5, hidden=8).double()
+    x = torch.rand(3, 4, 1, 28, 28, dtype=torch.float64)
+    theta = dict(model.named_parameters())
+    if per_task:
+        theta = {n: p.unsqueeze(0).repeat(3, *[1] * p.dim()) + 0.01 * torch.randn(3, *p.shape, dtype=p.dtype)
+                 for n, p in theta.items()}
+    before = next_factors.previous_body_forward(model, theta, x)
+    after = model.body_forward(theta, x)
+    torch.testing.assert_close(after, before, rtol=1e-12, atol=1e-12)
+    leaves = [p for n, p in theta.items() if n.startswith("body.")]
+    for a, b in zip(torch.autograd.grad(after.sin().sum(), leaves), torch.autograd.grad(before.sin().sum(), leaves)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

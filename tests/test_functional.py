@@ -72,3 +72,24 @@ def test_running_statistics_mode_matches_batch_norm_2d():
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     one = model.head_forward(theta, model.body_forward(theta, x[:, :1]))
     torch.testing.assert_close(one, model.head_forward(theta, model.body_forward(theta, x))[:, :1])  # per example
+
+
+def test_conv4_colour_input_and_mixed_shared_per_task_parameters():
+    """Three input channels (the grouped convolution from the first layer on) and a network
+    whose last block and head are per task while the rest is shared, as a partial inner loop
+    adapts them; values and the gradients (float64) of the shared parameters match the per-task forward."""
+    torch.manual_seed(0)
+    model = Conv4(ways=4, in_channels=3, hidden=8, image_size=32).double()
+    x = torch.rand(3, 5, 3, 32, 32, dtype=torch.float64)
+    theta = dict(model.named_parameters())
+    mixed = {n: (p.unsqueeze(0).repeat(3, *[1] * p.dim()) + 0.01 * torch.randn(3, *p.shape)
+                 if n.startswith(("body.3.", "head.")) else p) for n, p in theta.items()}
+    got = model.head_forward(mixed, model.body_forward(mixed, x))
+    want = _per_task(model, [{n: (p[b] if p.dim() > theta[n].dim() else p) for n, p in mixed.items()}
+                             for b in range(3)], x)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    shared = [p for n, p in theta.items() if not n.startswith(("body.3.", "head."))]
+    g_got = torch.autograd.grad(got.square().sum(), shared, retain_graph=True)
+    g_want = torch.autograd.grad(want.square().sum(), shared)
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -57,20 +57,25 @@ class Conv4(nn.Module):
         return self.head(self.body(x))
 
     def body_forward(self, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
-        """Features ``[B, n, D]`` of images ``x`` of shape ``[B, n, C, H, W]``."""
-        h = x
+        """Features ``[B, n, D]`` of images ``x`` of shape ``[B, n, C, H, W]``, computed in the
+        task-channel layout of :mod:`bilevel_anil.models.functional`."""
+        tasks = x.shape[0]
+        h = TF.to_task_channels(x)
         for i, block in enumerate(self.body[:-1]):
             p = f"body.{i}."
-            h = TF.conv2d(h, params[p + "conv.weight"], params[p + "conv.bias"], padding=1)
-            bn, weight, bias = block.bn, params[p + "bn.weight"], params[p + "bn.bias"]
+            conv, bn = block.conv, block.bn
+            h = TF.conv2d(h, TF.per_task(params[p + "conv.weight"], conv.weight, tasks),
+                          TF.per_task(params[p + "conv.bias"], conv.bias, tasks), tasks, padding=1)
+            weight = TF.per_task(params[p + "bn.weight"], bn.weight, tasks)
+            bias = TF.per_task(params[p + "bn.bias"], bn.bias, tasks)
             if self.bn_mode == "running" and not self.training:
                 h = TF.running_batch_norm(h, weight, bias, bn.running_mean, bn.running_var, bn.eps)
             else:
                 if self.bn_mode == "running":
-                    TF.update_running_stats(h, bn.running_mean, bn.running_var, bn.momentum)
+                    TF.update_running_stats(h, tasks, bn.running_mean, bn.running_var, bn.momentum)
                 h = TF.task_batch_norm(h, weight, bias, bn.eps)
             h = TF.relu_maxpool(h)
-        return h.flatten(2)
+        return TF.task_features(h, tasks)
 
     def head_forward(self, params: Mapping[str, Tensor], features: Tensor) -> Tensor:
         """Logits ``[B, n, ways]`` from features ``[B, n, D]``."""
