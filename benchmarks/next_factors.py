@@ -7,8 +7,8 @@
    and ``torch.compile`` (its first call's compile time stated).
 2. This package's outer step (anil and maml; the peers' cases: Omniglot 5w1s meta-batch 32 at
    K = 1 and 5, 20w1s meta-batch 16 at K = 5) with Conv4's task-channel layout, against the
-   forward it replaced (a transpose around every BatchNorm), and their meta-gradients'
-   agreement. (Up to commit cfeae2e this part measured ``channels_last`` convolutions and a
+   forward it replaced (a transpose around every BatchNorm) and against the same layout in
+   ``channels_last`` memory format, and the two first forwards' meta-gradient agreement. (Up to commit cfeae2e this part measured ``channels_last`` convolutions and a
    layout-keeping elementwise BatchNorm in the previous forward; neither paid.)
 
 Each figure is the median of ``--repeats`` runs after a warm-up, under the package's allocator
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bilevel_anil.models.functional as TF  # noqa: E402
 from bilevel_anil.allocator import keep_freed_memory  # noqa: E402
 from bilevel_anil.models import Conv4  # noqa: E402
 
@@ -108,6 +109,23 @@ def previous_body_forward(self, params, x):
     return h.flatten(2)
 
 
+def channels_last_body_forward(self, params, x):
+    """The package's task-channel forward with its activations in ``channels_last`` memory
+    format from the first convolution's output on (BatchNorm, ReLU and pooling keep it)."""
+    tasks = x.shape[0]
+    h = TF.to_task_channels(x)
+    for i, block in enumerate(self.body[:-1]):
+        p = f"body.{i}."
+        conv, bn = block.conv, block.bn
+        h = TF.conv2d(h, TF.per_task(params[p + "conv.weight"], conv.weight, tasks),
+                      TF.per_task(params[p + "conv.bias"], conv.bias, tasks), tasks, padding=1)
+        h = h.contiguous(memory_format=torch.channels_last)
+        h = TF.task_batch_norm(h, TF.per_task(params[p + "bn.weight"], bn.weight, tasks),
+                               TF.per_task(params[p + "bn.bias"], bn.bias, tasks), bn.eps)
+        h = TF.relu_maxpool(h)
+    return TF.task_features(h.contiguous(), tasks)
+
+
 def package_step(data_root: str, repeats: int) -> None:
     """The outer step with Conv4's task-channel layout (the package) against the previous
     forward, side by side, and the two meta-gradients' relative difference (float64)."""
@@ -117,7 +135,8 @@ def package_step(data_root: str, repeats: int) -> None:
             continue
         for algo in ("anil", "maml"):
             times = {}
-            for name, forward in (("previous", previous_body_forward), ("task-channel", current)):
+            for name, forward in (("previous", previous_body_forward), ("task-channel", current),
+                                  ("channels_last", channels_last_body_forward)):
                 try:
                     Conv4.body_forward = forward
                     times[name] = peers.time_case(build, "bilevel_anil", algo, steps, lr, False, repeats)
@@ -125,6 +144,8 @@ def package_step(data_root: str, repeats: int) -> None:
                     Conv4.body_forward = current
             print(f"{label} {algo}: previous forward {times['previous']:.4f} s, task-channel layout "
                   f"{times['task-channel']:.4f} s ({times['previous'] / times['task-channel']:.2f}x), "
+                  f"the same in channels_last {times['channels_last']:.4f} s "
+                  f"({times['previous'] / times['channels_last']:.2f}x), "
                   f"gradients differ by {gradient_difference(build, algo, steps, lr):.1e}", flush=True)
 
 

@@ -6,13 +6,16 @@ network and the same fixed meta-batch in this package and in
   * higher 0.2.1: ``higher.innerloop_ctx`` per task,
   * TorchOpt 0.7.3: ``torchopt.MetaSGD`` per task (its few-shot MAML example) and, for iMAML,
     ``torchopt.diff.implicit.custom_root`` with ``torchopt.linear_solve.solve_cg`` (its iMAML
-    example, with CG on the iMAML system instead of the normal equations, as the paper does).
+    example, with CG on the iMAML system instead of the normal equations, as the paper does),
+  * plain Betty 0.2.1, for iMAML: two ``ImplicitProblem``s as its ``implicit_maml`` example
+    runs, one task per Betty step, its default ``darts`` hypergradient (an approximation: its
+    grad diff is the approximation's error, not a bug; see :func:`betty_imaml_step`).
 
 Each peer's meta-gradient is first compared with this package's from the same θ in float64
 (relative L2 difference; a peer that computes another quantity says so), then one outer step
 (meta-gradient and Adam update) is timed in float32: the median of ``--repeats`` runs after a
 warm-up, all in one process with the same allocator settings. A peer without the algorithm
-(higher and learn2learn have no implicit gradient) is marked "—"; a peer that is not installed
+(higher and learn2learn have no implicit gradient; the Betty example is iMAML only) is marked "—"; a peer that is not installed
 is marked "not installed" (``pip install -e .[bench]``).
 
     python benchmarks/peers.py --data-root ../shared/data      (or: make bench ARGS="--only peers ...")
@@ -53,7 +56,7 @@ from bilevel_anil.solvers import HypergradConfig  # noqa: E402
 import reference  # noqa: E402  (learn2learn)
 
 META_LR, LAM, CG_ITERATIONS = 0.003, 2.0, 5
-PEERS = ("bilevel_anil", "learn2learn", "higher", "torchopt")
+PEERS = ("bilevel_anil", "learn2learn", "higher", "torchopt", "betty")
 
 
 def _optional(name: str):
@@ -145,6 +148,81 @@ def torchopt_imaml_step(model: nn.Module, batch: TaskBatch, steps: int, lr: floa
         (query / batch.tasks).backward()
 
 
+class _RecordGradients(torch.optim.Optimizer):
+    """An optimiser that changes nothing and keeps a copy of each gradient it is given: Betty
+    updates its upper problem's parameters itself, so this takes the optimiser's place to
+    leave the meta-gradient in ``.grad`` for the common Adam step, as the other peers do."""
+
+    def __init__(self, params, sink=None):
+        super().__init__(params, {"sink": sink})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            group["sink"][:] = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+                                for p in group["params"]]
+
+
+def betty_imaml_step(model: nn.Module, batch: TaskBatch, steps: int, lr: float) -> Callable[[], None]:
+    """Plain Betty 0.2.1 as its iMAML example runs (examples/implicit_maml/main.py in
+    leopard-ai/betty): two ``ImplicitProblem``s, the inner one a copy of the network reset to
+    θ at each task and trained with SGD for ``steps`` steps on the support loss plus the
+    proximal term, the outer one the query loss of the adapted copy; one task per Betty step,
+    the meta-batch as gradient accumulation, Betty's default ``darts`` hypergradient. The
+    example's regulariser is ``λ_betty·Σ(φ − θ)²``; λ_betty = LAM / 2 gives this package's
+    (LAM/2)·‖φ − θ‖². DARTS approximates H⁻¹ by the identity, so its meta-gradient is not the
+    exact implicit gradient: the grad diff column measures that approximation."""
+    from betty.configs import Config, EngineConfig
+    from betty.engine import Engine
+    from betty.envs import Env
+    from betty.problems import ImplicitProblem
+
+    current = {"task": 0}
+
+    class Outer(ImplicitProblem):
+        def get_batch(self):
+            return current["task"]
+
+        def training_step(self, b):
+            return F.cross_entropy(self.inner(batch.query.x[b]), batch.query.y[b])
+
+    class Inner(ImplicitProblem):
+        def get_batch(self):
+            return current["task"]
+
+        def training_step(self, b):
+            loss = F.cross_entropy(self.module(batch.support.x[b]), batch.support.y[b])
+            return loss + (LAM / 2) * sum(torch.sum((p - q) ** 2)
+                                          for p, q in zip(self.parameters(), self.outer.parameters()))
+
+        def on_inner_loop_start(self):
+            self.module.load_state_dict(self.outer.module.state_dict())
+
+    class TaskEnv(Env):
+        def step(self):
+            pass
+
+    sink: list[torch.Tensor] = []
+    outer = Outer(name="outer", module=model, optimizer=_RecordGradients(model.parameters(), sink=sink),
+                  config=Config(retain_graph=True, gradient_accumulation=batch.tasks))
+    inner_module = copy.deepcopy(model)
+    inner = Inner(name="inner", module=inner_module, optimizer=torch.optim.SGD(inner_module.parameters(), lr=lr),
+                  config=Config(type="darts", unroll_steps=steps))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        engine = Engine(config=EngineConfig(train_iters=1), problems=[outer, inner], env=TaskEnv(),
+                        dependencies={"u2l": {outer: [inner]}, "l2u": {inner: [outer]}})
+
+    def step():
+        for b in range(batch.tasks):
+            current["task"] = b
+            for _ in range(steps):
+                engine.global_step += 1
+                engine.train_step()
+        for p, g in zip(model.parameters(), sink):
+            p.grad = g
+    return step
+
+
 def peer_step(peer: str, model: nn.Module, algo_name: str, steps: int, lr: float, batch: TaskBatch,
               regression: bool) -> Optional[Callable[[], None]]:
     """The peer's meta-gradient as a function (None where the peer has no such algorithm)."""
@@ -159,6 +237,9 @@ def peer_step(peer: str, model: nn.Module, algo_name: str, steps: int, lr: float
     if peer == "higher":
         return None if algo.grad == "implicit" else \
             (lambda: higher_step(model, batch, steps, lr, head_only, regression))
+    if peer == "betty":
+        implicit = algo.grad == "implicit" and not (head_only or regression)
+        return betty_imaml_step(model, batch, steps, lr) if implicit else None
     if peer == "torchopt":
         if algo.grad == "implicit":
             return None if (head_only or regression) else (lambda: torchopt_imaml_step(model, batch, steps, lr))
@@ -306,7 +387,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default=None, help="folder holding omniglot-py/ (without it: the regression case only)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="benchmarks/results")
-    p.add_argument("--peers", default=",".join(PEERS[1:]), help="comma-separated: learn2learn,higher,torchopt")
+    p.add_argument("--peers", default=",".join(PEERS[1:]), help="comma-separated: learn2learn,higher,torchopt,betty")
     p.add_argument("--device", default="cpu", help="cpu or cuda (the gradient check runs on the CPU in float64)")
     p.add_argument("--memory", action="store_true",
                    help="also the peak memory of one step, each peer in its own process (slower)")
@@ -322,7 +403,7 @@ def main(argv=None) -> int:
                 return 0
         return 2
     if args.repeats < 1 or any(q not in PEERS[1:] for q in args.peers.split(",") if q):
-        print("peers.py: error: --repeats must be positive and --peers a list of learn2learn, higher, torchopt",
+        print("peers.py: error: --repeats must be positive and --peers a list of learn2learn, higher, torchopt, betty",
               file=sys.stderr)
         return 2
     if args.data_root and not (Path(args.data_root) / "omniglot-py").is_dir():
@@ -332,7 +413,7 @@ def main(argv=None) -> int:
     keep_freed_memory()  # every peer's timing runs under the same allocator settings
     torch.manual_seed(0)
     peers = [q for q in args.peers.split(",") if q]
-    installed = {"learn2learn": True, "higher": higher is not None, "torchopt": torchopt is not None}
+    installed = {"learn2learn": True, "betty": True, "higher": higher is not None, "torchopt": torchopt is not None}
     rows = []
     for label, build, algos, steps, lr in cases(args.data_root):
         regression = label.startswith("regression")

@@ -49,3 +49,36 @@ def test_the_memory_pass_measures_each_peer_in_its_own_process(tmp_path):
     columns = dict(zip(header.split(","), row.split(",")))
     for peer in ("bilevel_anil", "learn2learn", "higher", "torchopt"):
         assert float(columns[f"{peer}_peak_mib"]) >= 0  # a number from the child, not "error"
+
+
+def test_plain_betty_imaml_is_its_darts_approximation():
+    """Plain Betty's iMAML (its example's two ImplicitProblems, default ``darts``) is wired as
+    the example runs: its meta-gradient is exactly what DARTS gives for the proximal inner
+    loss, λ·∇φ L_query(φ_K) averaged over tasks (H⁻¹ taken as the identity, and the mixed
+    derivative −λI exact because the proximal term is quadratic). Reference: plain autograd
+    through the same K SGD steps (float64, ≤ 1e-8, the finite difference's rounding)."""
+    from torch.func import functional_call
+    import torch.nn.functional as F
+
+    model, batch = small_case()
+    model = model.double()
+    batch = peers.TaskBatch.of(batch.support.x.double(), batch.support.y, batch.query.x.double(), batch.query.y)
+    theta = {n: p.detach() for n, p in model.named_parameters()}
+    want = {n: torch.zeros_like(p) for n, p in theta.items()}
+    for b in range(batch.tasks):
+        phi = {n: p.clone().requires_grad_() for n, p in theta.items()}
+        for _ in range(3):
+            loss = F.cross_entropy(functional_call(model, phi, (batch.support.x[b],)), batch.support.y[b])
+            loss = loss + peers.LAM / 2 * sum(((phi[n] - theta[n]) ** 2).sum() for n in phi)
+            grads = torch.autograd.grad(loss, list(phi.values()))
+            phi = {n: (p - 0.1 * g).detach().requires_grad_() for (n, p), g in zip(phi.items(), grads)}
+        query = F.cross_entropy(functional_call(model, phi, (batch.query.x[b],)), batch.query.y[b])
+        for (n, _), g in zip(phi.items(), torch.autograd.grad(query, list(phi.values()))):
+            want[n] += peers.LAM * g / batch.tasks
+    step = peers.peer_step("betty", model, "imaml", 3, 0.1, batch, regression=False)
+    step()
+    got = [p.grad for p in model.parameters()]
+    assert peers.relative_error(got, list(want.values())) <= 1e-8
+    exact = peers.agreement(small_case, "betty", "imaml", 3, 0.1, regression=False)
+    assert exact > 0.1  # and it is not the exact implicit gradient the package computes
+    assert peers.peer_step("betty", model, "maml", 3, 0.1, batch, regression=False) is None
