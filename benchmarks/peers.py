@@ -225,8 +225,12 @@ def betty_imaml_step(model: nn.Module, batch: TaskBatch, steps: int, lr: float) 
 
 def peer_step(peer: str, model: nn.Module, algo_name: str, steps: int, lr: float, batch: TaskBatch,
               regression: bool) -> Optional[Callable[[], None]]:
-    """The peer's meta-gradient as a function (None where the peer has no such algorithm)."""
-    algo = get_algorithm(algo_name)
+    """The peer's meta-gradient as a function (None where the peer has no such algorithm).
+    ``imaml-darts``: iMAML with the DARTS hypergradient, which only plain Betty's example has."""
+    name, _, method = algo_name.partition("-")
+    algo = get_algorithm(name)
+    if method and peer != "betty":
+        return None
     head_only = algo.adapt == "head"
     if peer == "learn2learn":
         if algo.grad == "implicit":
@@ -248,10 +252,12 @@ def peer_step(peer: str, model: nn.Module, algo_name: str, steps: int, lr: float
 
 
 def ours_engine(model: nn.Module, algo_name: str, steps: int, lr: float, batch: TaskBatch, regression: bool):
-    learner = Learner(model, get_algorithm(algo_name), "mse" if regression else "cross_entropy", LAM)
+    name, _, method = algo_name.partition("-")  # imaml-darts: the DARTS hypergradient instead of CG
+    learner = Learner(model, get_algorithm(name), "mse" if regression else "cross_entropy", LAM)
     device = str(next(model.parameters()).device)
     return step_engine(learner, RepeatBatch(batch), batch.tasks, steps, lr,
-                       torch.optim.Adam(model.parameters(), lr=META_LR), HypergradConfig("cg", CG_ITERATIONS), device)
+                       torch.optim.Adam(model.parameters(), lr=META_LR),
+                       HypergradConfig(method or "cg", CG_ITERATIONS), device)
 
 
 # --- the cases -------------------------------------------------------------------------------
@@ -285,7 +291,8 @@ def cases(data_root: Optional[str]):
         five = lambda: omniglot_case(data_root, 5, 32)  # noqa: E731
         twenty = lambda: omniglot_case(data_root, 20, 16)  # noqa: E731
         for k in (1, 5):
-            out.append((f"omniglot 5w1s B=32 K={k}", five, ("maml", "anil", "imaml"), k, 0.4 if k == 1 else 0.1))
+            out.append((f"omniglot 5w1s B=32 K={k}", five, ("maml", "anil", "imaml", "imaml-darts"), k,
+                        0.4 if k == 1 else 0.1))
         out.append(("omniglot 20w1s B=16 K=5", twenty, ("maml", "anil"), 5, 0.1))
     out.append(("regression MLP B=25 K=1", regression_case, ("maml",), 1, 0.01))
     return out
@@ -389,6 +396,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--peers", default=",".join(PEERS[1:]), help="comma-separated: learn2learn,higher,torchopt,betty")
     p.add_argument("--device", default="cpu", help="cpu or cuda (the gradient check runs on the CPU in float64)")
+    p.add_argument("--algorithms", default=None,
+                   help="comma-separated: only these rows (e.g. imaml-darts); they replace the same rows of an "
+                        "existing peers.csv in --out, whose other rows are kept")
     p.add_argument("--memory", action="store_true",
                    help="also the peak memory of one step, each peer in its own process (slower)")
     p.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)  # internal: one child's measurement
@@ -414,10 +424,17 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     peers = [q for q in args.peers.split(",") if q]
     installed = {"learn2learn": True, "betty": True, "higher": higher is not None, "torchopt": torchopt is not None}
+    only = set(args.algorithms.split(",")) if args.algorithms else None
+    known = {a for _, _, algos, _, _ in cases(args.data_root) for a in algos}
+    if only is not None and not only <= known:
+        print(f"peers.py: error: --algorithms takes {', '.join(sorted(known))}", file=sys.stderr)
+        return 2
     rows = []
     for label, build, algos, steps, lr in cases(args.data_root):
         regression = label.startswith("regression")
         for algo in algos:
+            if only is not None and algo not in only:
+                continue
             row = {"case": label, "algorithm": algo}
             ours = time_case(build, "bilevel_anil", algo, steps, lr, regression, args.repeats, args.device)
             row["bilevel_anil_s"] = round(ours, 4)
@@ -437,12 +454,33 @@ def main(argv=None) -> int:
             print(_line(row, peers), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    columns = list(rows[0])
+    if only is not None and (out / "peers.csv").is_file():
+        rows, columns = _merged(out / "peers.csv", rows)
     with open(out / "peers.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {out / 'peers.csv'}")
     return 0
+
+
+def _merged(path: Path, new: list[dict]) -> tuple[list[dict], list[str]]:
+    """The rows of an earlier peers.csv with ``new`` in place of the rows of the same case and
+    algorithm (rows not there before go after the last row of their case), and the columns:
+    the earlier table's, then any new ones."""
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        columns = list(reader.fieldnames or [])
+    for row in new:
+        same = [i for i, old in enumerate(rows) if (old["case"], old["algorithm"]) == (row["case"], row["algorithm"])]
+        if same:
+            rows[same[0]] = row
+        else:
+            case = [i for i, old in enumerate(rows) if old["case"] == row["case"]]
+            rows.insert(case[-1] + 1 if case else len(rows), row)
+    return rows, list(dict.fromkeys(columns + [k for row in new for k in row]))
 
 
 def _line(row: dict, peers: list[str]) -> str:

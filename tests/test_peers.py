@@ -81,4 +81,17 @@ def test_plain_betty_imaml_is_its_darts_approximation():
     assert peers.relative_error(got, list(want.values())) <= 1e-8
     exact = peers.agreement(small_case, "betty", "imaml", 3, 0.1, regression=False)
     assert exact > 0.1  # and it is not the exact implicit gradient the package computes
+    assert peers.agreement(small_case, "betty", "imaml-darts", 3, 0.1, regression=False) <= 1e-8  # the package's darts
     assert peers.peer_step("betty", model, "maml", 3, 0.1, batch, regression=False) is None
+
+
+def test_selected_rows_replace_their_rows_of_an_earlier_table(tmp_path):
+    """--algorithms reruns some rows and keeps the rest of peers.csv (other columns too)."""
+    table = tmp_path / "peers.csv"
+    table.write_text("case,algorithm,bilevel_anil_s,x_peak_mib\nregression MLP B=25 K=1,maml,9.0,1.5\nother,anil,1.0,2.0\n")
+    assert peers.main(["--repeats", "1", "--peers", "torchopt", "--algorithms", "maml", "--out", str(tmp_path)]) == 0
+    lines = table.read_text().splitlines()
+    assert lines[0].startswith("case,algorithm,bilevel_anil_s,x_peak_mib,torchopt_s")
+    assert lines[1].startswith("regression MLP B=25 K=1,maml,") and ",9.0," not in lines[1]
+    assert lines[2] == "other,anil,1.0,2.0,,,"
+    assert peers.main(["--algorithms", "reptile"]) == 2
