@@ -8,7 +8,9 @@
 2. This package's outer step (anil and maml; the peers' cases: Omniglot 5w1s meta-batch 32 at
    K = 1 and 5, 20w1s meta-batch 16 at K = 5) with Conv4's task-channel layout, against the
    forward it replaced (a transpose around every BatchNorm) and against the same layout in
-   ``channels_last`` memory format, and the two first forwards' meta-gradient agreement. (Up to commit cfeae2e this part measured ``channels_last`` convolutions and a
+   ``channels_last`` memory format, and the two first forwards' meta-gradient agreement.
+3. A profile of one maml 20-way step with each of the first two forwards: the time in copies
+   and in BatchNorm's double backward. (Up to commit cfeae2e this part measured ``channels_last`` convolutions and a
    layout-keeping elementwise BatchNorm in the previous forward; neither paid.)
 
 Each figure is the median of ``--repeats`` runs after a warm-up, under the package's allocator
@@ -169,6 +171,34 @@ def gradient_difference(build, algo: str, steps: int, lr: float) -> float:
     return peers.relative_error(grads[0], grads[1])
 
 
+def profile_step(data_root: str) -> None:
+    """Where one maml 20-way step goes (``torch.profiler``, one step after two warm-ups), with
+    the previous forward and with the task-channel layout: the copies (``aten::copy_``), and
+    BatchNorm's double backward and the elementwise products it is made of."""
+    from torch.profiler import profile
+
+    build = [c for c in peers.cases(data_root) if c[0].startswith("omniglot 20w")][0][1]
+    current = Conv4.body_forward
+    for name, forward in (("previous forward", previous_body_forward), ("task-channel layout", current)):
+        try:
+            Conv4.body_forward = forward
+            model, batch = build()
+            step = peers.ours_engine(model, "maml", 5, 0.1, batch, False).train_step
+            step()
+            step()
+            with profile() as prof:
+                step()
+        finally:
+            Conv4.body_forward = current
+        events = {e.key: e for e in prof.key_averages()}
+        total = sum(e.self_cpu_time_total for e in events.values()) / 1e6
+        cell = lambda key, attr: getattr(events[key], attr) / 1e6 if key in events else 0.0  # noqa: E731
+        print(f"profile, maml 20w1s K=5, {name}: step {total:.2f} s of CPU time; copies "
+              f"{cell('aten::copy_', 'self_cpu_time_total'):.3f} s; BatchNorm double backward "
+              f"{cell('NativeBatchNormBackwardBackward0', 'cpu_time_total'):.2f} s "
+              f"(elementwise products in the step: {cell('aten::mul', 'self_cpu_time_total'):.2f} s)", flush=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", required=True, help="folder holding omniglot-py/")
@@ -182,6 +212,7 @@ def main() -> int:
     keep_freed_memory()
     floor(args.repeats)
     package_step(args.data_root, args.repeats)
+    profile_step(args.data_root)
     return 0
 
 
