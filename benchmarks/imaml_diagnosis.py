@@ -69,7 +69,7 @@ def diagnose(arch: str, steps: int, lr: float, damping: float, lam: float, batch
     learner = Learner(base, get_algorithm("imaml"), lam=lam)
     theta = dict(base.named_parameters())
     phi = learner.adapt(theta, batch.support.x, batch.support.y, steps, lr)
-    start = learner.initial_fast_params({n: p.detach() for n, p in theta.items()}, batch.tasks)
+    start = learner.initial_fast_params({n: p.detach() for n, p in theta.items()}, batch.support.x, batch.support.y)
 
     def inner_grad_norms(fast):
         fast = {n: p.detach().clone().requires_grad_() for n, p in fast.items()}

@@ -249,7 +249,7 @@ def anil_breakdown(base, tasks_source: ClassificationTasks, batch: TaskBatch, re
     def plain():
         theta = learner.meta_params()
         predict = learner.predictor(theta, batch.support.x)
-        fast = learner.initial_fast_params(theta, batch.tasks)
+        fast = learner.initial_fast_params(theta, batch.support.x, batch.support.y)
         grads = torch.autograd.grad(learner.inner_loss(predict, fast, batch.support.y, theta), list(fast.values()),
                                     create_graph=True)
         fast = {n: p - INNER_LR * g for (n, p), g in zip(fast.items(), grads)}

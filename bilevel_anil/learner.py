@@ -20,6 +20,36 @@ from .network import BodyHeadForward, Head, HeadSpec, last_linear, resolve_head,
 Params = Mapping[str, Tensor]
 Predictor = Callable[[Params], Tensor]
 
+# where each task's inner loop starts its head: the meta-learned head (MAML, ANIL), a zero
+# head, or the support set's class prototypes (Proto-MAML)
+HEAD_INITS = ("learned", "zero", "prototypes")
+
+
+def prototype_head(features: Tensor, labels: Tensor, ways: int) -> tuple[Tensor, Tensor]:
+    """Proto-MAML's linear head for each task (Triantafillou et al. 2020): with μ_c the mean
+    support feature of class c, ``w_c = 2·μ_c`` and ``b_c = −‖μ_c‖²``, so that the logits
+    ``w_c·f + b_c = ‖f‖² − ‖f − μ_c‖²`` rank the classes as the nearest prototype does. It is
+    differentiable in ``features``. A class absent from a task's support set gets a zero row.
+
+    features: ``[B, n, D]``; labels: ``[B, n]`` in ``0 .. ways-1``. Returns the weight
+    ``[B, ways, D]`` and the bias ``[B, ways]``.
+
+    Example::
+
+        >>> import torch
+        >>> f = torch.tensor([[[0., 0.], [2., 0.], [0., 4.]]])
+        >>> w, b = prototype_head(f, torch.tensor([[0, 0, 1]]), ways=2)
+        >>> w, b
+        (tensor([[[2., 0.],
+                 [0., 8.]]]), tensor([[ -1., -16.]]))
+        >>> (torch.tensor([0., 3.]) @ w[0].T + b[0]).argmax().item()  # nearer the second prototype
+        1
+    """
+    onehot = torch.nn.functional.one_hot(labels, ways).to(features.dtype)  # [B, n, ways]
+    counts = onehot.sum(dim=1).clamp_min(1.0)  # [B, ways]
+    means = onehot.transpose(1, 2) @ features / counts.unsqueeze(-1)  # [B, ways, D]
+    return 2.0 * means, -means.pow(2).sum(dim=-1)
+
 
 class Learner:
     """Binds any network to an algorithm and a loss: what the inner loop adapts, the task
@@ -37,6 +67,12 @@ class Learner:
     lam: strength λ of the proximal term ``(λ/2)·‖φ − θ‖²`` of the inner objective, per task
     (the iMAML paper's definition); used only when the algorithm is proximal (0 is allowed for
     test-time adaptation; meta-training needs λ > 0).
+    head_init: where each task's inner loop starts the head: ``"learned"`` (the meta-learned
+    head, as MAML and ANIL do), ``"zero"`` (a zero head for every task), or ``"prototypes"``
+    (:func:`prototype_head` of the support features at θ, differentiably, so the meta-gradient
+    reaches the body through it: Proto-MAML). The last two need an algorithm that adapts the
+    head; ``"prototypes"`` needs classification and a head that is one ``nn.Linear`` with a
+    bias. With a proximal algorithm the proximal term anchors the head at its starting point.
 
     The split is checked here, in one line each: the head exists and has parameters, and an
     algorithm that adapts the head is given one.
@@ -53,7 +89,8 @@ class Learner:
     """
 
     def __init__(self, model: nn.Module, algorithm: Algorithm, loss: Union[str, Callable, TaskLoss] = "cross_entropy",
-                 lam: float = 0.0, head: HeadSpec = None, adapt: Optional[Callable[[str], bool]] = None):
+                 lam: float = 0.0, head: HeadSpec = None, adapt: Optional[Callable[[str], bool]] = None,
+                 head_init: str = "learned"):
         if algorithm.proximal and not lam >= 0:
             raise UsageError(f"{algorithm.name} needs a proximal strength lam >= 0, got {lam}")
         if not isinstance(model, nn.Module):
@@ -77,6 +114,30 @@ class Learner:
             self.adapted_names = list(self.head.names)
         self.adapts_body = any(n not in self.head for n in self.adapted_names)
         self.forward = task_forward(model, self.head)
+        self.head_init = head_init
+        self._check_head_init()
+
+    def _check_head_init(self) -> None:
+        what = f"head_init={self.head_init!r}"
+        if self.head_init not in HEAD_INITS:
+            raise UsageError(f"unknown {what}: choose one of {', '.join(HEAD_INITS)}")
+        if self.head_init == "learned":
+            return
+        algo = self.algorithm
+        if algo.update != "gradient" or (algo.pretrain and self.head_init == "zero"):
+            raise UsageError(f"{what} does not fit {algo.name}: its meta-update "
+                             f"{'moves θ towards the adapted weights' if algo.update != 'gradient' else 'sees only the starting head'}"
+                             ", which needs a learned head; use head_init='learned'")
+        if not self.head.names or not all(n in self.adapted_names for n in self.head.names):
+            raise UsageError(f"{what} needs an inner loop that adapts the head; {self.algorithm.name} "
+                             "with these parameters does not: use head_init='learned'")
+        if self.head_init == "prototypes":
+            linear = self.model.get_submodule(self.head.module) if self.head.module is not None else None
+            if not isinstance(linear, nn.Linear) or linear.bias is None:
+                raise UsageError(f"{what} needs a head that is one nn.Linear with a bias; "
+                                 f"{type(self.model).__name__}'s head is not")
+            if not self.loss.classification:
+                raise UsageError(f"{what} needs a classification loss, not {self.loss.name}")
 
     @property
     def fast_path(self) -> bool:
@@ -93,9 +154,34 @@ class Learner:
         """The meta-parameters (the initialisation) by name."""
         return dict(self.model.named_parameters())
 
-    def initial_fast_params(self, theta: Params, tasks: int) -> dict[str, Tensor]:
-        """Per-task copies ``[B, ...]`` of the adapted meta-parameters, differentiable in theta."""
-        return {n: theta[n].unsqueeze(0).expand(tasks, *theta[n].shape) for n in self.adapted_names}
+    def initial_fast_params(self, theta: Params, x: Tensor, y: Tensor,
+                            features: Optional[Tensor] = None) -> dict[str, Tensor]:
+        """Each task's starting point ``[B, ...]`` of the adapted parameters, differentiable in
+        theta: copies of the meta-parameters, with the head set as ``head_init`` says from the
+        support set ``(x, y)`` (``features``: the support features at theta, when computed)."""
+        tasks = x.shape[0]
+        fast = {n: theta[n].unsqueeze(0).expand(tasks, *theta[n].shape) for n in self.adapted_names}
+        if self.head_init == "zero":
+            # a leaf of its own, so that the inner loop can differentiate the support loss in it
+            fast.update({n: theta[n].new_zeros((tasks, *theta[n].shape)).requires_grad_(theta[n].requires_grad)
+                         for n in self.head.names})
+        elif self.head_init == "prototypes":
+            if features is None:
+                features = self.forward.features(theta, x)
+            if not self.forward.reuses_features:
+                raise UsageError(f"head_init='prototypes' needs the input of {type(self.model).__name__}'s head, "
+                                 "but its head is not the last module its forward calls")
+            ways = self.model.get_submodule(self.head.module).out_features
+            weight, bias = prototype_head(features, y, ways)
+            fast[f"{self.head.module}.weight"], fast[f"{self.head.module}.bias"] = weight, bias
+        return fast
+
+    def anchor(self, theta: Params, start: Params) -> Params:
+        """The proximal term's anchor: θ, with the head at its starting point ``start`` when
+        ``head_init`` sets the head (a zero or prototype head is no meta-parameter)."""
+        if self.head_init == "learned":
+            return theta
+        return {**theta, **{n: start[n] for n in self.head.names}}
 
     def predictor(self, theta: Params, x: Tensor) -> Predictor:
         """Return ``fast -> outputs [B, n, out]`` for inputs ``x`` of shape ``[B, n, ...]``.
@@ -106,7 +192,11 @@ class Learner:
         forward = self.forward
         if not self.adapts_body:
             features = forward.features(theta, x)
-            return lambda fast: forward.outputs({**theta, **fast}, features)
+
+            def predict(fast: Params) -> Tensor:
+                return forward.outputs({**theta, **fast}, features)
+            predict.features = features  # the inputs' features at theta (e.g. for a prototype head)
+            return predict
         return lambda fast: forward.outputs({**theta, **fast}, forward.features({**theta, **fast}, x))
 
     def task_losses(self, outputs: Tensor, targets: Tensor) -> Tensor:
@@ -120,8 +210,9 @@ class Learner:
     def inner_loss(self, predict: Predictor, fast: Params, targets: Tensor, theta: Params,
                    proximal: bool = True) -> Tensor:
         """The inner objective summed over tasks: each task's mean support loss, plus
-        ``(λ/2)·‖φ_b − θ‖²`` for proximal algorithms (unless ``proximal`` is False). Its
-        gradient with respect to per-task fast weights ``φ_b`` is each task's own gradient."""
+        ``(λ/2)·‖φ_b − θ‖²`` for proximal algorithms (unless ``proximal`` is False; ``theta``:
+        the anchor, see :meth:`anchor`). Its gradient with respect to per-task fast weights
+        ``φ_b`` is each task's own gradient."""
         loss = self.task_losses(predict(fast), targets).sum()
         if self.lam and proximal:
             loss = loss + 0.5 * self.lam * sum((p - theta[n]).pow(2).sum() for n, p in fast.items())
@@ -132,13 +223,16 @@ class Learner:
         optimiser on the support set ``(x, y)``, detached from theta (for evaluation and prediction)."""
         theta = {n: p.detach() for n, p in theta.items()}
         predict = self.predictor(theta, x)
-        fast = {n: p.clone() for n, p in self.initial_fast_params(theta, x.shape[0]).items()}
+        start = self.initial_fast_params(theta, x, y, getattr(predict, "features", None))
+        start = {n: p.detach().clone() for n, p in start.items()}
+        anchor = self.anchor(theta, start)
+        fast = {n: p.clone() for n, p in start.items()}
         update = inner_optimizer(self.algorithm.inner_optimizer, lr)
         yield fast
         for _ in range(steps):
             with torch.enable_grad():
                 fast = {n: p.requires_grad_() for n, p in fast.items()}
-                grads = torch.autograd.grad(self.inner_loss(predict, fast, y, theta), list(fast.values()))
+                grads = torch.autograd.grad(self.inner_loss(predict, fast, y, anchor), list(fast.values()))
             fast = {n: p.detach() for n, p in update.step(fast, grads).items()}
             yield fast
 

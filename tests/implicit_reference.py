@@ -13,12 +13,16 @@ from bilevel_anil.learner import Learner
 
 def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: TaskBatch, steps: int, lr: float,
                        lam: float, loss: str = "cross_entropy", damping: float = 0.0,
-                       lam_damping: float = 0.0, pullback: bool = False, names: list[str] = None) -> list[torch.Tensor]:
+                       lam_damping: float = 0.0, pullback: bool = False, names: list[str] = None,
+                       head_init: str = "learned") -> list[torch.Tensor]:
     """Run ``steps`` SGD steps on each task's support loss + (λ/2)‖φ − θ‖² from θ (with
     ``pullback``: on the support loss alone, then φ ← φ − lr·λ(φ − θ)), then
     ``dL/dθ = ∂L/∂θ + (−∂²g/∂θ∂φ) · H⁻¹ ∂L/∂φ`` with ``H = ∂²g/∂φ²`` solved exactly; with
     damping d and lam_damping c, ``H⁻¹`` is replaced by ``((1 + d)·I + (H − λI)/(λ + c))⁻¹ / λ``
-    (the iMAML reference code's system; d = c = 0 gives ``H⁻¹``)."""
+    (the iMAML reference code's system; d = c = 0 gives ``H⁻¹``). ``head_init``: the head's
+    starting point and anchor (``helpers.start_head``, a function of θ; else θ itself)."""
+    from helpers import start_head
+
     loss_fn = F.cross_entropy if loss == "cross_entropy" else F.mse_loss
     theta = dict(model.named_parameters())
     names = names or Learner(model, algorithm).adapted_names
@@ -30,14 +34,19 @@ def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: Task
         return {n: v.view(s) for n, v, s in zip(names, vec.split(sizes), shapes)}
 
     for b in range(batch.tasks):
+        def anchor_of(th):
+            return {**th, **start_head(model, th, batch.support.x[b], batch.support.y[b], head_init)}
+
         def g(flat_phi, th):
             params = {**th, **unflatten(flat_phi)}
             support = loss_fn(functional_call(model, params, (batch.support.x[b],)), batch.support.y[b])
-            prox = sum((params[n] - th[n]).pow(2).sum() for n in names)
+            anchor = anchor_of(th)
+            prox = sum((params[n] - anchor[n]).pow(2).sum() for n in names)
             return support + 0.5 * lam * prox
 
         detached = {n: p.detach() for n, p in theta.items()}
-        phi = torch.cat([detached[n].flatten() for n in names])
+        start = anchor_of(detached)
+        phi = torch.cat([start[n].detach().flatten() for n in names])
         anchor = phi.clone()
         for _ in range(steps):
             phi = phi.detach().requires_grad_()

@@ -40,6 +40,7 @@ class InnerObjective:
     learner: Learner
     _predict: Optional[Predictor] = None
     _theta: Optional[Params] = None
+    _anchor: Optional[Params] = None  # the proximal anchor: θ, with the head's starting point (head_init)
     _support: Optional[TaskSet] = None
     # examples per task in each inner step (Reptile's minibatches); None: the whole support set
     inner_batch: Optional[int] = None
@@ -55,7 +56,17 @@ class InnerObjective:
         self._support, self._batches_drawn = support, 0
         self._theta = theta
         self._predict = self.learner.predictor(theta, support.x)
-        return self.learner.initial_fast_params(theta, support.x.shape[0])
+        start = self.learner.initial_fast_params(theta, support.x, support.y, getattr(self._predict, "features", None))
+        self._anchor = self.learner.anchor(theta, start)
+        return start
+
+    def _current_anchor(self) -> Params:
+        """The anchor for one more evaluation of the inner loss. A prototype head is computed
+        again where each evaluation's graph is freed after use (DARTS)."""
+        if self.share_features or self.learner.head_init != "prototypes":
+            return self._anchor
+        support = self._support
+        return self.learner.anchor(self._theta, self.learner.initial_fast_params(self._theta, support.x, support.y))
 
     def task_params(self) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -91,11 +102,13 @@ class InnerObjective:
         # a bare tensor: Betty's hypergradient functions re-evaluate this and differentiate it
         whole = batch is self._support
         predict = self._predict if self.share_features and whole else self.learner.predictor(self._theta, batch.x)
-        return self.learner.inner_loss(predict, self.task_params(), batch.y, self._theta, proximal=not self._free_step)
+        return self.learner.inner_loss(predict, self.task_params(), batch.y, self._current_anchor(),
+                                       proximal=not self._free_step)
 
     def end_tasks(self) -> None:
         self._predict = None
         self._theta = None
+        self._anchor = None
         self._support = None
 
 
@@ -114,7 +127,7 @@ class UnrolledAdapt(InnerObjective, IterativeProblem):
         """On the fast weights, differentiably (the unrolled gradient goes through it)."""
         lam = self.learner.lam
         lr = self.update.lr
-        self.fast_params = {n: p - lr * lam * (p - self._theta[n]) for n, p in self.fast_params.items()}
+        self.fast_params = {n: p - lr * lam * (p - self._anchor[n]) for n, p in self.fast_params.items()}
 
     def on_inner_loop_start(self) -> None:
         self.reset(self.begin_tasks())
@@ -168,7 +181,7 @@ class ImplicitAdapt(InnerObjective, ImplicitProblem):
         lr = self.optimizer.param_groups[0]["lr"]
         with torch.no_grad():
             for name, p in self.module.as_dict().items():
-                p.sub_(lr * self.learner.lam * (p - self._theta[name].detach()))
+                p.sub_(lr * self.learner.lam * (p - self._anchor[name].detach()))
 
     def on_inner_loop_start(self) -> None:
         start = self.begin_tasks()
