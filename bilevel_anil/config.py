@@ -17,6 +17,7 @@ from .data.registry import DATASETS, dataset_spec
 from .errors import (UsageError, require_device, require_output, require_positive_integers,
                      require_positive_numbers, require_seed)
 from .fast_weights import INNER_OPTIMIZERS
+from .learner import HEAD_INITS
 from .metrics_log import LOGGERS, summary_writer_class
 from .models import BODIES, TORCHVISION_BODIES, TRAIN_BODY, smallest_image_size
 from .models.conv4 import BN_MODES
@@ -130,6 +131,10 @@ class RunConfig:
                                             "paper's objective; the default) or pullback (the authors' code: the "
                                             "inner steps on the support loss alone, then one step on the proximal "
                                             "term; the default of imaml on Omniglot)", metavar="WHERE", mark=R)
+    head_init: str = setting("learned", "where each task's inner loop starts the head: learned (the meta-learned "
+                             "head, as MAML and ANIL do), zero, or prototypes (Proto-MAML: w_c = 2·μ_c, "
+                             "b_c = −‖μ_c‖² from the support set's class means at θ; classification only)",
+                             metavar="HOW", mark=R)
     hypergrad: str = setting("cg", "implicit gradient's inverse-Hessian approximation: {hypergrads} (cg: textbook "
                              "conjugate gradient; betty-cg: Betty 0.2.1's own CG, kept for comparison)",
                              metavar="METHOD", mark=R)
@@ -233,6 +238,13 @@ def validate_config(cfg: RunConfig) -> None:
             raise UsageError(f"--{name} must be a number >= 0, got {value}")
         if value is not None and not algo.proximal:
             raise UsageError(f"--{name} applies to imaml/ianil (the proximal inner objective): drop it")
+    if cfg.head_init not in HEAD_INITS:
+        raise UsageError(f"unknown --head-init {cfg.head_init!r}: choose one of {', '.join(HEAD_INITS)}")
+    if cfg.head_init != "learned" and (algo.update != "gradient" or (algo.pretrain and cfg.head_init == "zero")):
+        raise UsageError(f"--head-init {cfg.head_init} does not fit {algo.name}: its meta-update needs a learned "
+                         "head; drop --head-init")
+    if cfg.head_init == "prototypes" and not spec.images:
+        raise UsageError(f"--head-init prototypes needs classes; {spec.title} has none: use zero or learned")
     if cfg.inner_proximal is not None and cfg.inner_proximal not in INNER_PROXIMAL:
         raise UsageError(f"unknown --inner-proximal {cfg.inner_proximal!r}: choose one of {', '.join(INNER_PROXIMAL)}")
     if cfg.inner_proximal is not None and not algo.proximal:

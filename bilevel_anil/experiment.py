@@ -113,7 +113,8 @@ def _train_and_test(cfg: RunConfig) -> dict:
                        test_inner_steps=cfg.test_inner_steps, lam=cfg.lam, test_lam=cfg.test_lam,
                        hypergrad=hypergrad, meta_lr=cfg.meta_lr, meta_optimizer=optimizer,
                        inner_batch=cfg.inner_batch, task_chunk=cfg.task_chunk,
-                       inner_proximal=cfg.inner_proximal if algo.proximal else "every", device=cfg.device)
+                       inner_proximal=cfg.inner_proximal if algo.proximal else "every", head_init=cfg.head_init,
+                       device=cfg.device)
     learner, test_learner = meta.learner, meta.test_learner  # test_learner adapts with --test-lam
     out = Path(cfg.out)
     run_info = {"pretrained": pretrained, "train_body": cfg.train_body, "bn_mode": cfg.bn,

@@ -184,6 +184,10 @@ class MetaLearner:
         (default: the algorithm's: Adam for reptile, SGD otherwise).
     inner_proximal: imaml/ianil: ``"every"`` (the proximal term in every inner step) or
         ``"pullback"`` (the iMAML authors' loop: support-loss steps, then one proximal step).
+    head_init: where each task's inner loop starts the head: ``"learned"`` (the meta-learned
+        head), ``"zero"`` or ``"prototypes"`` (Proto-MAML: the support set's class means at θ,
+        differentiably; see :func:`~bilevel_anil.learner.prototype_head`). The same start is
+        used when adapting at evaluation and in :meth:`adapt`.
 
     The split of the network is checked here (one ``ValueError`` line): the head exists and has
     parameters; a module that cannot run one task at a time under ``torch.func.vmap`` says so on
@@ -216,7 +220,8 @@ class MetaLearner:
                  lam: float = 1.0, test_lam: Optional[float] = None, hypergrad: Union[str, HypergradConfig] = "cg",
                  hypergrad_iterations: int = 5, meta_lr: float = 1e-3, meta_optimizer: Any = None,
                  inner_batch: Optional[int] = None, task_chunk: Optional[int] = None,
-                 inner_optimizer: Optional[str] = None, inner_proximal: str = "every", device: str = "cpu"):
+                 inner_optimizer: Optional[str] = None, inner_proximal: str = "every", head_init: str = "learned",
+                 device: str = "cpu"):
         from .errors import require_device
         from .solvers import HYPERGRADS
 
@@ -254,7 +259,7 @@ class MetaLearner:
         self.device = device
         self.model = model.to(device) if isinstance(model, nn.Module) else model
         self.learner = Learner(self.model, self.algorithm, loss, lam=lam, head=head,
-                               adapt=adapt if callable(adapt) else None)
+                               adapt=adapt if callable(adapt) else None, head_init=head_init)
         self.test_learner = self.learner.with_lam(lam if test_lam is None else test_lam)
         self.inner_lr, self.inner_steps = float(inner_lr), int(inner_steps)
         self.test_inner_steps = int(test_inner_steps or inner_steps)
@@ -451,7 +456,7 @@ class MetaLearner:
 
     # what a resumed fit must share with the fit it continues (keys of the checkpoint's run information)
     _RESUME_KEYS = ("algorithm", "grad", "loss", "inner_lr", "inner_steps", "train_lam", "inner_optimizer",
-                    "inner_proximal", "head_names", "adapted_names")
+                    "inner_proximal", "head_names", "adapted_names", "head_init")
 
     def _check_resume(self, state: dict, folder: Path) -> None:
         now = self._run_info()
@@ -566,6 +571,7 @@ class MetaLearner:
                 "head_names": list(head.names), "adapted_names": list(self.learner.adapted_names),
                 "frozen": [n for n, p in self.model.named_parameters() if not p.requires_grad],
                 "inner_proximal": self.inner_proximal, "hypergrad_config": dataclasses.asdict(self.hypergrad),
+                "head_init": self.learner.head_init,
                 "config": {"hypergrad": self.hypergrad.method, "hypergrad_iterations": self.hypergrad.iterations,
                            "meta_lr": self.meta_lr, "inner_batch": self.inner_batch, "task_chunk": self.task_chunk,
                            "first_order": self.algorithm.first_order, "api": "MetaLearner"}}
@@ -635,7 +641,8 @@ class MetaLearner:
                           hypergrad=_saved_hypergrad(state),
                           inner_proximal=state.get("inner_proximal") or config.get("inner_proximal") or "every",
                           meta_lr=float(config.get("meta_lr") or 1e-3), inner_batch=config.get("inner_batch"),
-                          inner_optimizer=state.get("inner_optimizer"), device=device)
+                          inner_optimizer=state.get("inner_optimizer"),
+                          head_init=str(state.get("head_init") or "learned"), device=device)
         except UsageError as exc:
             raise UsageError(f"{path}: the network given does not match the saved learner ({exc}): pass an instance "
                              "of the network that was saved") from None

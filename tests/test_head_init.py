@@ -108,3 +108,23 @@ def test_prototypes_need_a_linear_head_with_a_bias():
     with pytest.raises(UsageError, match="one nn.Linear with a bias"):
         Learner(net, ALGORITHMS["anil"], head_init="prototypes")
     Learner(MLP(), ALGORITHMS["anil"], "mse", head_init="zero")  # a zero head needs no classifier
+
+
+def test_the_python_api_saves_and_loads_the_head_init(tmp_path):
+    """MetaLearner(head_init=...) trains with it, save()/load() keep it, and the loaded learner
+    adapts and predicts exactly as the saved one; run.py's checkpoints go through the same load."""
+    from bilevel_anil import MetaLearner
+
+    torch.manual_seed(0)
+    batch = random_episodes(tasks=2, ways=4, shots=2, queries=2, shape=(1, 16, 16))
+    meta = MetaLearner(Conv4(ways=4, hidden=8, image_size=16), "anil", head_init="prototypes", inner_lr=0.1)
+    meta.meta_step(batch)
+    meta.save(tmp_path / "proto.pt")
+    again = MetaLearner.load(tmp_path / "proto.pt")
+    assert again.learner.head_init == "prototypes"
+    x, y, q = batch.support.x[0], batch.support.y[0], batch.query.x[0]
+    torch.testing.assert_close(again.adapt(x, y)(q), meta.adapt(x, y)(q))
+    assert not torch.equal(MetaLearner.load(tmp_path / "proto.pt").adapt(x, y, steps=0)(q),
+                           MetaLearner(copy.deepcopy(meta.model), "anil").adapt(x, y, steps=0)(q))
+    with pytest.raises(UsageError, match="head_init"):
+        MetaLearner(Conv4(ways=4, hidden=8, image_size=16), "reptile", head_init="prototypes")
