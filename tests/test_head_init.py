@@ -128,3 +128,41 @@ def test_the_python_api_saves_and_loads_the_head_init(tmp_path):
                            MetaLearner(copy.deepcopy(meta.model), "anil").adapt(x, y, steps=0)(q))
     with pytest.raises(UsageError, match="head_init"):
         MetaLearner(Conv4(ways=4, hidden=8, image_size=16), "reptile", head_init="prototypes")
+
+
+def test_darts_with_prototypes_is_lambda_times_the_anchors_pullback(tmp_path):
+    """With DARTS the prototype anchor is rebuilt for each evaluation of the inner loss (DARTS
+    frees each graph). Its meta-gradient is then exactly λ·J_aᵀ v per task, v = ∇φ L_query(φ_K)
+    and a(θ) the anchor (θ for the body, the prototype head): the mixed derivative of the
+    quadratic proximal term, ε-independent. Reference: autograd through helpers.start_head
+    (float64, ≤ 1e-7, the finite difference's rounding)."""
+    from torch.func import functional_call
+    import torch.nn.functional as F
+    from helpers import start_head
+
+    torch.manual_seed(0)
+    model = Conv4(ways=3, hidden=4, image_size=16).double()
+    reference = copy.deepcopy(model)
+    batch = random_episodes(tasks=2, ways=3, shots=2, queries=2, shape=(1, 16, 16))
+    batch.support.x, batch.query.x = batch.support.x.double(), batch.query.x.double()
+    lam, tasks = 2.0, 2
+    engine = build_engine(Learner(model, ALGORITHMS["imaml"], lam=lam, head_init="prototypes"), batch, 3, 0.1,
+                          tmp_path, hypergrad=HypergradConfig("darts"))
+    engine.train_step()
+    theta = dict(reference.named_parameters())
+    total = [torch.zeros_like(p) for p in theta.values()]
+    for b in range(tasks):
+        sx, sy = batch.support.x[b], batch.support.y[b]
+        anchor = {n: p.detach() for n, p in {**theta, **start_head(reference, theta, sx, sy, "prototypes")}.items()}
+        phi = {n: p.clone().requires_grad_() for n, p in anchor.items()}
+        for _ in range(3):
+            loss = F.cross_entropy(functional_call(reference, phi, (sx,)), sy)
+            loss = loss + lam / 2 * sum(((phi[n] - anchor[n]) ** 2).sum() for n in phi)
+            phi = {n: (p - 0.1 * g).detach().requires_grad_()
+                   for (n, p), g in zip(phi.items(), torch.autograd.grad(loss, list(phi.values())))}
+        query = F.cross_entropy(functional_call(reference, phi, (batch.query.x[b],)), batch.query.y[b])
+        v = dict(zip(phi, torch.autograd.grad(query, list(phi.values()))))
+        a = {**theta, **start_head(reference, theta, sx, sy, "prototypes")}
+        pulled = torch.autograd.grad(sum((a[n] * v[n]).sum() for n in a), list(theta.values()), allow_unused=True)
+        total = [t + (0 if g is None else lam * g / tasks) for t, g in zip(total, pulled)]
+    assert relative_error(engine.upper.last_grads, total) <= 1e-7
