@@ -33,6 +33,11 @@ class Algorithm:
     pretrain: no adaptation during meta-training: the inner step size is 0 there, so the
               upper loss is the query loss at θ itself (multi-task pretraining on all tasks);
               at validation and test the network is fine-tuned like MAML's.
+    head_init: where each task's inner loop starts the head unless the learner is given
+               another (:data:`bilevel_anil.learner.HEAD_INITS`): ``"learned"`` (θ's head) or
+               ``"prototypes"`` (protonet: pretrain with the support set's prototype head, i.e.
+               Prototypical Networks with squared Euclidean distance, evaluated as the
+               nearest-centroid classifier).
     """
 
     name: str
@@ -43,6 +48,7 @@ class Algorithm:
     pretrain: bool = False
     inner_optimizer: str = "sgd"
     update: str = "gradient"
+    head_init: str = "learned"
 
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -54,11 +60,14 @@ ALGORITHMS: dict[str, Algorithm] = {
     "ianil": Algorithm("ianil", adapt="head", proximal=True, grad="implicit"),
     # with a zero step the first-order meta-gradient is exact: ∇θ of the query loss at θ
     "pretrain": Algorithm("pretrain", adapt="all", first_order=True, pretrain=True),
+    # Snell et al. 2017 as a member of the family: no inner loop in meta-training, the query
+    # loss under the support set's prototype head (logits −‖f − μ_c‖² up to a per-query constant)
+    "protonet": Algorithm("protonet", adapt="head", first_order=True, pretrain=True, head_init="prototypes"),
     "reptile": Algorithm("reptile", adapt="all", first_order=True, inner_optimizer="adam", update="interpolate"),
 }
 
 
-_SHAPE = ("adapt", "first_order", "proximal", "grad", "pretrain", "update")
+_SHAPE = ("adapt", "first_order", "proximal", "grad", "pretrain", "update", "head_init")
 
 
 def partner(algo: Algorithm, **changes: object) -> Algorithm:
@@ -73,6 +82,13 @@ def partner(algo: Algorithm, **changes: object) -> Algorithm:
     return wanted
 
 
+def evaluation_steps(algo: Algorithm, head_init: str, inner_steps: int) -> int:
+    """Inner steps at validation and test when none are given: the training ones, except for an
+    algorithm that does not adapt in meta-training and starts from prototypes (protonet),
+    which is evaluated as it trains: 0 steps, the nearest-centroid classifier."""
+    return 0 if algo.pretrain and head_init == "prototypes" else inner_steps
+
+
 def get_algorithm(name: str, first_order: bool = False, head_only: bool = False,
                   grad: Optional[str] = None, inner_optimizer: Optional[str] = None) -> Algorithm:
     """Look up ``name`` and apply the general switches.
@@ -85,7 +101,7 @@ def get_algorithm(name: str, first_order: bool = False, head_only: bool = False,
     if name not in ALGORITHMS:
         raise UsageError(f"unknown problem {name!r}: choose one of {', '.join(ALGORITHMS)}")
     algo = ALGORITHMS[name]
-    if head_only and algo.pretrain:
+    if head_only and algo.pretrain and algo.adapt != "head":
         raise UsageError("--head-only does not apply to pretrain (it fine-tunes the whole network at test time)")
     if algo.update == "interpolate" and (head_only or grad not in (None, "unrolled")):
         raise UsageError(f"--{'head-only' if head_only else 'grad'} does not apply to reptile: its outer update "

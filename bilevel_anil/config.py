@@ -12,9 +12,9 @@ from typing import Optional
 import torch
 
 from . import distributed
-from .algorithms import get_algorithm
+from .algorithms import evaluation_steps, get_algorithm
 from .data.registry import DATASETS, dataset_spec
-from .errors import (UsageError, require_device, require_output, require_positive_integers,
+from .errors import (UsageError, require_device, require_output, require_positive, require_positive_integers,
                      require_positive_numbers, require_seed)
 from .fast_weights import INNER_OPTIMIZERS
 from .learner import HEAD_INITS
@@ -89,7 +89,8 @@ class RunConfig:
                                           "tasks; {dd[test_queries]}", mark=V)
     inner_steps: Optional[int] = setting(None, "steps of the inner loop (default: 1; imaml/ianil 5; on omniglot: "
                                          "imaml 16, ianil 100, reptile 5)", mark=R)
-    test_inner_steps: Optional[int] = setting(None, "inner steps at validation/test time (default: --inner-steps)",
+    test_inner_steps: Optional[int] = setting(None, "inner steps at validation/test time (default: --inner-steps; "
+                                              "protonet 0, its nearest-centroid classifier)",
                                               mark=V)
     inner_lr: Optional[float] = setting(None, "inner-loop step size; {dd[inner_lr]}; on omniglot: imaml 0.1, "
                                         "ianil 0.02, reptile 0.001", mark=R)
@@ -131,10 +132,10 @@ class RunConfig:
                                             "paper's objective; the default) or pullback (the authors' code: the "
                                             "inner steps on the support loss alone, then one step on the proximal "
                                             "term; the default of imaml on Omniglot)", metavar="WHERE", mark=R)
-    head_init: str = setting("learned", "where each task's inner loop starts the head: learned (the meta-learned "
-                             "head, as MAML and ANIL do), zero, or prototypes (Proto-MAML: w_c = 2·μ_c, "
-                             "b_c = −‖μ_c‖² from the support set's class means at θ; classification only)",
-                             metavar="HOW", mark=R)
+    head_init: Optional[str] = setting(None, "where each task's inner loop starts the head: learned (the "
+                                       "meta-learned head, as MAML and ANIL do; the default), zero, or prototypes "
+                                       "(Proto-MAML: w_c = 2·μ_c, b_c = −‖μ_c‖² from the support set's class means "
+                                       "at θ; classification only; protonet's default)", metavar="HOW", mark=R)
     hypergrad: str = setting("cg", "implicit gradient's inverse-Hessian approximation: {hypergrads} (cg: textbook "
                              "conjugate gradient; betty-cg: Betty 0.2.1's own CG, kept for comparison)",
                              metavar="METHOD", mark=R)
@@ -238,13 +239,19 @@ def validate_config(cfg: RunConfig) -> None:
             raise UsageError(f"--{name} must be a number >= 0, got {value}")
         if value is not None and not algo.proximal:
             raise UsageError(f"--{name} applies to imaml/ianil (the proximal inner objective): drop it")
-    if cfg.head_init not in HEAD_INITS:
-        raise UsageError(f"unknown --head-init {cfg.head_init!r}: choose one of {', '.join(HEAD_INITS)}")
-    if cfg.head_init != "learned" and (algo.update != "gradient" or (algo.pretrain and cfg.head_init == "zero")):
-        raise UsageError(f"--head-init {cfg.head_init} does not fit {algo.name}: its meta-update needs a learned "
-                         "head; drop --head-init")
-    if cfg.head_init == "prototypes" and not spec.images:
-        raise UsageError(f"--head-init prototypes needs classes; {spec.title} has none: use zero or learned")
+    head_init = cfg.head_init or algo.head_init
+    if head_init not in HEAD_INITS:
+        raise UsageError(f"unknown --head-init {head_init!r}: choose one of {', '.join(HEAD_INITS)}")
+    if head_init != "learned" and algo.update != "gradient":
+        raise UsageError(f"--head-init {head_init} does not fit {algo.name}: its update moves θ towards the adapted "
+                         "weights, which needs a learned head; drop --head-init")
+    if head_init == "zero" and algo.pretrain:
+        raise UsageError(f"--head-init zero does not fit {algo.name}: it does not adapt in meta-training, so its "
+                         "loss would see only a zero head; drop --head-init")
+    if head_init == "prototypes" and not spec.images:
+        who = "--head-init prototypes" if cfg.head_init else f"{algo.name} (its head is the support set's prototypes)"
+        raise UsageError(f"{who} needs classes; {spec.title} has none"
+                         + (": use zero or learned" if cfg.head_init else ""))
     if cfg.inner_proximal is not None and cfg.inner_proximal not in INNER_PROXIMAL:
         raise UsageError(f"unknown --inner-proximal {cfg.inner_proximal!r}: choose one of {', '.join(INNER_PROXIMAL)}")
     if cfg.inner_proximal is not None and not algo.proximal:
@@ -258,11 +265,13 @@ def validate_config(cfg: RunConfig) -> None:
         raise UsageError("--inner-batch: the implicit meta-gradient needs full-batch inner steps: drop it")
     counts = {"ways": cfg.ways, "shots": cfg.shots, "train-shots": cfg.train_shots, "inner-batch": cfg.inner_batch,
               "queries": cfg.queries, "test-queries": cfg.test_queries,
-              "inner-steps": cfg.inner_steps, "test-inner-steps": cfg.test_inner_steps,
+              "inner-steps": cfg.inner_steps,
               "meta-batch": cfg.meta_batch, "task-chunk": cfg.task_chunk, "iterations": cfg.iterations, "val-every": cfg.val_every,
               "val-tasks": cfg.val_tasks, "test-tasks": cfg.test_tasks,
               "hypergrad-iterations": cfg.hypergrad_iterations}
     require_positive_integers(counts)
+    if cfg.test_inner_steps is not None:  # 0: evaluate the starting head as it is
+        require_positive("--test-inner-steps", cfg.test_inner_steps, integer=True, zero=True)
     if cfg.ways is not None and cfg.ways < 2:
         raise UsageError(f"--ways must be at least 2 for classification, got {cfg.ways}")
     if cfg.time_budget is not None and not (math.isfinite(cfg.time_budget) and cfg.time_budget > 0):
@@ -366,8 +375,10 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
         cfg.cg_lam_damping = 0.0
     if cfg.inner_optimizer is None:
         cfg.inner_optimizer = algo.inner_optimizer
+    if cfg.head_init is None:
+        cfg.head_init = algo.head_init
     if cfg.test_inner_steps is None:
-        cfg.test_inner_steps = cfg.inner_steps
+        cfg.test_inner_steps = evaluation_steps(algo, cfg.head_init, cfg.inner_steps)
     check_memory(cfg)
     if cfg.out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")

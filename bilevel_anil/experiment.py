@@ -137,8 +137,10 @@ def _train_and_test(cfg: RunConfig) -> dict:
     batch = f" on minibatches of {cfg.inner_batch}" if cfg.inner_batch else ""
     inner = f"{cfg.inner_steps} inner {optimizer_name} step(s){batch} at lr {cfg.inner_lr} ({how})"
     if algo.pretrain:
-        inner = (f"no adaptation in meta-training (query loss at θ), fine-tuned with {cfg.test_inner_steps} "
-                 f"step(s) at lr {cfg.inner_lr} for validation")
+        start = "under the support set's prototype head" if cfg.head_init == "prototypes" else "at θ"
+        tuned = (f"fine-tuned with {cfg.test_inner_steps} step(s) at lr {cfg.inner_lr}" if cfg.test_inner_steps
+                 else "evaluated as it is (nearest centroid)" if cfg.head_init == "prototypes" else "not fine-tuned")
+        inner = f"no adaptation in meta-training (query loss {start}), {tuned} for validation"
     outer = (f"Reptile step ε={cfg.meta_lr} annealed linearly to 0" if algo.update == "interpolate"
              else f"Adam meta-lr {cfg.meta_lr}")
     train_shots = f" ({cfg.train_shots} in meta-training)" if cfg.train_shots not in (None, cfg.shots) else ""

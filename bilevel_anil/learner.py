@@ -67,8 +67,8 @@ class Learner:
     lam: strength λ of the proximal term ``(λ/2)·‖φ − θ‖²`` of the inner objective, per task
     (the iMAML paper's definition); used only when the algorithm is proximal (0 is allowed for
     test-time adaptation; meta-training needs λ > 0).
-    head_init: where each task's inner loop starts the head: ``"learned"`` (the meta-learned
-    head, as MAML and ANIL do), ``"zero"`` (a zero head for every task), or ``"prototypes"``
+    head_init: where each task's inner loop starts the head (default: the algorithm's):
+    ``"learned"`` (the meta-learned head, as MAML and ANIL do), ``"zero"`` (a zero head for every task), or ``"prototypes"``
     (:func:`prototype_head` of the support features at θ, differentiably, so the meta-gradient
     reaches the body through it: Proto-MAML). The last two need an algorithm that adapts the
     head; ``"prototypes"`` needs classification and a head that is one ``nn.Linear`` with a
@@ -90,7 +90,7 @@ class Learner:
 
     def __init__(self, model: nn.Module, algorithm: Algorithm, loss: Union[str, Callable, TaskLoss] = "cross_entropy",
                  lam: float = 0.0, head: HeadSpec = None, adapt: Optional[Callable[[str], bool]] = None,
-                 head_init: str = "learned"):
+                 head_init: Optional[str] = None):
         if algorithm.proximal and not lam >= 0:
             raise UsageError(f"{algorithm.name} needs a proximal strength lam >= 0, got {lam}")
         if not isinstance(model, nn.Module):
@@ -114,7 +114,7 @@ class Learner:
             self.adapted_names = list(self.head.names)
         self.adapts_body = any(n not in self.head for n in self.adapted_names)
         self.forward = task_forward(model, self.head)
-        self.head_init = head_init
+        self.head_init = head_init or algorithm.head_init
         self._check_head_init()
 
     def _check_head_init(self) -> None:
@@ -124,10 +124,12 @@ class Learner:
         if self.head_init == "learned":
             return
         algo = self.algorithm
-        if algo.update != "gradient" or (algo.pretrain and self.head_init == "zero"):
-            raise UsageError(f"{what} does not fit {algo.name}: its meta-update "
-                             f"{'moves θ towards the adapted weights' if algo.update != 'gradient' else 'sees only the starting head'}"
-                             ", which needs a learned head; use head_init='learned'")
+        if algo.update != "gradient":
+            raise UsageError(f"{what} does not fit {algo.name}: its update moves θ towards the adapted weights, "
+                             "which needs a learned head; use head_init='learned'")
+        if algo.pretrain and self.head_init == "zero":
+            raise UsageError(f"{what} does not fit {algo.name}: it does not adapt in meta-training, so its loss "
+                             "would see only a zero head; use head_init='learned'")
         if not self.head.names or not all(n in self.adapted_names for n in self.head.names):
             raise UsageError(f"{what} needs an inner loop that adapts the head; {self.algorithm.name} "
                              "with these parameters does not: use head_init='learned'")

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from . import checkpoint, distributed
-from .algorithms import ALGORITHMS, Algorithm, get_algorithm, partner
+from .algorithms import ALGORITHMS, Algorithm, evaluation_steps, get_algorithm, partner
 from .callbacks import Callback
 from .data.episodes import TaskBatch, TaskSampler
 from .errors import UsageError, first_line, load_failure, require_positive
@@ -162,7 +162,7 @@ class MetaLearner:
     model: any ``nn.Module`` taking one task's inputs ``[n, ...]``; its parameters are the
         meta-parameters θ and are trained in place.
     algorithm: ``"maml"``, ``"fomaml"``, ``"anil"``, ``"foanil"``, ``"imaml"``, ``"ianil"``,
-        ``"reptile"`` or ``"pretrain"`` (or a resolved :class:`~bilevel_anil.algorithms.Algorithm`).
+        ``"reptile"``, ``"pretrain"`` or ``"protonet"`` (or a resolved :class:`~bilevel_anil.algorithms.Algorithm`).
     loss: ``"cross_entropy"`` (labels ``[n]``), ``"mse"`` (targets ``[n, out]``) or a function
         ``loss(outputs, targets) -> scalar`` of one task.
     head: the network's head (a submodule's name, the module, or a predicate on parameter
@@ -184,8 +184,8 @@ class MetaLearner:
         (default: the algorithm's: Adam for reptile, SGD otherwise).
     inner_proximal: imaml/ianil: ``"every"`` (the proximal term in every inner step) or
         ``"pullback"`` (the iMAML authors' loop: support-loss steps, then one proximal step).
-    head_init: where each task's inner loop starts the head: ``"learned"`` (the meta-learned
-        head), ``"zero"`` or ``"prototypes"`` (Proto-MAML: the support set's class means at θ,
+    head_init: where each task's inner loop starts the head (default: the algorithm's, e.g.
+        ``"prototypes"`` for protonet): ``"learned"`` (the meta-learned head), ``"zero"`` or ``"prototypes"`` (Proto-MAML: the support set's class means at θ,
         differentiably; see :func:`~bilevel_anil.learner.prototype_head`). The same start is
         used when adapting at evaluation and in :meth:`adapt`.
 
@@ -220,7 +220,7 @@ class MetaLearner:
                  lam: float = 1.0, test_lam: Optional[float] = None, hypergrad: Union[str, HypergradConfig] = "cg",
                  hypergrad_iterations: int = 5, meta_lr: float = 1e-3, meta_optimizer: Any = None,
                  inner_batch: Optional[int] = None, task_chunk: Optional[int] = None,
-                 inner_optimizer: Optional[str] = None, inner_proximal: str = "every", head_init: str = "learned",
+                 inner_optimizer: Optional[str] = None, inner_proximal: str = "every", head_init: Optional[str] = None,
                  device: str = "cpu"):
         from .errors import require_device
         from .solvers import HYPERGRADS
@@ -232,8 +232,8 @@ class MetaLearner:
         require_positive("hypergrad_iterations", hypergrad_iterations, integer=True)
         for name, value in (("test_inner_steps", test_inner_steps), ("inner_batch", inner_batch),
                             ("task_chunk", task_chunk)):
-            if value is not None:
-                require_positive(name, value, integer=True)
+            if value is not None:  # 0 steps at test time: the starting head (e.g. nearest centroid)
+                require_positive(name, value, integer=True, zero=name == "test_inner_steps")
         if self.algorithm.proximal:
             require_positive("lam", lam)
             if test_lam is not None:
@@ -262,7 +262,8 @@ class MetaLearner:
                                adapt=adapt if callable(adapt) else None, head_init=head_init)
         self.test_learner = self.learner.with_lam(lam if test_lam is None else test_lam)
         self.inner_lr, self.inner_steps = float(inner_lr), int(inner_steps)
-        self.test_inner_steps = int(test_inner_steps or inner_steps)
+        self.test_inner_steps = int(evaluation_steps(self.algorithm, self.learner.head_init, inner_steps)
+                                    if test_inner_steps is None else test_inner_steps)
         self.hypergrad = hypergrad if isinstance(hypergrad, HypergradConfig) else \
             HypergradConfig(hypergrad, hypergrad_iterations)
         self.inner_proximal = inner_proximal
@@ -642,7 +643,7 @@ class MetaLearner:
                           inner_proximal=state.get("inner_proximal") or config.get("inner_proximal") or "every",
                           meta_lr=float(config.get("meta_lr") or 1e-3), inner_batch=config.get("inner_batch"),
                           inner_optimizer=state.get("inner_optimizer"),
-                          head_init=str(state.get("head_init") or "learned"), device=device)
+                          head_init=state.get("head_init"), device=device)
         except UsageError as exc:
             raise UsageError(f"{path}: the network given does not match the saved learner ({exc}): pass an instance "
                              "of the network that was saved") from None

@@ -33,7 +33,7 @@ def assert_one_line_error(code, err, *fragments):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--problem", "protonet"], "unknown problem 'protonet'"),
+    (["--problem", "matchingnet"], "unknown problem 'matchingnet'"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--inner-lr", "0"], "--inner-lr must be a positive number"),
     (["--meta-lr=-1e-3"], "--meta-lr must be a positive number"),
@@ -56,6 +56,12 @@ def assert_one_line_error(code, err, *fragments):
     (["--time-budget", "-5"], "--time-budget must be a positive number of seconds"),
     (["--problem", "pretrain", "--inner-steps", "5"], "pretrain does not adapt during meta-training"),
     (["--problem", "pretrain", "--head-only"], "--head-only does not apply to pretrain"),
+    (["--head-init", "protos"], "unknown --head-init 'protos'"),
+    (["--problem", "reptile", "--head-init", "zero"], "--head-init zero does not fit reptile"),
+    (["--problem", "protonet", "--head-init", "zero"], "--head-init zero does not fit protonet"),
+    (["--problem", "protonet", "--dataset", "sine"], "protonet (its head is the support set's prototypes) needs classes"),
+    (["--dataset", "sine", "--head-init", "prototypes"], "--head-init prototypes needs classes"),
+    (["--problem", "protonet", "--test-inner-steps", "-1"], "--test-inner-steps must be an integer >= 0"),
     (["--dataset", "sine", "--ways", "5"], "--ways applies to classification"),
     (["--dataset", "sine", "--bn", "running"], "--bn applies to the image networks; sine-wave regression's MLP has no BatchNorm"),
     (["--arch", "vgg11"], "unknown --arch 'vgg11'"),

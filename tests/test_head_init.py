@@ -166,3 +166,33 @@ def test_darts_with_prototypes_is_lambda_times_the_anchors_pullback(tmp_path):
         pulled = torch.autograd.grad(sum((a[n] * v[n]).sum() for n in a), list(theta.values()), allow_unused=True)
         total = [t + (0 if g is None else lam * g / tasks) for t, g in zip(total, pulled)]
     assert relative_error(engine.upper.last_grads, total) <= 1e-7
+
+
+def test_protonet_meta_gradient_is_the_prototypical_loss():
+    """protonet = pretrain with the prototype head: its meta-gradient is the gradient of
+    Prototypical Networks' loss, cross-entropy over −‖f(q) − μ_c‖² (Snell et al. 2017), written
+    here with torch.cdist (float64, ≤ 1e-10); a learned head gets no gradient."""
+    from torch.func import functional_call
+    import torch.nn.functional as F
+    from bilevel_anil import MetaLearner
+
+    torch.manual_seed(0)
+    model = Conv4(ways=4, hidden=8, image_size=16).double()
+    reference = copy.deepcopy(model)
+    batch = random_episodes(tasks=3, ways=4, shots=2, queries=2, shape=(1, 16, 16))
+    batch.support.x, batch.query.x = batch.support.x.double(), batch.query.x.double()
+    meta = MetaLearner(model, "protonet")
+    assert meta.learner.head_init == "prototypes" and meta.test_inner_steps == 0  # nearest centroid
+    got = meta.meta_gradient(batch)
+    theta = dict(reference.named_parameters())
+    body = {n[len("body."):]: p for n, p in theta.items() if n.startswith("body.")}
+    loss = 0.0
+    for b in range(3):
+        support = functional_call(reference.body, body, (batch.support.x[b],))
+        query = functional_call(reference.body, body, (batch.query.x[b],))
+        means = torch.stack([support[batch.support.y[b] == c].mean(0) for c in range(4)])
+        loss = loss + F.cross_entropy(-torch.cdist(query, means) ** 2, batch.query.y[b]) / 3
+    want = dict(zip(body, torch.autograd.grad(loss, list(body.values()))))
+    assert relative_error([got["body." + n] for n in want], list(want.values())) <= 1e-10
+    assert all(got[n].abs().max() == 0 for n in ("head.weight", "head.bias"))
+    assert MetaLearner(Conv4(ways=4, hidden=8, image_size=16), "protonet", test_inner_steps=3).test_inner_steps == 3
