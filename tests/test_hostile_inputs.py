@@ -80,11 +80,14 @@ CASES = [
 
 # every count and every rate of run.py, at values no run can use (checked before any data)
 COUNT_FLAGS = ["ways", "shots", "queries", "test-queries", "train-shots", "inner-batch", "inner-steps",
-               "test-inner-steps", "meta-batch", "task-chunk", "iterations", "val-every", "val-tasks", "test-tasks",
+               "meta-batch", "task-chunk", "iterations", "val-every", "val-tasks", "test-tasks",
                "hypergrad-iterations"]
 RATE_FLAGS = ["inner-lr", "meta-lr", "meta-eps", "lam", "neumann-alpha", "darts-alpha"]
 CASES += [([f"--{flag}", value, "--problem", "maml" if flag == "inner-batch" else "imaml"],
            f"--{flag} must be a positive integer") for flag in COUNT_FLAGS for value in ("0", "-3")]
+# 0 test-time steps evaluates the starting point (protonet's nearest centroid); below 0 is refused
+CASES += [(["--test-inner-steps", value, "--problem", "imaml"], "--test-inner-steps must be an integer >= 0")
+          for value in ("-1", "-3")]
 CASES += [([f"--{flag}", value, "--problem", "imaml"], f"--{flag} must be a positive number")
           for flag in RATE_FLAGS for value in ("0", "-1", "nan", "inf")]
 CASES += [(["--time-budget", value], "--time-budget must be a positive number of seconds")
