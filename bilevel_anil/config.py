@@ -17,7 +17,7 @@ from .data.registry import DATASETS, dataset_spec
 from .errors import (UsageError, require_device, require_output, require_positive, require_positive_integers,
                      require_positive_numbers, require_seed)
 from .fast_weights import INNER_OPTIMIZERS
-from .learner import HEAD_INITS
+from .learner import HEAD_INITS, check_head_init
 from .metrics_log import LOGGERS, summary_writer_class
 from .models import BODIES, TORCHVISION_BODIES, TRAIN_BODY, smallest_image_size
 from .models.conv4 import BN_MODES
@@ -239,19 +239,12 @@ def validate_config(cfg: RunConfig) -> None:
             raise UsageError(f"--{name} must be a number >= 0, got {value}")
         if value is not None and not algo.proximal:
             raise UsageError(f"--{name} applies to imaml/ianil (the proximal inner objective): drop it")
-    head_init = cfg.head_init or algo.head_init
-    if head_init not in HEAD_INITS:
-        raise UsageError(f"unknown --head-init {head_init!r}: choose one of {', '.join(HEAD_INITS)}")
-    if head_init != "learned" and algo.update != "gradient":
-        raise UsageError(f"--head-init {head_init} does not fit {algo.name}: its update moves θ towards the adapted "
-                         "weights, which needs a learned head; drop --head-init")
-    if head_init == "zero" and algo.pretrain:
-        raise UsageError(f"--head-init zero does not fit {algo.name}: it does not adapt in meta-training, so its "
-                         "loss would see only a zero head; drop --head-init")
-    if head_init == "prototypes" and not spec.images:
-        who = "--head-init prototypes" if cfg.head_init else f"{algo.name} (its head is the support set's prototypes)"
-        raise UsageError(f"{who} needs classes; {spec.title} has none"
-                         + (": use zero or learned" if cfg.head_init else ""))
+    if cfg.head_init is not None and cfg.head_init not in HEAD_INITS:
+        raise UsageError(f"unknown --head-init {cfg.head_init!r}: choose one of {', '.join(HEAD_INITS)}")
+    check_head_init(cfg.head_init or algo.head_init, algo, spec.images,
+                    label=f"--head-init {cfg.head_init}" if cfg.head_init else algo.name,
+                    fix="drop --head-init" if cfg.head_init else "use another --problem",
+                    data=f"{spec.title} has none")
     if cfg.inner_proximal is not None and cfg.inner_proximal not in INNER_PROXIMAL:
         raise UsageError(f"unknown --inner-proximal {cfg.inner_proximal!r}: choose one of {', '.join(INNER_PROXIMAL)}")
     if cfg.inner_proximal is not None and not algo.proximal:

@@ -51,6 +51,26 @@ def prototype_head(features: Tensor, labels: Tensor, ways: int) -> tuple[Tensor,
     return 2.0 * means, -means.pow(2).sum(dim=-1)
 
 
+def check_head_init(head_init: str, algorithm: Algorithm, classification: bool, *, label: str, fix: str,
+                    data: str) -> None:
+    """The ``head_init`` rules that need no network, one :class:`UsageError` line each; shared
+    by :class:`Learner` and ``run.py``'s flag check. ``label`` names the choice as the user made
+    it (``"head_init='zero'"``, ``"--head-init zero"``), ``fix`` says what to do instead,
+    ``data`` what the tasks are (for the classification rule)."""
+    if head_init not in HEAD_INITS:
+        raise UsageError(f"unknown {label}: choose one of {', '.join(HEAD_INITS)}")
+    if head_init == "learned":
+        return
+    if algorithm.update != "gradient":
+        raise UsageError(f"{label} does not fit {algorithm.name}: its update moves θ towards the adapted weights, "
+                         f"which needs a learned head; {fix}")
+    if algorithm.pretrain and head_init == "zero":
+        raise UsageError(f"{label} does not fit {algorithm.name}: it does not adapt in meta-training, so its loss "
+                         f"would see only a zero head; {fix}")
+    if head_init == "prototypes" and not classification:
+        raise UsageError(f"{label} needs classes to form prototypes, and {data}; {fix}")
+
+
 class Learner:
     """Binds any network to an algorithm and a loss: what the inner loop adapts, the task
     loss, prediction over task batches, and adaptation.
@@ -119,17 +139,10 @@ class Learner:
 
     def _check_head_init(self) -> None:
         what = f"head_init={self.head_init!r}"
-        if self.head_init not in HEAD_INITS:
-            raise UsageError(f"unknown {what}: choose one of {', '.join(HEAD_INITS)}")
+        check_head_init(self.head_init, self.algorithm, self.loss.classification, label=what,
+                        fix="use head_init='learned'", data=f"the loss is {self.loss.name}")
         if self.head_init == "learned":
             return
-        algo = self.algorithm
-        if algo.update != "gradient":
-            raise UsageError(f"{what} does not fit {algo.name}: its update moves θ towards the adapted weights, "
-                             "which needs a learned head; use head_init='learned'")
-        if algo.pretrain and self.head_init == "zero":
-            raise UsageError(f"{what} does not fit {algo.name}: it does not adapt in meta-training, so its loss "
-                             "would see only a zero head; use head_init='learned'")
         if not self.head.names or not all(n in self.adapted_names for n in self.head.names):
             raise UsageError(f"{what} needs an inner loop that adapts the head; {self.algorithm.name} "
                              "with these parameters does not: use head_init='learned'")
@@ -138,8 +151,6 @@ class Learner:
             if not isinstance(linear, nn.Linear) or linear.bias is None:
                 raise UsageError(f"{what} needs a head that is one nn.Linear with a bias; "
                                  f"{type(self.model).__name__}'s head is not")
-            if not self.loss.classification:
-                raise UsageError(f"{what} needs a classification loss, not {self.loss.name}")
 
     @property
     def fast_path(self) -> bool:

@@ -59,7 +59,7 @@ def assert_one_line_error(code, err, *fragments):
     (["--head-init", "protos"], "unknown --head-init 'protos'"),
     (["--problem", "reptile", "--head-init", "zero"], "--head-init zero does not fit reptile"),
     (["--problem", "protonet", "--head-init", "zero"], "--head-init zero does not fit protonet"),
-    (["--problem", "protonet", "--dataset", "sine"], "protonet (its head is the support set's prototypes) needs classes"),
+    (["--problem", "protonet", "--dataset", "sine"], "protonet needs classes to form prototypes, and sine-wave regression has none"),
     (["--dataset", "sine", "--head-init", "prototypes"], "--head-init prototypes needs classes"),
     (["--problem", "protonet", "--test-inner-steps", "-1"], "--test-inner-steps must be an integer >= 0"),
     (["--dataset", "sine", "--ways", "5"], "--ways applies to classification"),

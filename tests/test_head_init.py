@@ -93,7 +93,7 @@ def test_adapting_zero_steps_with_prototypes_predicts_the_nearest_prototype():
     (dict(algorithm="anil", head_init="prototype"), "unknown head_init='prototype'"),
     (dict(algorithm="reptile", head_init="zero"), "does not fit reptile"),
     (dict(algorithm="pretrain", head_init="zero"), "does not fit pretrain"),
-    (dict(algorithm="anil", head_init="prototypes", loss="mse"), "needs a classification loss"),
+    (dict(algorithm="anil", head_init="prototypes", loss="mse"), "needs classes to form prototypes, and the loss is mse"),
     (dict(algorithm="maml", head_init="zero", adapt=lambda n: n.startswith("body.")), "adapts the head"),
 ])
 def test_head_init_contract_is_checked_when_the_learner_is_built(kwargs, message):
