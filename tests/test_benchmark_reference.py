@@ -35,8 +35,9 @@ def test_floor_step_is_one_plain_pass_over_every_image():
 
 @pytest.mark.parametrize("per_task", [False, True])
 def test_next_factors_previous_forward_computes_the_same_features(per_task):
-    """next_factors.py times the task-channel layout against the forward it replaced: both must
-    compute the same features and gradients (float64), shared or per-task parameters."""
+    """next_factors.py times the task-channel layout against the forward it replaced and against
+    itself in channels_last: all must compute the same features and gradients (float64),
+    shared or per-task parameters."""
     import next_factors
 
     torch.manual_seed(0)
@@ -46,9 +47,11 @@ def test_next_factors_previous_forward_computes_the_same_features(per_task):
     if per_task:
         theta = {n: p.unsqueeze(0).repeat(3, *[1] * p.dim()) + 0.01 * torch.randn(3, *p.shape, dtype=p.dtype)
                  for n, p in theta.items()}
-    before = next_factors.previous_body_forward(model, theta, x)
     after = model.body_forward(theta, x)
-    torch.testing.assert_close(after, before, rtol=1e-12, atol=1e-12)
     leaves = [p for n, p in theta.items() if n.startswith("body.")]
-    for a, b in zip(torch.autograd.grad(after.sin().sum(), leaves), torch.autograd.grad(before.sin().sum(), leaves)):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for variant in (next_factors.previous_body_forward, next_factors.channels_last_body_forward):
+        before = variant(model, theta, x)
+        torch.testing.assert_close(after, before, rtol=1e-12, atol=1e-12)
+        for a, b in zip(torch.autograd.grad(after.sin().sum(), leaves, retain_graph=True),
+                        torch.autograd.grad(before.sin().sum(), leaves)):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
