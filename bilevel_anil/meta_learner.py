@@ -23,7 +23,7 @@ from .callbacks import Callback
 from .data.episodes import TaskBatch, TaskSampler
 from .errors import UsageError, first_line, load_failure, require_positive
 from .evaluation import Interval, eval_mode, evaluate
-from .learner import Learner
+from .learner import HEAD_INITS, Learner
 from .losses import LOSSES, TaskLoss
 from .network import HeadSpec
 from .solvers import HypergradConfig
@@ -628,6 +628,8 @@ class MetaLearner:
         if algo not in ALGORITHMS:
             raise UsageError(f"{path} names an unknown algorithm {algo!r}: it was not written by this package")
         family = ALGORITHMS[algo]
+        if state.get("head_init") not in (None, *HEAD_INITS):
+            raise UsageError(f"{path} names an unknown head_init {state['head_init']!r}: it was not written by this package")
         try:
             learner = cls(model, algo, loss=loss or name, head=head,
                           adapt=(lambda n, keep=frozenset(adapted): n in keep) if adapted is not None else None,
