@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         RunConfig, prog="run.py", parser_class=Parser, formatter_class=HelpFormatter,
         description="Meta-train a few-shot learner with Betty and report meta-test results.",
         epilog="Also: run.py compare-grads compares implicit, unrolled and first-order meta-gradients on one "
-               "meta-batch; run.py pretrain-body trains a body as a classifier for --pretrained; run.py scenarios "
+               "meta-batch; run.py pretrain-body trains a body as a classifier for --pretrained; run.py pipeline "
+               "pretrains, meta-trains and fine-tunes within one time budget; run.py scenarios "
                "runs the ANIL notes' four scenarios (each with --help). " + flag_scopes_help(),
         context={"presets": ", ".join(PRESETS), "algorithms": ", ".join(ALGORITHMS), "datasets": ", ".join(DATASETS),
                  "inner_optimizers": ", ".join(INNER_OPTIMIZERS), "grads": " or ".join(GRADS),
@@ -93,6 +94,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv[:1] == ["pretrain-body"]:
         from .pretrain_body import main as pretrain_body_main
         return pretrain_body_main(argv[1:])
+    if argv[:1] == ["pipeline"]:
+        from .pipeline import main as pipeline_main
+        return pipeline_main(argv[1:])
     if argv[:1] == ["scenarios"]:
         from .scenarios import main as scenarios_main
         return scenarios_main(argv[1:])

@@ -6,13 +6,14 @@ import random
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from . import checkpoint, distributed
 from .algorithms import Algorithm, get_algorithm
+from .callbacks import Callback
 from .allocator import keep_freed_memory
 from .config import RESUME_FIELDS, VALIDATION_FIELDS, RunConfig
 from .errors import UsageError
@@ -82,20 +83,21 @@ def outer_optimizer(algo: Algorithm, cfg: RunConfig) -> tuple[Callable, Optional
     return (lambda params: torch.optim.Adam(params, lr=cfg.meta_lr, eps=cfg.meta_eps)), None
 
 
-def train_and_test(cfg: RunConfig) -> dict:
+def train_and_test(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict:
     """Meta-train with a resolved config, then evaluate the best checkpoint; returns the report
     (also written to ``results.json`` in the output folder). The output folder is locked for the
-    run's life (:class:`RunFolderLock`): a second run on it stops with one line."""
+    run's life (:class:`RunFolderLock`): a second run on it stops with one line. ``callbacks``
+    are :meth:`MetaLearner.fit`'s (e.g. a wall-clock deadline)."""
     keep_freed_memory()  # as run.py does, for callers from Python (README, Speed)
     if not distributed.current().is_main:
-        return _train_and_test(cfg)
+        return _train_and_test(cfg, callbacks)
     existing = None if cfg.resume else \
         f"--out {cfg.out} already holds a run: continue it with --resume, or choose another --out"
     with RunFolderLock(Path(cfg.out), existing):  # a run that finished while this one started
-        return _train_and_test(cfg)
+        return _train_and_test(cfg, callbacks)
 
 
-def _train_and_test(cfg: RunConfig) -> dict:
+def _train_and_test(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict:
     seed_everything(cfg.seed)
     algo = get_algorithm(cfg.problem, cfg.first_order, grad=cfg.grad, inner_optimizer=cfg.inner_optimizer)
     suite = build_suite(cfg)
@@ -166,6 +168,7 @@ def _train_and_test(cfg: RunConfig) -> dict:
     run = measure(lambda: meta._train(suite.train, cfg.iterations, cfg.meta_batch, out, validation=suite.val_set,
                                       val_every=cfg.val_every, time_budget=cfg.time_budget, resume_state=state,
                                       progress=cfg.progress, schedule=schedule, tensorboard=cfg.log == "tensorboard",
+                                      callbacks=tuple(callbacks),
                                       extra_info=run_info, resume_flags=("--resume", "--out")), cfg.device)
     fitted = run.value
     best = fitted.best

@@ -127,15 +127,20 @@ def image_folder_tasks(root: str | os.PathLike, ways: int, shots: int, queries: 
     return ClassificationTasks(data, ways, shots, queries, split_name=split, generator=generator, seed=seed)
 
 
+def folder_splits(cfg) -> dict[str, ClassImages]:
+    """The train/val/test class folders under ``cfg.data_root`` (required)."""
+    if cfg.data_root is None:
+        raise UsageError("--dataset folder needs --data-root DIR holding train/, val/ and test/ (one folder per class)")
+    return load_image_folder(Path(cfg.data_root), cfg.channels, cfg.image_size)
+
+
 def folder_suite(cfg):
     """``--dataset folder``: N-way K-shot tasks from the class folders under ``--data-root``
     (meta-train on train/, validate on val/, test on test/)."""
     from ..models import image_model
     from ..suite import classification_suite
 
-    if cfg.data_root is None:
-        raise UsageError("--dataset folder needs --data-root DIR holding train/, val/ and test/ (one folder per class)")
-    splits = load_image_folder(Path(cfg.data_root), cfg.channels, cfg.image_size)
+    splits = folder_splits(cfg)
     model = image_model(cfg.arch, cfg.ways, in_channels=cfg.channels, image_size=cfg.image_size, bn=cfg.bn)
     counts = ", ".join(f"{len(splits[k].classes)} {k}" for k in SPLITS)
     suite = classification_suite(cfg, splits, model, f"{cfg.data_root}/test ({counts} classes)", rotate=False)
@@ -162,4 +167,4 @@ FOLDER = DatasetSpec(
     defaults={"ways": 5, "shots": 1, "queries": 15, "test_queries": 15, "inner_lr": 0.01, "meta_lr": 0.001,
               "meta_batch": 4, "iterations": 20000, "val_every": 500, "val_tasks": 100, "bn": "batch",
               "inner_steps": 5, "test_inner_steps": 10},
-    to_input=checkpoint_input)
+    to_input=checkpoint_input, load_splits=folder_splits)

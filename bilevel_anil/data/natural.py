@@ -187,15 +187,22 @@ NATURAL_DEFAULTS = {
 }
 
 
+def natural_splits(cfg) -> dict[str, ClassImages]:
+    """The standard class splits of ``cfg.dataset`` from ``cfg.data_root`` (``./data`` when None)."""
+    from ..suite import data_root
+
+    return load_natural(cfg.dataset, data_root(cfg), download=cfg.download)
+
+
 def natural_suite(cfg):
     """mini-ImageNet, tiered-ImageNet, CIFAR-FS or FC100 through learn2learn's dataset classes:
     their standard meta-train / meta-validation / meta-test class splits, RGB inputs, no
     rotated classes."""
     from ..models import image_model
-    from ..suite import classification_suite, data_root
+    from ..suite import classification_suite
 
     spec = NATURAL_DATASETS[cfg.dataset]
-    splits = load_natural(cfg.dataset, data_root(cfg), download=cfg.download)
+    splits = natural_splits(cfg)
     model = image_model(cfg.arch, cfg.ways, in_channels=3, image_size=spec.image_size, bn=cfg.bn)
     names = {"train": "meta-train", "val": "meta-validation", "test": "meta-test"}
     counts = ", ".join(f"{len(splits[k].classes)} {names[k]}" for k in names)
@@ -211,7 +218,8 @@ def rgb_input(image: Image.Image, size: int, mean: tuple, std: tuple) -> torch.T
 def _spec(name: str, dataset: NaturalDataset) -> DatasetSpec:
     return DatasetSpec(name, dataset.title, natural_suite, defaults=NATURAL_DEFAULTS[name], image_size=dataset.image_size,
                        channels=3, to_input=lambda state, image: rgb_input(image, dataset.image_size, dataset.mean,
-                                                                           dataset.std))
+                                                                           dataset.std),
+                       load_splits=natural_splits)
 
 
 NATURAL_SPECS = [_spec(name, dataset) for name, dataset in NATURAL_DATASETS.items()]

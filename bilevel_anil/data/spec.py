@@ -19,6 +19,9 @@ class DatasetSpec:
     channels: fixed input channels; None: ``--channels`` applies (default 3).
     decoded_images: how many images are held decoded at ``--image-size`` (memory estimate).
     to_input: ``(checkpoint state, PIL image) -> model input``, for :func:`bilevel_anil.load`.
+    load_splits: ``cfg -> {"train", "val", "test": ClassImages}`` (``cfg`` has ``data_root``,
+        ``download``, ``image_size``, ``channels``), for ``run.py pretrain-body`` and ``pipeline``.
+    rotations: meta-training adds each class's 90°, 180° and 270° rotations as classes (Omniglot).
     """
 
     name: str
@@ -31,6 +34,8 @@ class DatasetSpec:
     channels: Optional[int] = 1
     decoded_images: int = 0
     to_input: Optional[Callable[[dict, Any], Any]] = None
+    load_splits: Optional[Callable[[Any], dict]] = None
+    rotations: bool = False
 
     def size(self, cfg) -> Optional[int]:
         """The input size a config's run uses."""

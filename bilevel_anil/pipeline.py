@@ -1,0 +1,330 @@
+"""``run.py pipeline``: pretrain → meta-train → fine-tune within one wall-clock budget.
+
+The recipe of P>M>F (Hu et al. 2022) at small compute:
+
+1. **pretrain** the body as an ordinary classifier over the meta-training classes for
+   ``pretrain_share`` of the budget (:mod:`bilevel_anil.pretrain_body`); its nearest-centroid
+   classifier (the rule best on validation) is the first row of the report;
+2. **meta-train** from that body for the rest of the budget (``run.py``'s training, default
+   protonet; anil and the others start each task's head from the support prototypes with
+   ``head_init="prototypes"``), stopped by a wall-clock deadline;
+3. **fine-tune** at test time as the validation tasks prefer (:mod:`bilevel_anil.fine_tune`:
+   the head or the whole network, how many steps, which step size).
+
+Every stage is tested on the same meta-test tasks. The output folder holds ``pretrain/body.pt``,
+``meta/`` (an ordinary run folder: ``best.pt`` loads with :func:`bilevel_anil.load`),
+``pipeline.json`` and ``report.md`` (the stage table) and ``accuracy_vs_time.png``.
+The budget counts wall seconds of training (data loading, pretraining epochs, outer steps and
+their validations); the tests after it are extra and reported.
+
+Example::
+
+    >>> from bilevel_anil.pipeline import PipelineConfig, run_pipeline
+    >>> cfg = PipelineConfig(data_root="data", ways=5, shots=1, time_budget=600)  # doctest: +SKIP
+    >>> report = run_pipeline(cfg)  # doctest: +SKIP
+    >>> [row["stage"] for row in report["stages"]]  # doctest: +SKIP
+    ['pretraining only', '+ meta-training', '+ fine-tuning']
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from .errors import UsageError
+from .settings import build_parser as build_settings_parser, explicit_fields, setting, shared
+
+
+@dataclass(frozen=True)
+class PipelinePreset:
+    source: str
+    values: dict
+
+
+PIPELINE_PRESETS: dict[str, PipelinePreset] = {
+    "omniglot-5w1s": PipelinePreset("the issue's target: Omniglot 5-way 1-shot within 10 minutes on 2 CPU cores",
+                                    {"dataset": "omniglot", "ways": 5, "shots": 1, "time_budget": 540.0}),
+    "omniglot-20w1s": PipelinePreset("the issue's target: Omniglot 20-way 1-shot within 20 minutes on 2 CPU cores",
+                                     {"dataset": "omniglot", "ways": 20, "shots": 1, "time_budget": 1080.0}),
+    "mini-imagenet-5w1s": PipelinePreset("mini-ImageNet 5-way 1-shot, Conv4-32 at 84 pixels, one hour",
+                                         {"dataset": "mini-imagenet", "ways": 5, "shots": 1, "arch": "conv4-32",
+                                          "time_budget": 3600.0}),
+    "cifar-fs-5w1s": PipelinePreset("CIFAR-FS 5-way 1-shot, Conv4 at 32 pixels, 30 minutes",
+                                    {"dataset": "cifar-fs", "ways": 5, "shots": 1, "time_budget": 1800.0}),
+}
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of ``run.py pipeline`` (each field is its flag; see its ``--help``)."""
+
+    preset: Optional[str] = setting(None, "budget and task shape of a target (flags given explicitly override it): "
+                                    "{presets}", metavar="NAME")
+    dataset: str = setting("omniglot", "data set: {datasets}", metavar="NAME")
+    data_root: Optional[str] = shared("data_root")
+    download: bool = shared("download")
+    ways: int = setting(5, "classes per task")
+    shots: int = setting(1, "support examples per class")
+    time_budget: float = setting(600.0, "wall seconds of training: data loading, pretraining, meta-training and "
+                                        "their validations (the tests after it are extra, and reported)",
+                                 metavar="SECONDS")
+    pretrain_share: float = setting(0.5, "fraction of --time-budget spent pretraining the body (0: meta-train a "
+                                         "random body)", metavar="FRACTION")
+    arch: str = setting("conv4", "body: {archs}", metavar="NAME")
+    image_size: Optional[int] = setting(None, "input size in pixels (default: the data set's)", metavar="PIXELS")
+    channels: int = setting(3, "--dataset folder: 1 (grey) or 3 (RGB)")
+    problem: str = setting("protonet", "meta-training algorithm: {algorithms}", metavar="NAME")
+    head_init: str = setting("prototypes", "where each task's head starts in meta-training and at test: learned, "
+                                           "zero or prototypes", metavar="HOW")
+    pretrain_lr: float = setting(3e-3, "pretraining: Adam learning rate (cosine schedule over its share)")
+    pretrain_rotations: bool = setting(False, "pretraining: add the rotated classes, as run.py pretrain-body does "
+                                              "(Omniglot; slower to learn in a short budget, see the README)")
+    meta_lr: Optional[float] = setting(None, "meta-training: Adam learning rate (default: the data set's)")
+    fine_tune: str = setting("choose", "test-time fine-tuning: choose (the best on validation of: the head or the "
+                                       "whole network, 0 to 4x the inner steps, two step sizes) or none")
+    val_tasks: int = setting(200, "validation tasks (each stage's choices are made on them)")
+    test_tasks: int = setting(600, "meta-test tasks (the same for every stage)")
+    seed: int = shared("seed")
+    device: Optional[str] = shared("device")
+    out: Optional[str] = shared("out")
+    progress: Optional[bool] = shared("progress")
+
+
+def validate_config(cfg: PipelineConfig) -> None:
+    """One line for the first setting that cannot run (before any data is read)."""
+    from .algorithms import ALGORITHMS
+    from .data.registry import DATASETS
+    from .errors import require_device, require_output, require_positive_integers, require_seed
+    from .learner import HEAD_INITS
+    from .pretrain_body import BodyPretrainConfig, validate_config as validate_pretraining
+
+    if not (isinstance(cfg.time_budget, (int, float)) and math.isfinite(cfg.time_budget) and cfg.time_budget > 0):
+        raise UsageError(f"--time-budget must be a positive number of seconds, got {cfg.time_budget}")
+    if not (math.isfinite(cfg.pretrain_share) and 0 <= cfg.pretrain_share < 1):
+        raise UsageError(f"--pretrain-share must be a fraction in [0, 1) (meta-training needs some of the budget), "
+                         f"got {cfg.pretrain_share}")
+    if cfg.problem not in ALGORITHMS:
+        raise UsageError(f"unknown --problem {cfg.problem!r}: choose one of {', '.join(ALGORITHMS)}")
+    if cfg.head_init not in HEAD_INITS:
+        raise UsageError(f"unknown --head-init {cfg.head_init!r}: choose one of {', '.join(HEAD_INITS)}")
+    if cfg.pretrain_rotations and not DATASETS[cfg.dataset].rotations:
+        raise UsageError(f"--pretrain-rotations applies to data sets whose episodes rotate classes (omniglot), not "
+                         f"{cfg.dataset}: drop it")
+    if cfg.fine_tune not in ("choose", "none"):
+        raise UsageError(f"--fine-tune must be choose or none, not {cfg.fine_tune!r}")
+    require_positive_integers({"ways": cfg.ways, "shots": cfg.shots, "val-tasks": cfg.val_tasks,
+                               "test-tasks": cfg.test_tasks})
+    if cfg.meta_lr is not None and not (math.isfinite(cfg.meta_lr) and cfg.meta_lr > 0):
+        raise UsageError(f"--meta-lr must be a positive number, got {cfg.meta_lr}")
+    validate_pretraining(BodyPretrainConfig(arch=cfg.arch, dataset=cfg.dataset, image_size=cfg.image_size,
+                                            channels=cfg.channels, lr=cfg.pretrain_lr, ways=cfg.ways, shots=cfg.shots,
+                                            seed=cfg.seed, device=cfg.device))
+    require_seed(cfg.seed)
+    require_device(cfg.device)
+    require_output(cfg.out, kind="folder")
+    if cfg.out and Path(cfg.out).is_dir() and any(Path(cfg.out).iterdir()):
+        raise UsageError(f"--out {cfg.out} is not empty: choose a new folder (a pipeline is not resumed)")
+    meta_config(cfg, None, 1.0, Path("unused"))  # the meta-training stage's own checks
+
+
+def meta_config(cfg: PipelineConfig, pretrained: Optional[str], budget: float, out: Path):
+    """The meta-training stage as an ordinary run's resolved config, validated."""
+    from .config import RunConfig, resolve_config, validate_config as validate_run
+
+    run = RunConfig(problem=cfg.problem, dataset=cfg.dataset, data_root=cfg.data_root, download=cfg.download,
+                    ways=cfg.ways, shots=cfg.shots, arch=cfg.arch, image_size=cfg.image_size,
+                    channels=cfg.channels if cfg.dataset == "folder" else None, pretrained=pretrained,
+                    head_init=cfg.head_init, meta_lr=cfg.meta_lr, iterations=10 ** 7, time_budget=budget,
+                    val_tasks=cfg.val_tasks, test_tasks=cfg.test_tasks, seed=cfg.seed, device=cfg.device,
+                    out=str(out), progress=cfg.progress)
+    validate_run(run)
+    return resolve_config(run)
+
+
+class Deadline:
+    """A :meth:`MetaLearner.fit` callback that stops the fit at a wall-clock time and records
+    each validation as ``(seconds since the pipeline's start, score)``."""
+
+    def __init__(self, start: float, deadline: float):
+        self.start, self.deadline, self.curve = start, deadline, []
+
+    def __call__(self, info) -> bool:
+        now = time.perf_counter()
+        if info.val_score is not None:
+            self.curve.append((round(now - self.start, 1), info.val_score))
+        return now >= self.deadline
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict:
+    """Run the three stages; returns the report (also ``pipeline.json`` in the output folder)."""
+    from .allocator import keep_freed_memory
+    from .evaluation import Interval
+    from .experiment import train_and_test
+    from .meta_learner import MetaLearner
+    from .models import image_model
+    from .models.pretrained import load_pretrained
+    from .nearest_centroid import CentroidRule, centroid_accuracy
+    from .pretrain_body import BodyPretrainConfig, pretrain_body
+    from .suite import build_suite
+
+    keep_freed_memory()
+    start = time.perf_counter()
+    clock = lambda: round(time.perf_counter() - start, 1)  # noqa: E731
+    out = Path(cfg.out) if cfg.out else \
+        Path("runs") / f"pipeline-{cfg.dataset}-{cfg.ways}w{cfg.shots}s-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"pipeline: {cfg.dataset} {cfg.ways}-way {cfg.shots}-shot, {cfg.arch}, {cfg.time_budget:g} s of training "
+          f"({100 * cfg.pretrain_share:g}% pretraining, then {cfg.problem} with head init {cfg.head_init}); fine-tuning: "
+          f"{cfg.fine_tune}; output {out}", flush=True)
+    stages, curves = [], {}
+    body_path, record = None, None
+    if cfg.pretrain_share > 0:
+        body_path = out / "pretrain" / "body.pt"
+        record = pretrain_body(BodyPretrainConfig(
+            arch=cfg.arch, dataset=cfg.dataset, data_root=cfg.data_root, download=cfg.download,
+            image_size=cfg.image_size, channels=cfg.channels, time_budget=cfg.pretrain_share * cfg.time_budget,
+            lr=cfg.pretrain_lr, rotations=cfg.pretrain_rotations, ways=cfg.ways, shots=cfg.shots,
+            val_tasks=cfg.val_tasks, seed=cfg.seed,
+            device=device, out=str(body_path), progress=cfg.progress))
+        curves["pretraining (nearest centroid)"] = [(h["seconds"], h["val_accuracy"]) for h in record["history"]]
+    pretrained_at = clock()
+    deadline = Deadline(start, start + cfg.time_budget)
+    run_cfg = meta_config(cfg, str(body_path) if body_path else None, max(1.0, cfg.time_budget - pretrained_at),
+                          out / "meta")
+    report_run = train_and_test(run_cfg, callbacks=[deadline])
+    trained_at = clock()
+    # the tests come after the budget: they are extra, and reported
+    suite = build_suite(run_cfg)  # the validation and test tasks every stage is scored on
+    (test_label, test_tasks), = suite.test_sets.items()
+    if record is not None:
+        model = image_model(cfg.arch, cfg.ways, in_channels=suite.model.arch.get("in_channels", 1),
+                            image_size=run_cfg.image_size).to(device)
+        load_pretrained(model, str(body_path))
+        saved = _read_body_file(body_path)
+        rule = CentroidRule.parse(saved["rule"])
+        test = centroid_accuracy(model, test_tasks, rule, saved["centre"].to(device))
+        stages.append({"stage": "pretraining only", "how": f"nearest centroid ({rule.name}), best of "
+                       f"{len(record['history'])} epoch(s) at epoch {record['epoch']}", "val": record["val_accuracy"],
+                       "test": asdict(test), "trained_s": pretrained_at})
+        print(f"pipeline: pretraining only: meta-test {test.percent()} (nearest centroid, {rule.name})", flush=True)
+    curves[f"+ meta-training ({run_cfg.problem})"] = deadline.curve
+    meta_test = Interval(**report_run["test"][test_label][str(run_cfg.test_inner_steps)])
+    stages.append({"stage": "+ meta-training", "how": f"{run_cfg.problem}, head init {cfg.head_init}, "
+                   f"{report_run['steps_done']} outer steps, {run_cfg.test_inner_steps} test step(s) at lr "
+                   f"{run_cfg.inner_lr}", "val": report_run["best_val"], "test": asdict(meta_test),
+                   "trained_s": trained_at})
+    if cfg.fine_tune == "choose":
+        from .fine_tune import choose_fine_tune, fine_tune_grid, score_fine_tunes
+
+        meta = MetaLearner.load(out / "meta" / "best.pt", device=device)
+        theta = meta.learner.meta_params()
+        steps = max(1, run_cfg.inner_steps if run_cfg.test_inner_steps == 0 else run_cfg.test_inner_steps)
+        chosen, scores = choose_fine_tune(meta.test_learner, theta, suite.val_set, fine_tune_grid(run_cfg.inner_lr,
+                                                                                                  steps))
+        print("pipeline: fine-tuning on validation: " + "; ".join(f"{o.name} {100 * v.mean:.2f}%"
+                                                                   for o, v in scores.items()), flush=True)
+        test = score_fine_tunes(meta.test_learner, theta, test_tasks, [chosen])[chosen]
+        stages.append({"stage": "+ fine-tuning", "how": chosen.name, "val": scores[chosen].mean, "test": asdict(test),
+                       "trained_s": trained_at, "options": {o.name: v.mean for o, v in scores.items()}})
+    report = {"config": asdict(cfg), "stages": stages, "curves": {k: [list(p) for p in v] for k, v in curves.items()},
+              "test_tasks": f"{cfg.test_tasks} tasks, {test_label}", "trained_seconds": trained_at,
+              "wall_seconds": clock(), "run": str(out / "meta")}
+    report["plot"] = str(plot_accuracy_vs_time(report, out / "accuracy_vs_time.png"))
+    (out / "pipeline.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(format_report(report))
+    print(format_report(report), flush=True)
+    return report
+
+
+def _read_body_file(path: Path) -> dict:
+    from .checkpoint import read
+
+    return read(path, "the pretrained body file")
+
+
+def format_report(report: dict) -> str:
+    """The stage table as Markdown."""
+    cfg = report["config"]
+    lines = [f"# Pipeline: {cfg['dataset']} {cfg['ways']}-way {cfg['shots']}-shot, {cfg['arch']}, seed {cfg['seed']}",
+             "", f"Budget {cfg['time_budget']:g} s of training ({100 * cfg['pretrain_share']:g}% pretraining); "
+             f"training ended at {report['trained_seconds']} s, everything at {report['wall_seconds']} s wall. "
+             f"Meta-test: {report['test_tasks']}.", "",
+             "| stage | how | validation | meta-test (95% interval) | trained by (s) |", "|---|---|---|---|---|"]
+    for row in report["stages"]:
+        test = row["test"]
+        lines.append(f"| {row['stage']} | {row['how']} | {100 * row['val']:.2f}% | {100 * test['mean']:.2f}% ± "
+                     f"{100 * test['ci95']:.2f}% | {row['trained_s']} |")
+    return "\n".join(lines) + f"\n\nPlot: {report['plot']}\n"
+
+
+def plot_accuracy_vs_time(report: dict, path: Path) -> Path:
+    """Validation accuracy against wall seconds since the pipeline's start, one curve per
+    stage, with each stage's meta-test accuracy as a horizontal line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, points in report["curves"].items():
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=f"{label}: validation")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, row in enumerate(report["stages"]):
+        ax.axhline(100 * row["test"]["mean"], ls="--", lw=1, color=colours[(i + 3) % len(colours)],
+                   label=f"{row['stage']}: meta-test {100 * row['test']['mean']:.2f}%")
+    ax.axvline(report["config"]["time_budget"], color="grey", lw=0.8, ls=":", label="budget")
+    cfg = report["config"]
+    ax.set_xlabel("wall seconds since the start (pretraining included)")
+    ax.set_ylabel(f"{cfg['ways']}-way {cfg['shots']}-shot accuracy (%)")
+    ax.set_title(f"{cfg['dataset']}, {cfg['arch']}, seed {cfg['seed']}", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``run.py pipeline``'s parser, generated from :class:`PipelineConfig`."""
+    from .algorithms import ALGORITHMS
+    from .argparsing import HelpFormatter, Parser
+    from .data.registry import DATASETS
+    from .models import BODIES
+
+    return build_settings_parser(
+        PipelineConfig, prog="run.py pipeline", parser_class=Parser, formatter_class=HelpFormatter,
+        description="Pretrain a body, meta-train it and fine-tune at test time within one wall-clock budget; "
+                    "writes the stage table, a run folder and an accuracy-versus-time plot.",
+        context={"presets": ", ".join(PIPELINE_PRESETS), "archs": ", ".join(BODIES),
+                 "algorithms": ", ".join(ALGORITHMS),
+                 "datasets": ", ".join(name for name, spec in DATASETS.items() if spec.load_splits)})
+
+
+def parse_config(argv: Sequence[str]) -> PipelineConfig:
+    parser = build_parser()
+    cfg = PipelineConfig(**vars(parser.parse_args(argv)))
+    if cfg.preset is not None:
+        if cfg.preset not in PIPELINE_PRESETS:
+            raise UsageError(f"unknown --preset {cfg.preset!r}: choose one of {', '.join(PIPELINE_PRESETS)}")
+        explicit = explicit_fields(parser, argv)
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in PIPELINE_PRESETS[cfg.preset].values.items()
+                                          if k not in explicit})
+    validate_config(cfg)
+    return cfg
+
+
+def main(argv: Sequence[str]) -> int:
+    from .argparsing import report_errors
+
+    return report_errors("run.py pipeline", lambda: run_pipeline(parse_config(argv)),
+                         "finished stages are in the output folder (pretrain/body.pt, meta/best.pt)")

@@ -1,0 +1,222 @@
+"""The pretrain → meta-train → fine-tune pipeline and its parts: the nearest-centroid rules,
+pretraining's augmentations and budget, test-time fine-tuning against plain autograd, and the
+command end to end on the drawn Omniglot."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from bilevel_anil.cli import main
+from bilevel_anil.data.class_images import ClassImages
+from bilevel_anil.errors import UsageError
+from bilevel_anil.nearest_centroid import ALL_RULES, CentroidRule, centroid_predictions, transform
+from bilevel_anil.pretrain_body import BodyPretrainConfig, crop_and_flip, pretrain_body, rotate_classes
+
+from helpers import random_episodes
+from test_cli_errors import assert_one_line_error, run_main
+
+
+# --- nearest centroid ---------------------------------------------------------------------
+def test_rules_on_hand_made_features():
+    """Two classes whose centroids are (10, 0) and (1, 1): the query (2, 0.3) is nearer to (1, 1)
+    in Euclidean distance but points along (10, 0): cosine takes class 0. Centred at (5, 5) the
+    picture changes again: (2, .3) - c = (-3, -4.7) is closer in angle to (1,1) - c = (-4, -4)."""
+    support = torch.tensor([[[10., 0.], [1., 1.]]])
+    y = torch.tensor([[0, 1]])
+    query = torch.tensor([[[2., 0.3]]])
+    centre = torch.tensor([5., 5.])
+    got = {r.name: centroid_predictions(support, y, query, 2, r, centre).item() for r in ALL_RULES}
+    assert got == {"euclidean": 1, "cosine": 0, "euclidean/l2": 0, "cosine/l2": 0,
+                   "euclidean/centred-l2": 1, "cosine/centred-l2": 1}
+
+
+def test_centroids_average_the_shots_and_transforms_are_as_defined():
+    support = torch.tensor([[[0., 0.], [2., 0.], [10., 10.], [10., 12.]]])
+    y = torch.tensor([[0, 0, 1, 1]])
+    # the mean of class 0 is (1, 0): (1.2, 0) is nearest to it, though nearer to (2, 0) than to (0, 0)
+    assert centroid_predictions(support, y, torch.tensor([[[1.2, 0.], [9., 11.]]]), 2, CentroidRule()).tolist() \
+        == [[0, 1]]
+    f = torch.tensor([[3., 4.]])
+    assert torch.allclose(transform(f, "l2"), torch.tensor([[0.6, 0.8]]))
+    assert torch.allclose(transform(f, "centred-l2", torch.tensor([3., 0.])), torch.tensor([[0., 1.]]))
+    with pytest.raises(UsageError, match="needs the training images' mean"):
+        transform(f, "centred-l2")
+    assert CentroidRule.parse("cosine/centred-l2") == CentroidRule("cosine", "centred-l2")
+    with pytest.raises(UsageError, match="unknown distance 'manhattan'"):
+        CentroidRule("manhattan")
+
+
+# --- pretraining ------------------------------------------------------------------------
+def test_rotations_are_classes_of_their_own():
+    x = torch.arange(2 * 9, dtype=torch.float32).view(2, 1, 3, 3)
+    y = torch.tensor([5, 7])
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(20):
+        rx, ry = rotate_classes(x, y, g)
+        for i in range(2):
+            turns = int(ry[i]) % 4
+            assert int(ry[i]) // 4 == int(y[i])
+            assert torch.equal(torch.rot90(rx[i], -turns, dims=(-2, -1)), x[i])
+            seen.add(turns)
+    assert seen == {0, 1, 2, 3}
+
+
+def test_crop_and_flip_takes_a_window_of_the_padded_image():
+    x = torch.rand(6, 3, 8, 8)
+    g = torch.Generator().manual_seed(1)
+    out = crop_and_flip(x, g)
+    padded = F.pad(x, (1, 1, 1, 1))
+    flips = 0
+    for i in range(6):
+        windows = [padded[i, :, r:r + 8, c:c + 8] for r in range(3) for c in range(3)]
+        plain = any(torch.equal(out[i], w) for w in windows)
+        mirrored = any(torch.equal(out[i], w.flip(-1)) for w in windows)
+        assert plain or mirrored
+        flips += mirrored and not plain
+    assert 0 < flips < 6
+
+
+def synthetic(classes: int, per_class: int, size: int, seed: int, channels: int = 1) -> ClassImages:
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.rand(classes, channels, size, size, generator=g)
+    images = prototypes.repeat_interleave(per_class, 0) + 0.2 * torch.rand(classes * per_class, channels, size, size,
+                                                                           generator=g)
+    return ClassImages(images, torch.arange(classes).repeat_interleave(per_class), [f"c{i}" for i in range(classes)])
+
+
+@pytest.mark.parametrize("arch, size", [("conv4", 28), ("conv4-32", 28), ("conv4-strided", 28), ("resnet12", 16),
+                                        ("resnet18", 16)])
+def test_every_body_pretrains_and_reports_each_epoch(tmp_path, arch, size):
+    from bilevel_anil.models import image_model
+    from bilevel_anil.models.pretrained import load_pretrained
+
+    splits = {"train": synthetic(8, 8, size, 0), "val": synthetic(6, 6, size, 1)}
+    cfg = BodyPretrainConfig(arch=arch, image_size=size, epochs=2, batch_size=16, val_tasks=6, test_queries=3,
+                             ways=3, out=str(tmp_path / "body.pt"), progress=False)
+    record = pretrain_body(cfg, splits)
+    assert [h["epoch"] for h in record["history"]] == [1, 2]
+    for h in record["history"]:
+        assert h["seconds"] > 0 and set(h["rules"]) == {r.name for r in ALL_RULES}
+        assert h["val_accuracy"] == max(h["rules"].values()) and h["rule"] in h["rules"]
+    saved = torch.load(tmp_path / "body.pt", weights_only=True)
+    assert saved["rule"] == record["rule"] and saved["centre"].dim() == 1
+    model = image_model(arch, 3, image_size=size)
+    assert "weights from" in load_pretrained(model, str(tmp_path / "body.pt"))
+
+
+def test_colour_images_are_augmented_and_the_budget_stops_mid_epoch(tmp_path, capsys):
+    splits = {"train": synthetic(8, 40, 16, 0, channels=3), "val": synthetic(6, 6, 16, 1, channels=3)}
+    cfg = BodyPretrainConfig(arch="conv4", dataset="folder", image_size=16, time_budget=0.01, batch_size=8,
+                             val_tasks=4, test_queries=2, ways=3, out=str(tmp_path / "b.pt"), progress=False)
+    record = pretrain_body(cfg, splits)
+    out = capsys.readouterr().out
+    assert "crops and flips" in out and "rotations" not in out
+    assert len(record["history"]) == 1 and record["history"][0]["images"] < 8 * 40
+    assert "stopped by --time-budget" in out
+
+
+# --- fine-tuning ------------------------------------------------------------------------
+def test_fine_tuning_the_whole_network_matches_plain_autograd():
+    """FineTune('all', k, lr) on an ANIL learner with a prototype head: each task's adapted
+    weights equal a plain functional_call + autograd SGD loop's from the same start (float64,
+    relative 1e-10), and so do the query accuracies."""
+    from bilevel_anil import MetaLearner
+    from bilevel_anil.fine_tune import FineTune, fine_tune_learner, score_fine_tunes
+    from bilevel_anil.learner import prototype_head
+    from bilevel_anil.models import Conv4
+
+    torch.manual_seed(0)
+    model = Conv4(ways=3, hidden=8).double()
+    meta = MetaLearner(model, "anil", head_init="prototypes", inner_lr=0.3)
+    batch = random_episodes(4, 3, 2, 3, seed=3)
+    batch = type(batch)(type(batch.support)(batch.support.x.double(), batch.support.y),
+                        type(batch.query)(batch.query.x.double(), batch.query.y))
+    theta = dict(model.named_parameters())
+    option = FineTune("all", 2, 0.05)
+    got = score_fine_tunes(meta.test_learner, theta, batch, [option])[option]
+    with torch.no_grad():
+        fast = fine_tune_learner(meta.test_learner, "all").adapt(theta, batch.support.x, batch.support.y, 2, 0.05)
+    want = []
+    model.eval()
+    for t in range(4):
+        sx, sy, qx, qy = batch.support.x[t], batch.support.y[t], batch.query.x[t], batch.query.y[t]
+        params = {n: p.detach().clone() for n, p in theta.items()}
+        features = functional_call(model.body, {n[5:]: p for n, p in params.items() if n.startswith("body.")}, (sx,))
+        w, b = prototype_head(features.unsqueeze(0), sy.unsqueeze(0), 3)
+        params["head.weight"], params["head.bias"] = w[0], b[0]
+        for _ in range(2):
+            params = {n: p.requires_grad_() for n, p in params.items()}
+            loss = F.cross_entropy(functional_call(model, params, (sx,)), sy)
+            grads = torch.autograd.grad(loss, list(params.values()))
+            params = {n: (p - 0.05 * g).detach() for (n, p), g in zip(params.items(), grads)}
+        assert sorted(fast) == sorted(params)
+        for n, p in params.items():
+            assert torch.allclose(fast[n][t], p, rtol=1e-10, atol=1e-12), n
+        want.append((functional_call(model, params, (qx,)).argmax(-1) == qy).double().mean())
+    assert got.mean == pytest.approx(torch.stack(want).mean().item(), abs=1e-6)  # scores are float32
+
+
+def test_the_grid_and_the_choice():
+    from bilevel_anil import MetaLearner
+    from bilevel_anil.fine_tune import FineTune, choose_fine_tune, fine_tune_grid
+    from bilevel_anil.models import Conv4
+
+    grid = fine_tune_grid(0.4, 1)
+    assert FineTune("head", 0, 0.4) in grid and FineTune("all", 4, 0.04) in grid and len(set(grid)) == len(grid)
+    torch.manual_seed(0)
+    meta = MetaLearner(Conv4(ways=3, hidden=8), "anil", inner_lr=0.4)
+    batch = random_episodes(4, 3, 1, 2, seed=1)
+    chosen, scores = choose_fine_tune(meta.test_learner, meta.learner.meta_params(), batch, grid)
+    assert set(scores) == set(grid) and scores[chosen].mean == max(v.mean for v in scores.values())
+    with pytest.raises(UsageError, match="fine-tuning params must be one of head, all"):
+        FineTune("body", 1, 0.1)
+
+
+# --- the command ------------------------------------------------------------------------
+def test_pipeline_end_to_end_on_the_drawn_omniglot(drawn_omniglot_root, tmp_path, capsys):
+    from bilevel_anil import load
+
+    out = tmp_path / "pipe"
+    code = main(["pipeline", "--data-root", str(drawn_omniglot_root), "--ways", "3", "--time-budget", "12",
+                 "--pretrain-share", "0.5", "--val-tasks", "6", "--test-tasks", "8", "--out", str(out),
+                 "--no-progress", "--problem", "anil"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "pipeline.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == ["pretraining only", "+ meta-training", "+ fine-tuning"]
+    for s in report["stages"]:
+        assert 0 <= s["test"]["mean"] <= 1 and s["test"]["tasks"] == 8
+    assert (out / "accuracy_vs_time.png").stat().st_size > 0 and (out / "pretrain" / "body.pt").is_file()
+    assert "| + fine-tuning |" in (out / "report.md").read_text()
+    assert report["curves"]["pretraining (nearest centroid)"]
+    model = load(out / "meta" / "best.pt")
+    assert model.learner.head_init == "prototypes"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--time-budget", "0"], "--time-budget must be a positive number of seconds"),
+    (["--time-budget", "nan"], "--time-budget must be a positive number of seconds"),
+    (["--time-budget", "soon"], "invalid float value: 'soon'"),
+    (["--pretrain-share", "1"], "--pretrain-share must be a fraction in [0, 1)"),
+    (["--pretrain-share", "-0.2"], "--pretrain-share must be a fraction in [0, 1)"),
+    (["--preset", "omniglot-1000w"], "unknown --preset 'omniglot-1000w'"),
+    (["--problem", "matchingnet"], "unknown --problem 'matchingnet'"),
+    (["--head-init", "random"], "unknown --head-init 'random'"),
+    (["--problem", "reptile"], "does not fit reptile"),
+    (["--fine-tune", "always"], "--fine-tune must be choose or none"),
+    (["--arch", "vgg99"], "unknown --arch 'vgg99'"),
+    (["--dataset", "sine"], "--dataset 'sine' cannot be pretrained on"),
+    (["--ways", "0"], "--ways must be a positive integer"),
+])
+def test_pipeline_bad_settings_are_one_line(capsys, args, fragment):
+    assert_one_line_error(*run_main(capsys, "pipeline", *args), fragment)
+
+
+def test_pipeline_refuses_a_used_folder(capsys, tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.json").write_text("{}")
+    assert_one_line_error(*run_main(capsys, "pipeline", "--out", str(tmp_path / "old")), "is not empty")
