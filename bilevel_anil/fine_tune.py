@@ -1,21 +1,27 @@
 """Test-time fine-tuning options (P>M>F's third stage), chosen on validation tasks.
 
 A :class:`FineTune` says which parameters a test task adapts (``"head"``, or ``"all"``: the
-whole network, as MAML does, whatever the network was meta-trained with), at which step size
-and for how many steps; :func:`choose_fine_tune` scores a grid of them on validation tasks (one
-adaptation path per parameter set and step size gives every step count) and returns the best.
+whole network, as MAML does, whatever the network was meta-trained with), at which step size,
+for how many steps, and on how many augmented copies of the support set besides the set
+itself; :func:`choose_fine_tune` scores a grid of them on validation tasks (one adaptation
+path per parameter set, step size and copies gives every step count) and returns the best.
 
 Example:
     >>> FineTune("all", 5, 0.04).name
     'all parameters, 5 steps at lr 0.04'
+    >>> FineTune("all", 5, 0.04, copies=4).name
+    'all parameters, 5 steps at lr 0.04, support set + 4 shifted copies'
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import torch
 from torch import Tensor
 
+from .augment import augmented_copies
+from .data.episodes import TaskBatch, TaskSet
 from .errors import UsageError
 from .evaluation import Interval, evaluate
 from .learner import Learner
@@ -25,12 +31,14 @@ PARAMETER_SETS = ("head", "all")
 
 @dataclass(frozen=True)
 class FineTune:
-    """``steps`` inner steps at ``lr`` on the support set, adapting ``params`` (``"head"`` or
+    """``steps`` inner steps at ``lr`` on the support set (with ``copies`` augmented copies of
+    it, :func:`~bilevel_anil.augment.augmented_copies`), adapting ``params`` (``"head"`` or
     ``"all"``), starting where the learner's head init puts the head."""
 
     params: str
     steps: int
     lr: float
+    copies: int = 0
 
     def __post_init__(self) -> None:
         if self.params not in PARAMETER_SETS:
@@ -39,11 +47,14 @@ class FineTune:
             raise UsageError(f"fine-tuning steps must be an integer >= 0, got {self.steps!r}")
         if not self.lr > 0:
             raise UsageError(f"fine-tuning lr must be positive, got {self.lr!r}")
+        if not (isinstance(self.copies, int) and self.copies >= 0):
+            raise UsageError(f"fine-tuning copies must be an integer >= 0, got {self.copies!r}")
 
     @property
     def name(self) -> str:
         what = "the head" if self.params == "head" else "all parameters"
-        return f"{what}, {self.steps} step{'s' if self.steps != 1 else ''} at lr {self.lr:g}"
+        copies = f", support set + {self.copies} shifted copies" if self.copies else ""
+        return f"{what}, {self.steps} step{'s' if self.steps != 1 else ''} at lr {self.lr:g}{copies}"
 
 
 def fine_tune_learner(learner: Learner, params: str) -> Learner:
@@ -57,38 +68,52 @@ def fine_tune_learner(learner: Learner, params: str) -> Learner:
                    adapt=lambda n: True, head_init=learner.head_init)
 
 
-def score_fine_tunes(learner: Learner, theta: Mapping[str, Tensor], tasks, options: Sequence[FineTune]
-                     ) -> dict[FineTune, Interval]:
-    """The query score of each option on ``tasks`` (one adaptation path per parameter set and
-    step size, scored after each option's step count)."""
+def with_copies(tasks: TaskBatch, copies: int, seed: int) -> TaskBatch:
+    """``tasks`` whose support sets hold ``copies`` augmented copies of each example as well."""
+    if not copies:
+        return tasks
+    x, y = augmented_copies(tasks.support.x, tasks.support.y, copies, torch.Generator().manual_seed(seed))
+    return TaskBatch(TaskSet(x, y), tasks.query)
+
+
+def score_fine_tunes(learner: Learner, theta: Mapping[str, Tensor], tasks: TaskBatch, options: Sequence[FineTune],
+                     seed: int = 0) -> dict[FineTune, Interval]:
+    """The query score of each option on ``tasks`` (one adaptation path per parameter set,
+    step size and copies, scored after each option's step count; copies drawn with ``seed``)."""
     scores: dict[FineTune, Interval] = {}
     for params in PARAMETER_SETS:
         tuned = None
-        for lr in sorted({o.lr for o in options if o.params == params}):
-            wanted = [o for o in options if o.params == params and o.lr == lr]
+        for lr, copies in sorted({(o.lr, o.copies) for o in options if o.params == params}):
+            wanted = [o for o in options if (o.params, o.lr, o.copies) == (params, lr, copies)]
             tuned = tuned or fine_tune_learner(learner, params)
-            by_steps = evaluate(tuned, theta, tasks, sorted({o.steps for o in wanted}), lr)
+            by_steps = evaluate(tuned, theta, with_copies(tasks, copies, seed), sorted({o.steps for o in wanted}), lr)
             scores.update({o: by_steps[o.steps] for o in wanted})
     return scores
 
 
-def fine_tune_grid(inner_lr: float, steps: int, params: Sequence[str] = PARAMETER_SETS) -> list[FineTune]:
-    """The options :func:`choose_fine_tune` tries: 0 steps (the starting head), the learner's
-    ``steps`` and 2x, 4x as many, at ``inner_lr`` for the head and ``inner_lr`` and a tenth of
-    it for all parameters."""
-    counts = sorted({0, steps, 2 * steps, 4 * steps} - {0}) or [1, 2, 4]
+def fine_tune_grid(inner_lr: float, steps: int, params: Sequence[str] = PARAMETER_SETS,
+                   copies: int = 4) -> list[FineTune]:
+    """The options :func:`choose_fine_tune` tries: 0 steps (the starting head); the learner's
+    ``steps`` and 2x, 4x as many at ``inner_lr`` for the head; and for all parameters the same
+    counts at ``inner_lr`` and a tenth of it, on the support set alone and with ``copies``
+    shifted copies of it."""
+    if not (isinstance(steps, int) and steps >= 1):
+        raise UsageError(f"fine_tune_grid needs steps >= 1 (0 steps is always tried), got {steps!r}")
+    counts = sorted({steps, 2 * steps, 4 * steps})
     grid = [FineTune("head", 0, inner_lr)]
     for p in params:
-        for lr in ([inner_lr] if p == "head" else [inner_lr, inner_lr / 10]):
-            grid += [FineTune(p, k, lr) for k in counts]
+        settings = [(inner_lr, 0)] if p == "head" else \
+            [(lr, c) for c in sorted({0, copies}) for lr in (inner_lr, inner_lr / 10)]
+        grid += [FineTune(p, k, lr, c) for lr, c in settings for k in counts]
     return grid
 
 
-def choose_fine_tune(learner: Learner, theta: Mapping[str, Tensor], validation, options: Sequence[FineTune],
-                     higher_is_better: bool = True) -> tuple[FineTune, dict[FineTune, Interval]]:
-    """The option with the best validation score (the first listed among equals) and every
-    option's score."""
-    scores = score_fine_tunes(learner, theta, validation, options)
+def choose_fine_tune(learner: Learner, theta: Mapping[str, Tensor], validation: TaskBatch,
+                     options: Sequence[FineTune], higher_is_better: bool = True, seed: int = 0
+                     ) -> tuple[FineTune, dict[FineTune, Interval]]:
+    """The option with the best validation score (the first listed among equals: list the
+    cheaper options first) and every option's score."""
+    scores = score_fine_tunes(learner, theta, validation, options, seed)
     ordered = [o for o in options if o in scores]
     pick = max if higher_is_better else min
     return pick(ordered, key=lambda o: scores[o].mean), scores

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from . import checkpoint
+from .augment import crop_and_flip, rotate_classes
 from .errors import (UsageError, require_device, require_output, require_positive_integers,
                      require_positive_numbers, require_seed)
 from .evaluation import Interval
@@ -67,32 +68,6 @@ class BodyPretrainConfig:
     device: Optional[str] = shared("device")
     out: Optional[str] = shared("out")
     progress: Optional[bool] = shared("progress")
-
-
-def rotate_classes(x: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Each image turned by a random multiple of 90° and labelled ``4·class + turns``: the
-    rotations are classes of their own, as in Omniglot's episodes."""
-    turns = torch.randint(0, 4, (len(y),), generator=generator)
-    x = x.clone()
-    for k in (1, 2, 3):
-        pick = turns == k
-        if pick.any():
-            x[pick] = torch.rot90(x[pick], k, dims=(-2, -1))
-    return x, 4 * y + turns
-
-
-def crop_and_flip(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Standard augmentation of images ``[B, C, S, S]``: a random ``S×S`` crop of the image
-    zero-padded by ``S // 8`` on each side, mirrored left-right with probability 1/2."""
-    b, _, s, _ = x.shape
-    pad = max(1, s // 8)
-    padded = F.pad(x, (pad, pad, pad, pad))
-    rows = torch.randint(0, 2 * pad + 1, (b,), generator=generator)[:, None] + torch.arange(s)  # [B, S]
-    cols = torch.randint(0, 2 * pad + 1, (b,), generator=generator)[:, None] + torch.arange(s)
-    flip = torch.rand(b, generator=generator) < 0.5
-    cols = torch.where(flip[:, None], cols.flip(1), cols)
-    index = torch.arange(b)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
 def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None) -> dict:

@@ -14,7 +14,8 @@ from bilevel_anil.cli import main
 from bilevel_anil.data.class_images import ClassImages
 from bilevel_anil.errors import UsageError
 from bilevel_anil.nearest_centroid import ALL_RULES, CentroidRule, centroid_predictions, transform
-from bilevel_anil.pretrain_body import BodyPretrainConfig, crop_and_flip, pretrain_body, rotate_classes
+from bilevel_anil.augment import augmented_copies, crop_and_flip, rotate_classes
+from bilevel_anil.pretrain_body import BodyPretrainConfig, pretrain_body
 
 from helpers import random_episodes
 from test_cli_errors import assert_one_line_error, run_main
@@ -220,3 +221,57 @@ def test_pipeline_refuses_a_used_folder(capsys, tmp_path):
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "results.json").write_text("{}")
     assert_one_line_error(*run_main(capsys, "pipeline", "--out", str(tmp_path / "old")), "is not empty")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--time-budget", "0"], "--time-budget must be a positive number"),
+    (["--time-budget", "inf"], "--time-budget must be a positive number"),
+    (["--schedule", "step"], "unknown --schedule 'step'"),
+    (["--weight-decay", "-1"], "--weight-decay must be a number >= 0"),
+    (["--dataset", "sine"], "--dataset 'sine' cannot be pretrained on"),
+    (["--channels", "2"], "--channels must be 1 (grey) or 3 (RGB)"),
+    (["--dataset", "cifar-fs", "--image-size", "40"], "--image-size does not apply to cifar-fs"),
+    (["--epochs", "0"], "--epochs must be a positive integer"),
+])
+def test_pretrain_body_bad_settings_are_one_line(capsys, args, fragment):
+    assert_one_line_error(*run_main(capsys, "pretrain-body", *args), fragment)
+
+
+def test_pretrain_body_folder_without_a_data_root_is_one_line(capsys):
+    assert_one_line_error(*run_main(capsys, "pretrain-body", "--dataset", "folder", "--arch", "conv4"),
+                          "--dataset folder needs --data-root DIR")
+
+
+def test_augmented_copies_keep_labels_and_shift_grey_images_without_mirroring():
+    x = torch.rand(2, 3, 1, 8, 8)
+    y = torch.tensor([[0, 1, 2], [2, 0, 1]])
+    ax, ay = augmented_copies(x, y, 2, torch.Generator().manual_seed(0))
+    assert ax.shape == (2, 9, 1, 8, 8) and torch.equal(ax[:, :3], x) and torch.equal(ay, y.repeat(1, 3))
+    padded = F.pad(x.reshape(6, 1, 8, 8), (1, 1, 1, 1)).view(2, 3, 1, 10, 10)
+    for t in range(2):
+        for i in range(3, 9):
+            source = padded[t, i % 3]
+            assert any(torch.equal(ax[t, i], source[:, r:r + 8, c:c + 8]) for r in range(3) for c in range(3))
+
+
+def test_copies_change_the_support_set_the_option_adapts_on():
+    """FineTune with copies scores the same as fine-tuning on the task batch with the copies
+    appended by hand (the same seed)."""
+    from bilevel_anil import MetaLearner
+    from bilevel_anil.data.episodes import TaskBatch, TaskSet
+    from bilevel_anil.evaluation import evaluate
+    from bilevel_anil.fine_tune import FineTune, fine_tune_learner, score_fine_tunes
+    from bilevel_anil.models import Conv4
+
+    torch.manual_seed(0)
+    meta = MetaLearner(Conv4(ways=3, hidden=8), "anil", head_init="prototypes", inner_lr=0.2)
+    batch = random_episodes(3, 3, 1, 2, seed=4)
+    theta = meta.learner.meta_params()
+    option = FineTune("all", 2, 0.02, copies=3)
+    got = score_fine_tunes(meta.test_learner, theta, batch, [option], seed=7)[option]
+    x, y = augmented_copies(batch.support.x, batch.support.y, 3, torch.Generator().manual_seed(7))
+    want = evaluate(fine_tune_learner(meta.test_learner, "all"), theta, TaskBatch(TaskSet(x, y), batch.query), [2],
+                    0.02)[2]
+    assert got == want
+    with pytest.raises(UsageError, match="copies must be an integer >= 0"):
+        FineTune("all", 1, 0.1, copies=-1)
