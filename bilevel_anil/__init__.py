@@ -10,7 +10,12 @@ learn2learn):
 * tasks: :class:`TaskBatch`, :class:`TaskSampler`, :func:`dataset_tasks`,
   :func:`function_tasks`, :func:`image_folder_tasks`;
 * :func:`compare_meta_gradients`: implicit vs unrolled meta-gradients against the exact one;
-* :func:`load` / :class:`FewShotModel`: a trained checkpoint, ready to adapt to new images.
+* :func:`load` / :class:`FewShotModel`: a trained checkpoint, ready to adapt to new images;
+* the pretrain → meta-train → fine-tune recipe: :func:`run_pipeline` (:class:`PipelineConfig`)
+  and its stages: :class:`BodyPretrainConfig` (for
+  :func:`bilevel_anil.pretrain_body.pretrain_body`), the nearest-centroid classifier
+  (:class:`CentroidRule`, :func:`centroid_accuracy`) and test-time fine-tuning
+  (:class:`FineTune`, :func:`choose_fine_tune`).
 """
 from __future__ import annotations
 
@@ -30,6 +35,10 @@ _EXPORTS = {
     "Interval": "evaluation",
     "FewShotModel": "predictor", "load": "predictor",
     "keep_freed_memory": "allocator",
+    "PipelineConfig": "pipeline", "run_pipeline": "pipeline",
+    "BodyPretrainConfig": "pretrain_body",
+    "CentroidRule": "nearest_centroid", "centroid_accuracy": "nearest_centroid",
+    "FineTune": "fine_tune", "choose_fine_tune": "fine_tune",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -41,6 +50,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .data.episodes import TaskBatch, TaskSampler, TaskSet, dataset_tasks, function_tasks
     from .data.folder import image_folder_tasks
     from .evaluation import Interval
+    from .fine_tune import FineTune, choose_fine_tune
+    from .nearest_centroid import CentroidRule, centroid_accuracy
+    from .pipeline import PipelineConfig, run_pipeline
+    from .pretrain_body import BodyPretrainConfig
     from .meta_learner import Adapted, FitResult, MetaLearner
     from .predictor import FewShotModel, load
 

@@ -93,18 +93,19 @@ def score_fine_tunes(learner: Learner, theta: Mapping[str, Tensor], tasks: TaskB
 
 def fine_tune_grid(inner_lr: float, steps: int, params: Sequence[str] = PARAMETER_SETS,
                    copies: int = 4) -> list[FineTune]:
-    """The options :func:`choose_fine_tune` tries: 0 steps (the starting head); the learner's
-    ``steps`` and 2x, 4x as many at ``inner_lr`` for the head; and for all parameters the same
-    counts at ``inner_lr`` and a tenth of it, on the support set alone and with ``copies``
-    shifted copies of it."""
+    """The options :func:`choose_fine_tune` tries, cheapest first: 0 steps (the starting head,
+    from the support set alone and with ``copies`` shifted copies of it); the learner's
+    ``steps`` and 2x, 4x as many at ``inner_lr`` for the head; the same counts for all
+    parameters at ``inner_lr`` and a tenth of it, and at ``inner_lr`` with the copies."""
     if not (isinstance(steps, int) and steps >= 1):
         raise UsageError(f"fine_tune_grid needs steps >= 1 (0 steps is always tried), got {steps!r}")
     counts = sorted({steps, 2 * steps, 4 * steps})
-    grid = [FineTune("head", 0, inner_lr)]
-    for p in params:
-        settings = [(inner_lr, 0)] if p == "head" else \
-            [(lr, c) for c in sorted({0, copies}) for lr in (inner_lr, inner_lr / 10)]
-        grid += [FineTune(p, k, lr, c) for lr, c in settings for k in counts]
+    grid = [FineTune("head", 0, inner_lr)] + ([FineTune("head", 0, inner_lr, copies)] if copies else [])
+    if "head" in params:
+        grid += [FineTune("head", k, inner_lr) for k in counts]
+    if "all" in params:
+        settings = [(inner_lr, 0), (inner_lr / 10, 0)] + ([(inner_lr, copies)] if copies else [])
+        grid += [FineTune("all", k, lr, c) for lr, c in settings for k in counts]
     return grid
 
 

@@ -113,11 +113,13 @@ def resolve_pretrained(cfg: ScenarioConfig, out: Path) -> tuple[str, str]:
     print(f"scenarios: ImageNet weights unavailable ({reason}); pretraining the body instead "
           f"(run.py pretrain-body, {cfg.pretrain_epochs} epochs)", flush=True)
     record = _in_child(_pretrain, BodyPretrainConfig(
+        # the scenarios' measured setting: no rotated classes, a constant learning rate
         arch=PRETRAINED_ARCH, data_root=cfg.data_root, download=cfg.download, epochs=cfg.pretrain_epochs,
+        rotations=False, schedule="constant",
         ways=cfg.ways, shots=cfg.shots, seed=cfg.seed, device=cfg.device, out=str(path), progress=cfg.progress))
     return str(path), (f"ImageNet weights unavailable offline; run.py pretrain-body ({cfg.pretrain_epochs} epochs "
-                       f"on the meta-training classes, best epoch {record['epoch']}, nearest-mean validation "
-                       f"{100 * record['val_accuracy']:.1f}%)")
+                       f"on the meta-training classes, best epoch {record['epoch']}, nearest-centroid validation "
+                       f"({record['rule']}) {100 * record['val_accuracy']:.1f}%)")
 
 
 def run_config(cfg: ScenarioConfig, scenario: Scenario, pretrained: Optional[str], out: Path):

@@ -275,3 +275,18 @@ def test_copies_change_the_support_set_the_option_adapts_on():
     assert got == want
     with pytest.raises(UsageError, match="copies must be an integer >= 0"):
         FineTune("all", 1, 0.1, copies=-1)
+
+
+def test_the_deadline_reserves_the_time_of_a_validation(monkeypatch):
+    """Steps of 1 s, a validation that takes 5 s more: once it has been seen, the callback
+    stops the fit 5 s before the deadline (so the validation it triggers ends in time)."""
+    from bilevel_anil.callbacks import StepInfo
+    from bilevel_anil import pipeline
+
+    clock = iter([0.0, 1.0, 2.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0])
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: next(clock))
+    deadline = pipeline.Deadline(start=0.0, deadline=15.0)
+    stops = [deadline(StepInfo(step=s, steps=99, train_loss=1.0, val_score=0.5 if s == 4 else None))
+             for s in range(1, 11)]
+    assert deadline.curve == [(8.0, 0.5)] and deadline.reserve == pytest.approx(5.0)
+    assert stops.index(True) == 5  # at 10 s: 10 + 5 >= 15
