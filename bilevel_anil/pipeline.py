@@ -85,14 +85,19 @@ class PipelineConfig:
     head_init: str = setting("prototypes", "where each task's head starts in meta-training and at test: learned, "
                                            "zero or prototypes", metavar="HOW")
     pretrain_lr: float = setting(3e-3, "pretraining: Adam learning rate (cosine schedule over its share)")
+    pretrain_batch_size: int = setting(128, "pretraining: minibatch size")
     pretrain_rotations: bool = setting(False, "pretraining: add the rotated classes, as run.py pretrain-body does "
                                               "(Omniglot; slower to learn in a short budget, see the README)")
     meta_lr: float = setting(3e-4, "meta-training: Adam learning rate (a tenth of a run's default on Omniglot: at "
                                    "3e-3 meta-training undid what pretraining gave, see the README)")
     queries: int = setting(5, "meta-training: query examples per class")
+    test_queries: Optional[int] = setting(None, "query examples per class of the validation and test tasks "
+                                                "(default: the data set's, 15 on Omniglot)")
     fine_tune: str = setting("choose", "test-time fine-tuning: choose (the best on validation of: the head or the "
                                        "whole network, 0 to 4x the inner steps, two step sizes) or none")
     val_tasks: int = setting(200, "validation tasks (each stage's choices are made on them)")
+    fine_tune_tasks: int = setting(50, "the first this many validation tasks choose the fine-tuning (every option "
+                                       "adapts on each of them: the cost grows with the ways)")
     test_tasks: int = setting(600, "meta-test tasks (the same for every stage)")
     seed: int = shared("seed")
     device: Optional[str] = shared("device")
@@ -123,11 +128,13 @@ def validate_config(cfg: PipelineConfig) -> None:
     if cfg.fine_tune not in ("choose", "none"):
         raise UsageError(f"--fine-tune must be choose or none, not {cfg.fine_tune!r}")
     require_positive_integers({"ways": cfg.ways, "shots": cfg.shots, "queries": cfg.queries,
-                               "val-tasks": cfg.val_tasks, "test-tasks": cfg.test_tasks})
+                               "test-queries": cfg.test_queries, "val-tasks": cfg.val_tasks,
+                               "fine-tune-tasks": cfg.fine_tune_tasks, "test-tasks": cfg.test_tasks})
     if not (math.isfinite(cfg.meta_lr) and cfg.meta_lr > 0):
         raise UsageError(f"--meta-lr must be a positive number, got {cfg.meta_lr}")
     validate_pretraining(BodyPretrainConfig(arch=cfg.arch, dataset=cfg.dataset, image_size=cfg.image_size,
-                                            channels=cfg.channels, lr=cfg.pretrain_lr, ways=cfg.ways, shots=cfg.shots,
+                                            channels=cfg.channels, lr=cfg.pretrain_lr,
+                                            batch_size=cfg.pretrain_batch_size, ways=cfg.ways, shots=cfg.shots,
                                             seed=cfg.seed, device=cfg.device))
     require_seed(cfg.seed)
     require_device(cfg.device)
@@ -142,7 +149,7 @@ def meta_config(cfg: PipelineConfig, pretrained: Optional[str], budget: float, o
     from .config import RunConfig, resolve_config, validate_config as validate_run
 
     run = RunConfig(problem=cfg.problem, dataset=cfg.dataset, data_root=cfg.data_root, download=cfg.download,
-                    ways=cfg.ways, shots=cfg.shots, queries=cfg.queries, arch=cfg.arch, image_size=cfg.image_size,
+                    ways=cfg.ways, shots=cfg.shots, queries=cfg.queries, test_queries=cfg.test_queries, arch=cfg.arch, image_size=cfg.image_size,
                     channels=cfg.channels if cfg.dataset == "folder" else None, pretrained=pretrained,
                     head_init=cfg.head_init, meta_lr=cfg.meta_lr, iterations=10 ** 7, time_budget=budget,
                     val_tasks=cfg.val_tasks, test_tasks=cfg.test_tasks, seed=cfg.seed, device=cfg.device,
@@ -198,14 +205,15 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
           f"{cfg.fine_tune}; output {out}", flush=True)
     stages, curves = [], {}
     body_path, record = None, None
+    test_queries = meta_config(cfg, None, 1.0, out / "meta").test_queries  # the data set's default when None
     if cfg.pretrain_share > 0:
         body_path = out / "pretrain" / "body.pt"
         record = pretrain_body(BodyPretrainConfig(
             arch=cfg.arch, dataset=cfg.dataset, data_root=cfg.data_root, download=cfg.download,
             image_size=cfg.image_size, channels=cfg.channels, time_budget=cfg.pretrain_share * cfg.time_budget,
-            lr=cfg.pretrain_lr, rotations=cfg.pretrain_rotations, ways=cfg.ways, shots=cfg.shots,
-            val_tasks=cfg.val_tasks, seed=cfg.seed,
-            device=device, out=str(body_path), progress=cfg.progress))
+            lr=cfg.pretrain_lr, batch_size=cfg.pretrain_batch_size, rotations=cfg.pretrain_rotations,
+            ways=cfg.ways, shots=cfg.shots, test_queries=test_queries, val_tasks=cfg.val_tasks, seed=cfg.seed,
+            device=device, out=str(body_path), progress=cfg.progress), batch_flag="--pretrain-batch-size")
         curves["pretraining (nearest centroid)"] = [(h["seconds"], h["val_accuracy"]) for h in record["history"]]
     pretrained_at = clock()
     deadline = Deadline(start, start + cfg.time_budget)
@@ -239,12 +247,14 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         meta = MetaLearner.load(out / "meta" / "best.pt", device=device)
         theta = meta.learner.meta_params()
         steps = max(1, run_cfg.inner_steps if run_cfg.test_inner_steps == 0 else run_cfg.test_inner_steps)
-        chosen, scores = choose_fine_tune(meta.test_learner, theta, suite.val_set,
-                                          fine_tune_grid(run_cfg.inner_lr, steps), seed=cfg.seed)
-        print("pipeline: fine-tuning on validation: " + "; ".join(f"{o.name} {100 * v.mean:.2f}%"
-                                                                   for o, v in scores.items()), flush=True)
+        choosing = suite.val_set.select(slice(0, cfg.fine_tune_tasks))
+        chosen, scores = choose_fine_tune(meta.test_learner, theta, choosing, fine_tune_grid(run_cfg.inner_lr, steps),
+                                          seed=cfg.seed)
+        print(f"pipeline: fine-tuning on {choosing.tasks} validation tasks: "
+              + "; ".join(f"{o.name} {100 * v.mean:.2f}%" for o, v in scores.items()), flush=True)
         test = score_fine_tunes(meta.test_learner, theta, test_tasks, [chosen], seed=cfg.seed)[chosen]
-        stages.append({"stage": "+ fine-tuning", "how": chosen.name, "val": scores[chosen].mean, "test": asdict(test),
+        stages.append({"stage": "+ fine-tuning", "how": f"{chosen.name} (chosen on {choosing.tasks} validation tasks)",
+                       "val": scores[chosen].mean, "test": asdict(test),
                        "trained_s": trained_at, "options": {o.name: v.mean for o, v in scores.items()}})
     report = {"config": asdict(cfg), "stages": stages, "curves": {k: [list(p) for p in v] for k, v in curves.items()},
               "test_tasks": f"{cfg.test_tasks} tasks, {test_label}", "trained_seconds": trained_at,

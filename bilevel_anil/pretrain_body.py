@@ -70,11 +70,11 @@ class BodyPretrainConfig:
     progress: Optional[bool] = shared("progress")
 
 
-def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None) -> dict:
+def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None, *, batch_flag: str = "--batch-size") -> dict:
     """Train, validate after every epoch, write the best epoch's body; returns the best epoch's
     record (``epoch``, ``val_accuracy`` under its ``rule``, ``seconds``, ...) with the file's
     ``path``. ``splits`` (``train``/``val`` :class:`ClassImages`) replaces the data set's
-    splits read from ``cfg.data_root``."""
+    splits read from ``cfg.data_root``; ``batch_flag`` names the batch size in errors."""
     from .data import ClassificationTasks, fixed_tasks
     from .data.registry import dataset_spec
     from .experiment import seed_everything
@@ -99,8 +99,8 @@ def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None) -> dic
                                          batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(cfg.seed))
     if len(loader) == 0:
-        raise UsageError(f"--batch-size {cfg.batch_size} is larger than the {len(train.labels)} training images "
-                         "(incomplete batches are dropped): lower --batch-size")
+        raise UsageError(f"{batch_flag} {cfg.batch_size} is larger than the {len(train.labels)} training images "
+                         f"(incomplete batches are dropped): lower {batch_flag}")
     epochs = cfg.epochs or (10 ** 6 if cfg.time_budget else 5)
     total_steps = epochs * len(loader)
     augmenter = torch.Generator().manual_seed(cfg.seed + 3)

@@ -290,3 +290,21 @@ def test_the_deadline_reserves_the_time_of_a_validation(monkeypatch):
              for s in range(1, 11)]
     assert deadline.curve == [(8.0, 0.5)] and deadline.reserve == pytest.approx(5.0)
     assert stops.index(True) == 5  # at 10 s: 10 + 5 >= 15
+
+
+def test_pipeline_on_colour_images_augments_and_checks_the_batch(tmp_path, capsys):
+    """CIFAR-FS fixtures (3 channels, 32 pixels): pretraining crops and flips, every stage runs;
+    a pretraining batch larger than the training split is one line naming the pipeline's flag."""
+    from natural_fixtures import write_fixture
+
+    root = write_fixture("cifar-fs", tmp_path / "cifar")
+    common = ["pipeline", "--dataset", "cifar-fs", "--data-root", str(root), "--ways", "3", "--time-budget", "8",
+              "--val-tasks", "3", "--test-tasks", "3", "--test-queries", "2", "--queries", "2", "--no-progress",
+              "--no-download"]
+    assert_one_line_error(*run_main(capsys, *common, "--out", str(tmp_path / "a")),
+                          "--pretrain-batch-size 128 is larger than the 48 training images")
+    assert main([*common, "--pretrain-batch-size", "16", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "crops and flips" in out and "3-way 1-shot" in out
+    report = json.loads((tmp_path / "b" / "pipeline.json").read_text())
+    assert len(report["stages"]) == 3 and report["config"]["dataset"] == "cifar-fs"
