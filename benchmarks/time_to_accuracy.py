@@ -61,7 +61,9 @@ def read_curve(run: Path) -> tuple[str, list[tuple[float, float]]]:
     if (run / "pipeline.json").is_file():
         report = json.loads((run / "pipeline.json").read_text())
         cfg = report["config"]
-        label = f"pipeline ({100 * cfg['pretrain_share']:g}% pretraining, {cfg['problem']})"
+        rotations = " with rotations" if cfg.get("pretrain_rotations") else ""
+        budget = f", {cfg['time_budget']:g} s" if cfg.get("time_budget") else ""
+        label = f"pipeline ({100 * cfg['pretrain_share']:g}% pretraining{rotations}, {cfg['problem']}{budget})"
         return label, pipeline_curve(report)
     config = json.loads((run / "results.json").read_text())["config"] if (run / "results.json").is_file() else {}
     label = config.get("problem", run.name) + (f", head {config['head_init']}" if config.get("head_init") else "")

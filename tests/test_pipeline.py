@@ -207,7 +207,7 @@ def test_pipeline_end_to_end_on_the_drawn_omniglot(drawn_omniglot_root, tmp_path
     (["--preset", "omniglot-1000w"], "unknown --preset 'omniglot-1000w'"),
     (["--problem", "matchingnet"], "unknown --problem 'matchingnet'"),
     (["--head-init", "random"], "unknown --head-init 'random'"),
-    (["--problem", "reptile"], "does not fit reptile"),
+    (["--problem", "reptile", "--head-init", "zero"], "add --head-init learned"),
     (["--fine-tune", "always"], "--fine-tune must be choose or none"),
     (["--arch", "vgg99"], "unknown --arch 'vgg99'"),
     (["--dataset", "sine"], "--dataset 'sine' cannot be pretrained on"),
@@ -308,3 +308,13 @@ def test_pipeline_on_colour_images_augments_and_checks_the_batch(tmp_path, capsy
     assert "crops and flips" in out and "3-way 1-shot" in out
     report = json.loads((tmp_path / "b" / "pipeline.json").read_text())
     assert len(report["stages"]) == 3 and report["config"]["dataset"] == "cifar-fs"
+
+
+def test_a_pipeline_that_cannot_read_its_data_leaves_no_folder(capsys, tmp_path):
+    out = tmp_path / "new"
+    assert_one_line_error(*run_main(capsys, "pipeline", "--data-root", str(tmp_path / "missing"), "--out", str(out),
+                                    "--no-download"), "does not exist")
+    assert not out.exists()
+    assert_one_line_error(*run_main(capsys, "pipeline", "--dataset", "folder", "--out", str(out)),
+                          "--dataset folder needs --data-root DIR")
+    assert_one_line_error(*run_main(capsys, "pipeline", "--problem", "reptile"), "add --head-init learned")
