@@ -63,7 +63,8 @@ def read_curve(run: Path) -> tuple[str, list[tuple[float, float]]]:
         cfg = report["config"]
         rotations = " with rotations" if cfg.get("pretrain_rotations") else ""
         budget = f", {cfg['time_budget']:g} s" if cfg.get("time_budget") else ""
-        label = f"pipeline ({100 * cfg['pretrain_share']:g}% pretraining{rotations}, {cfg['problem']}{budget})"
+        head = f" ({cfg['head_init']} head)" if cfg.get("head_init", "prototypes") != "prototypes" else ""
+        label = f"pipeline ({100 * cfg['pretrain_share']:g}% pretraining{rotations}, {cfg['problem']}{head}{budget})"
         return label, pipeline_curve(report)
     config = json.loads((run / "results.json").read_text())["config"] if (run / "results.json").is_file() else {}
     label = config.get("problem", run.name) + (f", head {config['head_init']}" if config.get("head_init") else "")
@@ -76,10 +77,10 @@ def plot(curves: list[tuple[str, list]], path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for label, points in curves:
-        if points:
+    for i, (label, points) in enumerate(curves):
+        if points:  # past ten curves the colours repeat: dashed lines tell them apart
             xs, ys = zip(*points)
-            ax.plot(xs, [100 * y for y in ys], marker="o", ms=2.5, lw=1.2, label=label)
+            ax.plot(xs, [100 * y for y in ys], marker="o", ms=2.5, lw=1.2, ls="-" if i < 10 else "--", label=label)
     ax.set_xlabel("wall seconds from the start (pretraining and validation included)")
     ax.set_ylabel("meta-validation accuracy (%)")
     ax.set_title(title, fontsize=10)
