@@ -60,12 +60,9 @@ class FineTune:
 def fine_tune_learner(learner: Learner, params: str) -> Learner:
     """``learner`` adapting ``params`` (``"head"``: its head; ``"all"``: every parameter), with
     its loss, head and head init."""
-    if params == "head":
-        names = set(learner.head.names)
-        return Learner(learner.model, learner.algorithm, learner.loss, head=learner.head.module,
-                       adapt=lambda n: n in names, head_init=learner.head_init)
+    head = set(learner.head.names)
     return Learner(learner.model, learner.algorithm, learner.loss, head=learner.head.module,
-                   adapt=lambda n: True, head_init=learner.head_init)
+                   adapt=(lambda n: n in head) if params == "head" else (lambda n: True), head_init=learner.head_init)
 
 
 def with_copies(tasks: TaskBatch, copies: int, seed: int) -> TaskBatch:
