@@ -25,14 +25,24 @@ __all__ = ["Callback", "EarlyStopping", "StepInfo"]
 
 @dataclass(frozen=True)
 class StepInfo:
-    """One outer step, as ``metrics.csv`` records it.
+    """One outer step, as ``metrics.csv`` records it: what :meth:`MetaLearner.fit
+    <bilevel_anil.meta_learner.MetaLearner.fit>` passes its callbacks.
 
-    step: the outer step just taken (1-based, counting resumed steps); steps: the fit's total.
-    train_loss/train_score: the query loss and score of the step's tasks (averaged over the
-    processes; the score is None for a loss without one). val_score/val_ci95: the validation
-    score and its 95% half-width, on validation steps only (else None). higher_is_better: how
-    to compare scores (accuracy: True; MSE: False). train_seconds: seconds of outer steps so
-    far in this session.
+    Attributes:
+        step: The outer step just taken (1-based, counting resumed steps).
+        steps: The fit's total.
+        train_loss: The query loss of the step's tasks (averaged over the processes).
+        train_score: Their score (accuracy, or the loss for regression); None for a loss
+            without one.
+        val_score: The validation score, on validation steps only (else None).
+        val_ci95: Its 95% half-width, on validation steps only.
+        higher_is_better: How to compare scores (accuracy: True; MSE: False).
+        train_seconds: Seconds of outer steps so far in this session.
+
+    Examples:
+        >>> info = StepInfo(step=10, steps=100, train_loss=0.4, val_score=0.9, val_ci95=0.01)
+        >>> info.val_score is not None  # a validation step
+        True
     """
 
     step: int
@@ -49,8 +59,24 @@ Callback = Callable[[StepInfo], Optional[bool]]
 
 
 class EarlyStopping:
-    """Stop when the validation score has not improved for ``patience`` validations in a row
-    (by more than ``min_delta``). Keeps its state across the validations of one fit."""
+    """A callback that stops a fit when validation has stopped improving.
+
+    It stops after ``patience`` validations in a row that did not beat the best score by more
+    than ``min_delta``; steps without validation are ignored. Keeps its state across the
+    validations of one fit (use a new one per fit).
+
+    Args:
+        patience: Validations without improvement before stopping.
+        min_delta: The smallest change that counts as an improvement.
+
+    Raises:
+        ValueError: When ``patience`` is not a positive integer or ``min_delta`` is negative.
+
+    Examples:
+        >>> stop = EarlyStopping(patience=2)
+        >>> [stop(StepInfo(step=s, steps=9, train_loss=0.0, val_score=v)) for s, v in enumerate([0.5, 0.7, 0.6, 0.7], 1)]
+        [False, False, False, True]
+    """
 
     def __init__(self, patience: int = 5, min_delta: float = 0.0):
         if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:

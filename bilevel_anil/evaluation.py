@@ -17,8 +17,21 @@ from .learner import Learner
 
 @dataclass(frozen=True)
 class Interval:
-    """Mean of per-task values with the half-width of its normal 95% confidence interval,
-    the median, and how many tasks gave a non-finite value (e.g. a diverging inner loop)."""
+    """The mean of per-task values with the half-width of its normal 95% confidence interval.
+
+    Attributes:
+        mean: The mean over tasks.
+        ci95: 1.96 standard errors (NaN for one task).
+        tasks: The number of tasks.
+        median: The median over tasks.
+        nonfinite: How many tasks gave a non-finite value (e.g. a diverging inner loop).
+
+    Examples:
+        >>> import torch
+        >>> score = Interval.of(torch.tensor([0.8, 0.9, 1.0, 0.9]))
+        >>> score.percent(), score.tasks
+        ('90.00% ± 8.00%', 4)
+    """
 
     mean: float
     ci95: float
@@ -28,6 +41,14 @@ class Interval:
 
     @staticmethod
     def of(values: Tensor) -> "Interval":
+        """The interval of per-task values.
+
+        Args:
+            values: A tensor of per-task values.
+
+        Returns:
+            Their :class:`Interval`.
+        """
         values = values.double()
         n = values.numel()
         half = 1.96 * values.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
@@ -35,6 +56,8 @@ class Interval:
                         int((~torch.isfinite(values)).sum()))
 
     def percent(self) -> str:
+        """The mean and half-width as percentages, e.g. ``"93.94% ± 0.51%"``.
+        """
         return f"{100 * self.mean:.2f}% ± {100 * self.ci95:.2f}%"
 
 

@@ -87,9 +87,33 @@ class _NoUpdate(torch.optim.Optimizer):
 
 @dataclass
 class FitResult:
-    """What :meth:`MetaLearner.fit` did: ``best`` (the best validation record
-    ``{"step", "val_score", "val_ci95"}``, None without validation), the steps taken, their
-    time, the last query loss, and the folder written (None when ``out`` was not given)."""
+    """What :meth:`MetaLearner.fit` did.
+
+    Attributes:
+        best: The best validation record ``{"step", "val_score", "val_ci95"}``; None without
+            validation.
+        steps_done: The outer steps taken (counting resumed ones).
+        train_seconds: Seconds of outer steps in this session (validation excluded).
+        last_loss: The last step's mean query loss.
+        out: The folder written; None when ``fit`` was given no ``out``.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from bilevel_anil import MetaLearner, function_tasks
+        >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
+        ...     x = torch.randn(10, 1, generator=g)
+        ...     y = torch.randn(1, generator=g) * x
+        ...     return x[:5], y[:5], x[5:], y[5:]
+        >>> tasks = function_tasks(line, seed=0)
+        >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+        >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
+        >>> result = learner.fit(tasks, steps=4, meta_batch=2)  # doctest: +ELLIPSIS
+        step 1/4  loss ...  steps/s
+        ...
+        >>> result.steps_done, result.best, result.out
+        (4, None, None)
+    """
 
     best: Optional[dict]
     steps_done: int
@@ -103,7 +127,10 @@ class FitResult:
 
 
 class Adapted:
-    """A network adapted to B tasks' support sets: call it on query inputs.
+    """A network adapted to the support sets of B tasks: call it on query inputs.
+
+    Made by :meth:`MetaLearner.adapt`. Calling it with query inputs ``[m, ...]`` (one task) or
+    ``[B, m, ...]`` (B tasks) returns the network's outputs at the adapted weights.
 
     ``bn`` says how BatchNorm layers that normalise with batch statistics see the queries:
     ``"transductive"`` (the default, as in the MAML reference and the package's results): the
@@ -111,6 +138,25 @@ class Adapted:
     queries of its call; ``"inductive"``: each query is normalised together with its task's
     support set only (the Reptile paper's non-transductive protocol), so its output does not
     depend on the other queries. Networks without such layers give the same outputs either way.
+
+    Raises:
+        ValueError: On a call whose query inputs do not match the support set's shape.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from bilevel_anil import MetaLearner, function_tasks
+        >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
+        ...     x = torch.randn(10, 1, generator=g)
+        ...     y = torch.randn(1, generator=g) * x
+        ...     return x[:5], y[:5], x[5:], y[5:]
+        >>> tasks = function_tasks(line, seed=0)
+        >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+        >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
+        >>> sx, sy, qx, qy = line(torch.Generator().manual_seed(1))
+        >>> adapted = learner.adapt(sx, sy, steps=3)
+        >>> adapted(qx).shape
+        torch.Size([5, 1])
     """
 
     def __init__(self, learner: Learner, theta: dict, fast: dict, support_x: Tensor, batched: bool, bn: str):
@@ -159,41 +205,60 @@ def _saved_hypergrad(state: dict) -> HypergradConfig:
 class MetaLearner:
     """Meta-learn an initialisation of ``model`` with one of the package's algorithms.
 
-    model: any ``nn.Module`` taking one task's inputs ``[n, ...]``; its parameters are the
-        meta-parameters θ and are trained in place.
-    algorithm: ``"maml"``, ``"fomaml"``, ``"anil"``, ``"foanil"``, ``"imaml"``, ``"ianil"``,
-        ``"reptile"``, ``"pretrain"`` or ``"protonet"`` (or a resolved :class:`~bilevel_anil.algorithms.Algorithm`).
-    loss: ``"cross_entropy"`` (labels ``[n]``), ``"mse"`` (targets ``[n, out]``) or a function
-        ``loss(outputs, targets) -> scalar`` of one task.
-    head: the network's head (a submodule's name, the module, or a predicate on parameter
-        names; default its last ``nn.Linear``). ANIL-type algorithms adapt it.
-    adapt: ``"all"``, ``"head"`` or a predicate on parameter names: which parameters the inner
-        loop adapts (default: the algorithm's; ``"head"`` turns maml into anil).
-    grad: ``"unrolled"``, ``"implicit"`` (iMAML's proximal objective) or ``"first_order"``
-        (default: the algorithm's). One argument swaps the meta-gradient on the same learner.
-    inner_lr, inner_steps: the inner loop (``test_inner_steps``: at evaluation, default the same).
-    lam: proximal strength λ of imaml/ianil (``test_lam``: at evaluation, default the same).
-    hypergrad, hypergrad_iterations: the implicit gradient's solver (``"cg"``, ``"neumann"``,
-        ``"darts"``, ``"betty-cg"``) and its iterations; or a
-        :class:`~bilevel_anil.solvers.HypergradConfig` with every setting (Neumann's step, DARTS's
-        radius, CG's damping).
-    meta_lr, meta_optimizer: the outer optimiser; default Adam (SGD for reptile) at ``meta_lr``;
-        or a ``torch.optim.Optimizer`` class, or a function ``params -> optimizer``.
-    inner_batch, task_chunk: Reptile's inner minibatches; tasks per chunk of an outer step.
-    inner_optimizer: ``"sgd"`` or ``"adam"`` (β1 = 0, as in Reptile) for the inner loop
-        (default: the algorithm's: Adam for reptile, SGD otherwise).
-    inner_proximal: imaml/ianil: ``"every"`` (the proximal term in every inner step) or
-        ``"pullback"`` (the iMAML authors' loop: support-loss steps, then one proximal step).
-    head_init: where each task's inner loop starts the head (default: the algorithm's, e.g.
-        ``"prototypes"`` for protonet): ``"learned"`` (the meta-learned head), ``"zero"`` or ``"prototypes"`` (Proto-MAML: the support set's class means at θ,
-        differentiably; see :func:`~bilevel_anil.learner.prototype_head`). The same start is
-        used when adapting at evaluation and in :meth:`adapt`.
+    MAML and ANIL differ only in which parameters the inner loop adapts (``adapt``); the
+    unrolled and the implicit meta-gradient only in ``grad``. The split of the network is
+    checked here, so a wrong head is one ``ValueError`` line at once; a module that cannot run
+    one task at a time under ``torch.func.vmap`` says so on the first batch.
 
-    The split of the network is checked here (one ``ValueError`` line): the head exists and has
-    parameters; a module that cannot run one task at a time under ``torch.func.vmap`` says so on
-    the first batch.
+    Args:
+        model: Any ``nn.Module`` taking one task's inputs ``[n, ...]``; its parameters are the
+            meta-parameters θ and are trained in place.
+        algorithm: ``"maml"``, ``"fomaml"``, ``"anil"``, ``"foanil"``, ``"imaml"``,
+            ``"ianil"``, ``"reptile"``, ``"pretrain"`` or ``"protonet"`` (or a resolved
+            ``bilevel_anil.algorithms.Algorithm``).
+        loss: ``"cross_entropy"`` (labels ``[n]``), ``"mse"`` (targets ``[n, out]``) or a
+            function ``loss(outputs, targets) -> scalar`` of one task.
+        head: The network's head: a submodule's name, the module, or a predicate on parameter
+            names; default its last ``nn.Linear``. ANIL-type algorithms adapt it.
+        adapt: ``"all"``, ``"head"`` or a predicate on parameter names: which parameters the
+            inner loop adapts (default: the algorithm's; ``"head"`` turns maml into anil).
+        grad: ``"unrolled"``, ``"implicit"`` (iMAML's proximal objective) or ``"first_order"``
+            (default: the algorithm's). One argument swaps the meta-gradient on the same
+            learner.
+        inner_lr: The inner loop's step size.
+        inner_steps: The inner loop's steps in meta-training.
+        test_inner_steps: Inner steps at evaluation (default ``inner_steps``).
+        lam: Proximal strength λ of imaml/ianil.
+        test_lam: λ at evaluation (default ``lam``).
+        hypergrad: The implicit gradient's solver (``"cg"``, ``"neumann"``, ``"darts"``,
+            ``"betty-cg"``), or a ``bilevel_anil.solvers.HypergradConfig`` with every setting
+            (Neumann's step, DARTS's radius, CG's damping).
+        hypergrad_iterations: The solver's iterations.
+        meta_lr: The outer step size.
+        meta_optimizer: The outer optimiser: default Adam (SGD for reptile) at ``meta_lr``; or a
+            ``torch.optim.Optimizer`` class, or a function ``params -> optimizer``.
+        inner_batch: Reptile's inner minibatch size.
+        task_chunk: Tasks per chunk of an outer step (memory follows the chunk; the step is
+            the same).
+        inner_optimizer: ``"sgd"`` or ``"adam"`` (β1 = 0, as in Reptile) for the inner loop
+            (default: the algorithm's: Adam for reptile, SGD otherwise).
+        inner_proximal: imaml/ianil: ``"every"`` (the proximal term in every inner step) or
+            ``"pullback"`` (the iMAML authors' loop: support-loss steps, then one proximal
+            step).
+        head_init: Where each task's inner loop starts the head (default: the algorithm's,
+            e.g. ``"prototypes"`` for protonet): ``"learned"`` (the meta-learned head),
+            ``"zero"`` or ``"prototypes"`` (Proto-MAML: the support set's class means at θ,
+            differentiably). The same start is used at evaluation and in :meth:`adapt`.
+        device: Where θ and the tasks live (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
 
-    Example (sine-wave regression with a plain ``nn.Sequential``)::
+    Raises:
+        ValueError: One line naming the problem: an unknown algorithm, loss or solver, a head
+            that does not exist or has no parameters, a non-positive count or rate, a
+            combination that is not defined (``grad="implicit"`` without the proximal
+            objective), a device that is not there.
+
+    Examples:
+        Sine-wave regression with a plain ``nn.Sequential``:
 
         >>> import torch
         >>> from torch import nn
@@ -322,8 +387,23 @@ class MetaLearner:
 
     @property
     def outputs(self) -> Optional[int]:
-        """The number of classes the head scores (its ``out_features``), when the head is one
-        ``nn.Linear``; None otherwise."""
+        """The number of classes the head scores (its ``out_features``) when the head is one
+        ``nn.Linear``; None otherwise.
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from bilevel_anil import MetaLearner, function_tasks
+            >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
+            ...     x = torch.randn(10, 1, generator=g)
+            ...     y = torch.randn(1, generator=g) * x
+            ...     return x[:5], y[:5], x[5:], y[5:]
+            >>> tasks = function_tasks(line, seed=0)
+            >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+            >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
+            >>> learner.outputs
+            1
+        """
         module = self.model.get_submodule(self.learner.head.module) if self.learner.head.module else None
         return module.out_features if isinstance(module, nn.Linear) else None
 
@@ -366,17 +446,67 @@ class MetaLearner:
 
     # --- meta-training -----------------------------------------------------------------
     def meta_step(self, batch: TaskBatch) -> dict[str, float]:
-        """One outer step on ``batch``: adapt to each task's support set, then update θ with the
-        meta-gradient of the query loss. Returns the mean query ``loss`` and ``score``
-        (accuracy, or the loss for regression); raises :class:`~bilevel_anil.errors.TrainingDiverged`
-        on a non-finite loss."""
+        """One outer step: adapt to each task's support set, then update θ with the meta-gradient
+        of the query loss.
+
+        Args:
+            batch: The tasks of this step (:class:`~bilevel_anil.data.episodes.TaskBatch`).
+
+        Returns:
+            The mean query ``"loss"`` and ``"score"`` of the batch after adaptation (accuracy, or
+            the loss for regression).
+
+        Raises:
+            TrainingDiverged: On a non-finite loss (``bilevel_anil.errors.TrainingDiverged``).
+            ValueError: On a batch whose shapes or labels the network and loss cannot take.
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from bilevel_anil import MetaLearner, function_tasks
+            >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
+            ...     x = torch.randn(10, 1, generator=g)
+            ...     y = torch.randn(1, generator=g) * x
+            ...     return x[:5], y[:5], x[5:], y[5:]
+            >>> tasks = function_tasks(line, seed=0)
+            >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+            >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
+            >>> stats = learner.meta_step(tasks.sample(4))
+            >>> sorted(stats)
+            ['loss', 'score']
+        """
         _, stats = self._outer_step(batch, gradient_only=False)
         self.steps_taken += 1
         return stats
 
     def meta_gradient(self, batch: TaskBatch) -> dict[str, Tensor]:
-        """The meta-gradient of ``batch`` by parameter name, without updating θ (for every
-        parameter that requires a gradient)."""
+        """The meta-gradient of one batch, without updating θ.
+
+        Args:
+            batch: The tasks (:class:`~bilevel_anil.data.episodes.TaskBatch`).
+
+        Returns:
+            The gradient of the mean query loss after adaptation, by parameter name, for every
+            parameter that requires a gradient.
+
+        Raises:
+            ValueError: On a batch whose shapes or labels the network and loss cannot take.
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from bilevel_anil import MetaLearner, function_tasks
+            >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
+            ...     x = torch.randn(10, 1, generator=g)
+            ...     y = torch.randn(1, generator=g) * x
+            ...     return x[:5], y[:5], x[5:], y[5:]
+            >>> tasks = function_tasks(line, seed=0)
+            >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+            >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
+            >>> grads = learner.meta_gradient(tasks.sample(4))
+            >>> sorted(grads), grads["2.weight"].shape
+            (['0.bias', '0.weight', '2.bias', '2.weight'], torch.Size([1, 8]))
+        """
         engine, _ = self._outer_step(batch, gradient_only=True)
         names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         return dict(zip(names, engine.upper.last_grads))
@@ -385,24 +515,57 @@ class MetaLearner:
             val_every: Optional[int] = None, out: Union[None, str, Path] = None, time_budget: Optional[float] = None,
             resume: bool = False, progress: Optional[bool] = False, callbacks: Sequence[Callback] = (),
             schedule: Optional[Callable[[torch.optim.Optimizer], Any]] = None, log: str = "csv") -> FitResult:
-        """Meta-train for ``steps`` outer steps of ``meta_batch`` tasks drawn from ``tasks``,
-        through the same engine as ``run.py`` (which calls this learner's training loop):
-        metrics (``metrics.csv``) and checkpoints (``last.pt``; ``best.pt`` by validation score)
-        in ``out``, continued with ``resume=True``; under torchrun the tasks of a step are split
-        over the processes.
+        """Meta-train for ``steps`` outer steps of ``meta_batch`` tasks drawn from ``tasks``.
 
-        validation: fixed tasks scored every ``val_every`` steps (default: 10 times per run)
-            after ``test_inner_steps`` inner steps; at the end θ is set to the best ones.
-        time_budget: stop after this many seconds of outer steps.
-        callbacks: called after each outer step with its :class:`~bilevel_anil.callbacks.StepInfo`
-            (loss, score, validation score on validation steps); one that returns True stops the
-            fit there (validated and checkpointed), e.g. :class:`~bilevel_anil.callbacks.EarlyStopping`.
-        schedule: ``optimizer -> torch.optim.lr_scheduler`` for the outer optimiser, stepped
-            after each outer step (``run.py`` anneals Reptile's ε to 0 with one).
-        log: ``"csv"`` or ``"tensorboard"`` (TensorBoard events in ``out/tensorboard`` as well).
+        It runs the same engine as ``run.py`` (which calls this learner's training loop): metrics
+        (``metrics.csv``) and checkpoints (``last.pt``; ``best.pt`` by validation score) in
+        ``out``, continued with ``resume=True``; under torchrun the tasks of a step are split over
+        the processes. A resumed fit must be built as the one it continues (algorithm, loss, inner
+        loop, λ, head).
 
-        A resumed fit must be built as the one it continues (algorithm, loss, inner loop, λ,
-        head): a learner that differs is one line naming the setting.
+        Args:
+            tasks: A sampler: anything with ``sample(n) -> TaskBatch``.
+            steps: Outer steps in all (a resumed fit counts the steps already taken).
+            meta_batch: Tasks per outer step.
+            validation: Fixed tasks scored every ``val_every`` steps after ``test_inner_steps``
+                inner steps; at the end θ is set to the best ones.
+            val_every: Steps between validations (default: 10 validations per fit).
+            out: A folder for ``metrics.csv``, ``last.pt`` and ``best.pt``; None writes nothing.
+            time_budget: Stop after this many seconds of outer steps.
+            resume: Continue from ``out/last.pt``.
+            progress: Show a progress bar.
+            callbacks: Called after each outer step with its
+                :class:`~bilevel_anil.callbacks.StepInfo`; one that returns True stops the fit there
+                (validated and checkpointed), e.g. :class:`~bilevel_anil.callbacks.EarlyStopping`.
+            schedule: ``optimizer -> torch.optim.lr_scheduler`` for the outer optimiser, stepped
+                after each outer step (``run.py`` anneals Reptile's ε to 0 with one).
+            log: ``"csv"``, or ``"tensorboard"`` for TensorBoard events in ``out/tensorboard`` too.
+
+        Returns:
+            A :class:`FitResult`.
+
+        Raises:
+            ValueError: One line on a bad setting, a folder another run holds, or a resumed fit
+                built differently from the one it continues (naming the setting).
+            TrainingDiverged: On a non-finite loss; ``last.pt`` in ``out`` stays intact.
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from bilevel_anil import MetaLearner, function_tasks
+            >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
+            ...     x = torch.randn(10, 1, generator=g)
+            ...     y = torch.randn(1, generator=g) * x
+            ...     return x[:5], y[:5], x[5:], y[5:]
+            >>> tasks = function_tasks(line, seed=0)
+            >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+            >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
+            >>> validation = function_tasks(line, seed=1).sample(16)
+            >>> result = learner.fit(tasks, steps=6, meta_batch=4, validation=validation, val_every=3)  # doctest: +ELLIPSIS
+            step 3/6  loss ...  val ... ± ...  ... steps/s
+            step 6/6  loss ...
+            >>> result.steps_done, result.best["step"] in (3, 6)
+            (6, True)
         """
         from .run_lock import RunFolderLock
 
@@ -516,9 +679,35 @@ class MetaLearner:
 
     # --- evaluation and use ------------------------------------------------------------
     def evaluate(self, tasks: TaskBatch, steps: Optional[Sequence[int]] = None) -> dict[int, Interval]:
-        """Mean query score (accuracy, or the loss) over the tasks of ``tasks`` with its 95%
-        interval, after each number of inner steps in ``steps`` (default 0 and
-        ``test_inner_steps``)."""
+        """Mean query score over fixed tasks, with its 95% interval, after each number of inner
+        steps.
+
+        Args:
+            tasks: The tasks (:class:`~bilevel_anil.data.episodes.TaskBatch`).
+            steps: The numbers of inner steps to score (default 0 and ``test_inner_steps``).
+
+        Returns:
+            ``{steps: Interval}``: the mean score (accuracy, or the loss for regression) with its
+            95% half-width, median and the count of tasks whose inner loop diverged.
+
+        Raises:
+            ValueError: On a negative or non-integer step count or a batch the network cannot take.
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from bilevel_anil import MetaLearner, function_tasks
+            >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
+            ...     x = torch.randn(10, 1, generator=g)
+            ...     y = torch.randn(1, generator=g) * x
+            ...     return x[:5], y[:5], x[5:], y[5:]
+            >>> tasks = function_tasks(line, seed=0)
+            >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+            >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
+            >>> scores = learner.evaluate(function_tasks(line, seed=2).sample(50), steps=[0, 5])
+            >>> sorted(scores), scores[5].tasks
+            ([0, 5], 50)
+        """
         tasks = self._check_batch(tasks)
         steps = sorted({0, self.test_inner_steps} if steps is None else set(steps))
         for k in steps:
@@ -528,11 +717,38 @@ class MetaLearner:
 
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: Optional[int] = None,
               bn: str = "transductive") -> Adapted:
-        """Adapt θ to a support set; returns :class:`Adapted`, which predicts query inputs.
+        """Adapt θ to a support set.
 
-        ``support_x`` ``[n, ...]`` with ``support_y`` (labels ``[n]`` or targets ``[n, out]``)
-        for one task, or ``[B, n, ...]`` for B tasks at once; ``steps`` defaults to
-        ``test_inner_steps``; ``bn``: see :class:`Adapted`."""
+        Args:
+            support_x: One task's inputs ``[n, ...]``, or ``[B, n, ...]`` for B tasks at once.
+            support_y: Labels ``[n]`` or targets ``[n, out]`` (with a leading ``B`` for B tasks).
+            steps: Inner steps (default ``test_inner_steps``).
+            bn: ``"transductive"`` or ``"inductive"``: see :class:`Adapted`.
+
+        Returns:
+            An :class:`Adapted` network, which predicts query inputs.
+
+        Raises:
+            ValueError: On tensors of the wrong shape or type, labels outside the head's classes,
+                or an unknown ``bn``.
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from bilevel_anil import MetaLearner, function_tasks
+            >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
+            ...     x = torch.randn(10, 1, generator=g)
+            ...     y = torch.randn(1, generator=g) * x
+            ...     return x[:5], y[:5], x[5:], y[5:]
+            >>> tasks = function_tasks(line, seed=0)
+            >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+            >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
+            >>> sx, sy, qx, qy = line(torch.Generator().manual_seed(1))
+            >>> before = nn.functional.mse_loss(learner.adapt(sx, sy, steps=0)(qx), qy)
+            >>> after = nn.functional.mse_loss(learner.adapt(sx, sy, steps=20)(qx), qy)
+            >>> bool(after < before)
+            True
+        """
         if bn not in ("transductive", "inductive"):
             raise UsageError(f"bn must be 'transductive' or 'inductive', not {bn!r}")
         if not isinstance(support_x, Tensor) or not isinstance(support_y, Tensor):
@@ -578,9 +794,34 @@ class MetaLearner:
                            "first_order": self.algorithm.first_order, "api": "MetaLearner"}}
 
     def save(self, path: Union[str, Path]) -> None:
-        """Write θ and everything needed to continue using it (atomically; nothing in the file
-        runs code when it is read). The network's class is recorded, not pickled:
-        :meth:`load` rebuilds the package's networks, and takes the user's module for others."""
+        """Write θ and everything needed to go on using it, atomically.
+
+        The network's class is recorded, not pickled: :meth:`load` rebuilds the package's networks
+        and takes the user's module for others. Nothing in the file runs code when it is read.
+
+        Args:
+            path: The file to write.
+
+        Raises:
+            ValueError: When ``path`` cannot be written (a folder, under a file, not writable).
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from bilevel_anil import MetaLearner, function_tasks
+            >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
+            ...     x = torch.randn(10, 1, generator=g)
+            ...     y = torch.randn(1, generator=g) * x
+            ...     return x[:5], y[:5], x[5:], y[5:]
+            >>> tasks = function_tasks(line, seed=0)
+            >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+            >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
+            >>> import os, tempfile
+            >>> path = os.path.join(tempfile.mkdtemp(), "learner.pt")
+            >>> learner.save(path)
+            >>> os.path.getsize(path) > 0
+            True
+        """
         from .errors import require_output
         require_output(str(path), kind="file", flag="path")
         checkpoint.save(Path(path), {**self._run_info(), "step": self.steps_taken,
@@ -589,18 +830,80 @@ class MetaLearner:
     @classmethod
     def load(cls, path: Union[str, Path], model: Optional[nn.Module] = None, *, loss: Any = None,
              device: str = "cpu") -> "MetaLearner":
-        """A learner from a file of :meth:`save`, :meth:`fit` or ``run.py`` (best.pt, last.pt).
+        """A learner from a file of :meth:`save`, :meth:`fit` or ``run.py`` (``best.pt``,
+        ``last.pt``). Nothing in the file is run.
 
-        model: the network to load the weights into: needed for a network that is not one of
-        the package's (its class is named in the error); ``loss``: needed when the learner was
-        trained with a loss function of the user's. Nothing in the file is run."""
+        Args:
+            path: The file.
+            model: The network to load the weights into: needed for a network that is not one of
+                the package's (the error names its class).
+            loss: The loss function, when the learner was trained with one of the user's.
+            device: Where to put θ.
+
+        Returns:
+            The :class:`MetaLearner`, with its algorithm, inner loop and head as saved.
+
+        Raises:
+            ValueError: One line for a missing, damaged or foreign file, or a ``model`` whose
+                parameters do not match the saved ones.
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from bilevel_anil import MetaLearner, function_tasks
+            >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
+            ...     x = torch.randn(10, 1, generator=g)
+            ...     y = torch.randn(1, generator=g) * x
+            ...     return x[:5], y[:5], x[5:], y[5:]
+            >>> tasks = function_tasks(line, seed=0)
+            >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+            >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
+            >>> import os, tempfile
+            >>> path = os.path.join(tempfile.mkdtemp(), "learner.pt")
+            >>> learner.save(path)
+            >>> twin = MetaLearner.load(path, model=nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1)))
+            >>> twin.algorithm.name, torch.equal(twin.model[0].weight, learner.model[0].weight)
+            ('maml', True)
+        """
         return cls.from_state(checkpoint.load_run(path), model, loss=loss, device=device, source=str(path))
 
     @classmethod
     def from_state(cls, state: dict, model: Optional[nn.Module] = None, *, loss: Any = None, device: str = "cpu",
                    source: str = "the checkpoint") -> "MetaLearner":
-        """:meth:`load` of a checkpoint already read (``checkpoint.load_run``); ``source`` names
-        it in errors."""
+        """:meth:`load` of a checkpoint already read (``checkpoint.load_run``).
+
+        Args:
+            state: The checkpoint's dictionary.
+            model: As in :meth:`load`.
+            loss: As in :meth:`load`.
+            device: As in :meth:`load`.
+            source: The name of the file in errors.
+
+        Returns:
+            The :class:`MetaLearner`.
+
+        Raises:
+            ValueError: As :meth:`load`.
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from bilevel_anil import MetaLearner, function_tasks
+            >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
+            ...     x = torch.randn(10, 1, generator=g)
+            ...     y = torch.randn(1, generator=g) * x
+            ...     return x[:5], y[:5], x[5:], y[5:]
+            >>> tasks = function_tasks(line, seed=0)
+            >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+            >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
+            >>> from bilevel_anil import checkpoint
+            >>> import os, tempfile
+            >>> path = os.path.join(tempfile.mkdtemp(), "learner.pt")
+            >>> learner.save(path)
+            >>> twin = MetaLearner.from_state(checkpoint.load_run(path), net)
+            >>> twin.inner_lr
+            0.1
+        """
         from .models import build_model
 
         path = source

@@ -30,7 +30,18 @@ def _learn2learn():
 
 @dataclass
 class TaskSet:
-    """Inputs ``x`` ``[B, n, ...]`` and targets ``y`` ``[B, n, ...]`` of B tasks."""
+    """The inputs and targets of one part (support or query) of B tasks.
+
+    Attributes:
+        x: Inputs ``[B, n, ...]``.
+        y: Class labels ``[B, n]`` or regression targets ``[B, n, out]``.
+
+    Examples:
+        >>> import torch
+        >>> part = TaskSet(torch.zeros(4, 5, 3), torch.zeros(4, 5, dtype=torch.long))
+        >>> part.x.shape[:2] == part.y.shape
+        True
+    """
 
     x: Tensor
     y: Tensor
@@ -97,9 +108,33 @@ class TaskBatch:
 
 
 class TaskSampler(Protocol):
-    """Anything that draws a batch of tasks (the Env's data source)."""
+    """The protocol of a task source: anything with ``sample(tasks) -> TaskBatch``.
 
-    def sample(self, tasks: int) -> TaskBatch: ...
+    A training loop draws one meta-batch per outer step from it (the Env's data source).
+    :func:`function_tasks`, :func:`dataset_tasks` and
+    :func:`~bilevel_anil.data.folder.image_folder_tasks` return samplers; a class of yours with
+    that one method is one too.
+
+    Examples:
+        >>> import torch
+        >>> class Zeros:  # a sampler of your own: 2-way 1-shot tasks of 3-d zeros
+        ...     def sample(self, tasks):
+        ...         x, y = torch.zeros(tasks, 2, 3), torch.arange(2).repeat(tasks, 1)
+        ...         return TaskBatch.of(x, y, x, y)
+        >>> Zeros().sample(4).tasks
+        4
+    """
+
+    def sample(self, tasks: int) -> TaskBatch:
+        """Draw ``tasks`` tasks.
+
+        Args:
+            tasks: How many.
+
+        Returns:
+            A :class:`TaskBatch` of that many tasks.
+        """
+        ...
 
 
 class RepeatBatch:
@@ -256,11 +291,28 @@ class ClassificationTasks:
 def dataset_tasks(dataset: Any, ways: int, shots: int, queries: int, *, generator: Optional[torch.Generator] = None,
                   seed: Optional[int] = None) -> ClassificationTasks:
     """N-way K-shot tasks from any map-style ``torch.utils.data.Dataset`` of ``(input tensor,
-    class)`` pairs (through learn2learn's ``MetaDataset``/``TaskDataset``): each task draws N
-    classes and K + Q examples of each; labels 0..N-1 per task.
+    class)`` pairs, through learn2learn's ``MetaDataset``/``TaskDataset``.
 
-    Example::
+    Each task draws N classes and K + Q examples of each; labels are 0..N-1 per task. The draws
+    depend on the generator (or seed) alone.
 
+    Args:
+        dataset: A map-style dataset of ``(tensor, int)`` pairs.
+        ways: Classes per task (N).
+        shots: Support examples per class (K).
+        queries: Query examples per class (Q).
+        generator: The ``torch.Generator`` the tasks are drawn with.
+        seed: A seed for a new generator (instead of ``generator``).
+
+    Returns:
+        A sampler whose ``sample(B)`` gives a :class:`TaskBatch` with support inputs
+        ``[B, N*K, ...]`` and query inputs ``[B, N*Q, ...]``.
+
+    Raises:
+        ValueError: One line when the dataset has fewer than N classes, or a class fewer than
+            K + Q examples (naming it), or a count is not positive.
+
+    Examples:
         >>> import torch
         >>> from torch.utils.data import TensorDataset
         >>> data = TensorDataset(torch.randn(60, 3), torch.arange(6).repeat_interleave(10))
@@ -302,10 +354,23 @@ class FunctionTasks:
 
 def function_tasks(make_task: Callable[[torch.Generator], Sequence[Tensor]], *,
                    generator: Optional[torch.Generator] = None, seed: Optional[int] = None) -> FunctionTasks:
-    """A task sampler from ``make_task(generator) -> (support_x, support_y, query_x, query_y)``.
+    """A task sampler from a function of yours that makes one task.
 
-    Example::
+    Args:
+        make_task: ``make_task(generator) -> (support_x, support_y, query_x, query_y)`` for one
+            task, drawing its randomness from the ``torch.Generator`` it is given; every task
+            must have the same shapes.
+        generator: The generator passed to ``make_task``.
+        seed: A seed for a new generator (instead of ``generator``).
 
+    Returns:
+        A sampler whose ``sample(B)`` stacks B tasks into a :class:`TaskBatch`.
+
+    Raises:
+        ValueError: When ``make_task`` is not callable; at ``sample``, when it does not return
+            four tensors or its tasks differ in shape.
+
+    Examples:
         >>> import torch
         >>> def line(g):
         ...     slope = torch.randn(1, generator=g)

@@ -110,14 +110,42 @@ def load_image_folder(root: Path, channels: int = 3, image_size: int = 84) -> di
 def image_folder_tasks(root: str | os.PathLike, ways: int, shots: int, queries: int, *, split: str = "train",
                        channels: int = 3, image_size: int = 84, generator: Optional[torch.Generator] = None,
                        seed: Optional[int] = None):
-    """N-way K-shot tasks from class folders ``root/<split>/<class>/*`` (``split`` one of
-    train, val, test), normalised with the training split's per-channel statistics.
+    """N-way K-shot tasks from your image folders ``root/<split>/<class>/*``.
 
-    Example::
+    Images in any format PIL reads are decoded to ``channels`` at ``image_size`` (cached),
+    and normalised with the training split's per-channel mean and standard deviation.
 
-        >>> tasks = image_folder_tasks("my_images", ways=5, shots=1, queries=15, split="val")  # doctest: +SKIP
-        >>> tasks.sample(4).support.x.shape  # doctest: +SKIP
-        torch.Size([4, 5, 3, 84, 84])
+    Args:
+        root: The folder holding ``train/``, ``val/`` and ``test/``, one sub-folder per class.
+        ways: Classes per task.
+        shots: Support images per class.
+        queries: Query images per class.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        channels: 3 (RGB) or 1 (grey).
+        image_size: The side images are resized to.
+        generator: The ``torch.Generator`` the tasks are drawn with.
+        seed: A seed for a new generator (instead of ``generator``).
+
+    Returns:
+        A sampler whose ``sample(B)`` gives a :class:`~bilevel_anil.data.episodes.TaskBatch`
+        of images ``[B, n, channels, image_size, image_size]``.
+
+    Raises:
+        ValueError: One line naming the problem: a missing split folder, an empty class, a
+            class with fewer than shots + queries images, an image that does not decode.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from PIL import Image
+        >>> root = tempfile.mkdtemp()
+        >>> for split in ("train", "val", "test"):
+        ...     for c in range(3):
+        ...         os.makedirs(f"{root}/{split}/class{c}")
+        ...         for i in range(4):
+        ...             Image.new("RGB", (20, 20), (80 * c, 10 * i, 0)).save(f"{root}/{split}/class{c}/{i}.png")
+        >>> tasks = image_folder_tasks(root, ways=3, shots=1, queries=2, split="val", image_size=16, seed=0)
+        >>> tasks.sample(4).support.x.shape
+        torch.Size([4, 3, 3, 16, 16])
     """
     from .episodes import ClassificationTasks
 
