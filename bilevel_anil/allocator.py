@@ -43,12 +43,26 @@ _applied: bool | None = None
 
 
 def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds once per process; True when they are in force.
+    """Raise glibc's mmap and trim thresholds once per process, so freed tensor buffers are
+    kept for the next step instead of being returned to the kernel and faulted in again.
 
-    Returns False (and changes nothing) off Linux/glibc, when ``BILEVEL_ANIL_MALLOC=system``,
-    or when the process was started with its own allocator settings (``MALLOC_*_`` variables,
-    ``GLIBC_TUNABLES`` or an ``LD_PRELOAD``\\ ed allocator such as jemalloc), which are respected.
-    Safe to call any number of times.
+    ``run.py`` calls it at start-up; call it yourself at the top of a script of the Python
+    API. Safe to call any number of times.
+
+    Returns:
+        True when the settings are in force; False (and nothing changed) off Linux/glibc, when
+        ``BILEVEL_ANIL_MALLOC=system``, or when the process was started with its own allocator
+        settings (``MALLOC_*_`` variables, ``GLIBC_TUNABLES`` or an ``LD_PRELOAD`` allocator
+        such as jemalloc), which are respected.
+
+    Raises:
+        ValueError: When ``BILEVEL_ANIL_MALLOC`` is set to something other than ``keep`` or
+            ``system``.
+
+    Examples:
+        >>> from bilevel_anil import keep_freed_memory
+        >>> keep_freed_memory() in (True, False)
+        True
     """
     global _applied
     if _applied is not None:

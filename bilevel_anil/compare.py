@@ -18,7 +18,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -31,6 +31,9 @@ from .learner import Learner
 from .solvers import HypergradConfig, cg_solve
 from .profiling import measure
 from .settings import build_parser as build_settings_parser, setting, shared
+
+if TYPE_CHECKING:
+    from .meta_learner import MetaLearner
 
 
 def _int_list(text: str) -> list[int]:
@@ -243,26 +246,49 @@ class Comparison:
         return "\n".join(lines)
 
 
-def compare_meta_gradients(learner, batch: TaskBatch, *, methods: Sequence[str] = METHODS,
+def compare_meta_gradients(learner: MetaLearner, batch: TaskBatch, *, methods: Sequence[str] = METHODS,
                            ks: Sequence[int] = (1, 2, 5, 10, 20), unroll: Sequence[int] = (1, 2, 5, 10, 20, 50, 100),
                            darts_radii: Sequence[float] = (1.0, 0.1, 0.01, 0.001), inner_steps: int = 100,
                            lam: Optional[float] = None, neumann_alpha: Optional[float] = None,
                            exact_tol: float = 1e-6, exact_max_iterations: int = 2000, device: Optional[str] = None,
-                           report=None) -> Comparison:
-    """Implicit (CG, Betty's CG, Neumann, DARTS), unrolled and first-order meta-gradients of the
-    proximal inner objective on one fixed ``batch``, each through the same Env, Problems and
-    Engine as training, against the exact implicit gradient at the inner loop's last iterate.
+                           report: Optional[Callable[[str], Any]] = None) -> Comparison:
+    """Every meta-gradient of the proximal inner objective on one fixed batch, against the exact
+    implicit gradient.
 
-    learner: a :class:`~bilevel_anil.MetaLearner` (its network, head, loss, inner lr; its λ
-    when it is proximal, else ``lam``, default 2). The inner loop adapts what the learner's
-    adapts: the head only (the exact gradient by a direct solve per task) or every parameter
-    (CG to ``exact_tol``). ``inner_steps`` SGD steps reach the inner solution the implicit
-    methods assume; ``unroll`` lists the unrolled step counts; ``neumann_alpha`` defaults to
-    1 / the inner Hessian's largest eigenvalue (power iteration), a step that converges.
-    ``report``: a function called with each row's text as it is measured (e.g. ``print``).
+    Implicit (CG, Betty's CG, Neumann, DARTS), unrolled and first-order meta-gradients are each
+    computed through the same Env, Problems and Engine as training, at the inner loop's last
+    iterate φ. The inner loop adapts what the learner adapts: the head only (the exact gradient
+    by a direct solve per task) or every parameter (CG run to ``exact_tol``).
 
-    Example::
+    Args:
+        learner: A :class:`~bilevel_anil.meta_learner.MetaLearner`: its network, head, loss and
+            inner step size; its λ when it is proximal (imaml, ianil), else ``lam``.
+        batch: The fixed tasks (:class:`~bilevel_anil.data.episodes.TaskBatch`).
+        methods: Which of ``"first-order"``, ``"cg"``, ``"betty-cg"``, ``"neumann"``,
+            ``"darts"``, ``"unrolled"`` to measure.
+        ks: Iterations of the implicit methods.
+        unroll: Unrolled step counts K.
+        darts_radii: DARTS's finite-difference radii.
+        inner_steps: SGD steps of the inner loop that reaches φ (the implicit methods assume
+            the inner problem is solved there).
+        lam: λ for a learner without a proximal term (default 2).
+        neumann_alpha: Neumann's step (default 1 / the inner Hessian's largest eigenvalue, by
+            power iteration: a step that converges).
+        exact_tol: The relative residual the exact solve stops at (every parameter adapted).
+        exact_max_iterations: Its iteration cap.
+        device: Where to compute (default: the learner's).
+        report: A function called with each row's text as it is measured (e.g. ``print``).
 
+    Returns:
+        A ``Comparison``: ``rows`` (one per method and setting: ``method``, ``knob``,
+        ``value``, ``cosine`` and ``rel_error`` against the exact gradient, ``seconds``,
+        ``peak_mib``), ``exact`` (facts about the exact solve, among them the inner gradient
+        norm at φ), ``neumann_alpha``, and ``table()`` as text.
+
+    Raises:
+        ValueError: One line for an unknown method or a non-positive count.
+
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> from bilevel_anil import MetaLearner, TaskBatch, compare_meta_gradients

@@ -31,9 +31,22 @@ PARAMETER_SETS = ("head", "all")
 
 @dataclass(frozen=True)
 class FineTune:
-    """``steps`` inner steps at ``lr`` on the support set (with ``copies`` augmented copies of
-    it, :func:`~bilevel_anil.augment.augmented_copies`), adapting ``params`` (``"head"`` or
-    ``"all"``), starting where the learner's head init puts the head."""
+    """One way of fine-tuning at test time.
+
+    Args:
+        params: ``"head"`` or ``"all"``: the parameters adapted.
+        steps: Inner steps on the support set.
+        lr: Their step size.
+        copies: Augmented copies of the support set added to it (shifted, and mirrored for
+            colour images).
+
+    Raises:
+        ValueError: For unknown ``params``, negative ``steps`` or ``copies``, or ``lr`` ≤ 0.
+
+    Examples:
+        >>> FineTune("all", 20, 0.01, copies=4).name
+        'all parameters, 20 steps at lr 0.01, support set + 4 shifted copies'
+    """
 
     params: str
     steps: int
@@ -109,8 +122,33 @@ def fine_tune_grid(inner_lr: float, steps: int, params: Sequence[str] = PARAMETE
 def choose_fine_tune(learner: Learner, theta: Mapping[str, Tensor], validation: TaskBatch,
                      options: Sequence[FineTune], higher_is_better: bool = True, seed: int = 0
                      ) -> tuple[FineTune, dict[FineTune, Interval]]:
-    """The option with the best validation score (the first listed among equals: list the
-    cheaper options first) and every option's score."""
+    """The fine-tuning option with the best validation score.
+
+    Args:
+        learner: The learner that adapts: a MetaLearner's ``test_learner``.
+        theta: The meta-parameters to start from (``meta.learner.meta_params()``).
+        validation: The validation tasks (:class:`~bilevel_anil.data.episodes.TaskBatch`).
+        options: The :class:`FineTune` options; among equal scores the first listed wins, so
+            list the cheaper ones first.
+        higher_is_better: How to compare scores (accuracy: True; a loss: False).
+        seed: The seed of the augmented copies.
+
+    Returns:
+        The chosen option and every option's score (an
+        :class:`~bilevel_anil.evaluation.Interval`).
+
+    Examples:
+        >>> import torch
+        >>> from bilevel_anil import MetaLearner, TaskBatch, FineTune, choose_fine_tune
+        >>> from bilevel_anil.models import Conv4
+        >>> x, y = torch.randn(4, 3, 1, 28, 28), torch.arange(3).repeat(4, 1)
+        >>> meta = MetaLearner(Conv4(ways=3), "anil", inner_lr=0.1)
+        >>> options = [FineTune("head", 1, 0.1), FineTune("all", 2, 0.1)]
+        >>> chosen, scores = choose_fine_tune(meta.test_learner, meta.learner.meta_params(),
+        ...                                   TaskBatch.of(x, y, x, y), options)
+        >>> chosen in options, len(scores)
+        (True, 2)
+    """
     scores = score_fine_tunes(learner, theta, validation, options, seed)
     ordered = [o for o in options if o in scores]
     pick = max if higher_is_better else min

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import UsageError
+from .data.episodes import TaskBatch
 from .evaluation import Interval, eval_mode
 
 DISTANCES = ("euclidean", "cosine")
@@ -34,8 +35,19 @@ FEATURE_NORMS = ("none", "l2", "centred-l2")
 class CentroidRule:
     """How the nearest-centroid classifier compares features.
 
-    distance: ``"euclidean"`` or ``"cosine"``; norm: ``"none"``, ``"l2"`` (unit-length
-    features) or ``"centred-l2"`` (subtract the training images' mean feature, then l2).
+    Args:
+        distance: ``"euclidean"`` or ``"cosine"``.
+        norm: ``"none"``, ``"l2"`` (unit-length features) or ``"centred-l2"`` (subtract the
+            training images' mean feature, then l2, as in SimpleShot).
+
+    Raises:
+        ValueError: For an unknown distance or norm.
+
+    Examples:
+        >>> CentroidRule("cosine", "l2").name
+        'cosine/l2'
+        >>> CentroidRule.parse("euclidean/centred-l2")
+        CentroidRule(distance='euclidean', norm='centred-l2')
     """
 
     distance: str = "euclidean"
@@ -127,9 +139,32 @@ def centroid_scores(model: nn.Module, episodes, rules: Sequence[CentroidRule] = 
     return {r: torch.cat(v) for r, v in scores.items()}
 
 
-def centroid_accuracy(model: nn.Module, episodes, rule: CentroidRule = CentroidRule(),
+def centroid_accuracy(model: nn.Module, episodes: TaskBatch, rule: CentroidRule = CentroidRule(),
                       centre: Optional[Tensor] = None) -> Interval:
-    """Mean query accuracy with its 95% interval of one rule over ``episodes``."""
+    """Few-shot accuracy of a network's frozen body under the nearest-centroid classifier.
+
+    Each query is given the class of the nearest support-class mean of the body's features.
+
+    Args:
+        model: A network of the package's (``bilevel_anil.models``, or one ``run.py`` built):
+            it computes body features per task.
+        episodes: The tasks (:class:`~bilevel_anil.data.episodes.TaskBatch`).
+        rule: The distance and feature normalisation.
+        centre: The training images' mean feature, which ``"centred-l2"`` needs.
+
+    Returns:
+        The mean query accuracy with its 95% interval
+        (:class:`~bilevel_anil.evaluation.Interval`).
+
+    Examples:
+        >>> import torch
+        >>> from bilevel_anil import TaskBatch, CentroidRule, centroid_accuracy
+        >>> from bilevel_anil.models import Conv4
+        >>> x, y = torch.randn(4, 3, 1, 28, 28), torch.arange(3).repeat(4, 1)
+        >>> batch = TaskBatch.of(x, y, x, y)  # queries equal to the support images
+        >>> centroid_accuracy(Conv4(ways=3), batch, CentroidRule("cosine")).mean
+        1.0
+    """
     return Interval.of(centroid_scores(model, episodes, [rule], centre)[rule])
 
 

@@ -66,7 +66,28 @@ PIPELINE_PRESETS: dict[str, PipelinePreset] = {
 
 @dataclass
 class PipelineConfig:
-    """Settings of ``run.py pipeline`` (each field is its flag; see its ``--help``)."""
+    """The settings of ``run.py pipeline``: each field is the flag of the same name.
+
+    The fields, their meanings and defaults are listed under ``run.py pipeline`` on the
+    [Every flag](guide/cli-reference.md) page (generated from these declarations) and by
+    ``run.py pipeline --help``. A ``preset`` fills the task shape and budget of a target.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from PIL import Image
+        >>> from bilevel_anil import PipelineConfig, run_pipeline
+        >>> root, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+        >>> for split in ("train", "val", "test"):  # a tiny data set of your own: 3 classes per split
+        ...     for c in range(3):
+        ...         os.makedirs(f"{root}/{split}/class{c}")
+        ...         for i in range(6):
+        ...             Image.new("RGB", (20, 20), (80 * c, 10 * i, 0)).save(f"{root}/{split}/class{c}/{i}.png")
+        >>> cfg = PipelineConfig(dataset="folder", data_root=root, ways=2, shots=1, queries=2, test_queries=2,
+        ...                      image_size=16, time_budget=2, pretrain_batch_size=8, val_tasks=4,
+        ...                      fine_tune_tasks=2, test_tasks=4, out=f"{out}/pipeline", progress=False)
+        >>> cfg.time_budget, cfg.problem, cfg.head_init
+        (2, 'protonet', 'prototypes')
+    """
 
     preset: Optional[str] = setting(None, "budget and task shape of a target (flags given explicitly override it): "
                                     "{presets}", metavar="NAME")
@@ -189,8 +210,44 @@ class Deadline:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
-    """Run the three stages; returns the report (also ``pipeline.json`` in the output folder).
-    A pipeline that stops before writing anything (unreadable data, say) leaves no folder."""
+    """Pretrain the body, meta-train from it and choose test-time fine-tuning, within one
+    wall-clock budget, testing every stage on the same meta-test tasks.
+
+    Writes ``pretrain/body.pt``, ``meta/`` (a run folder whose ``best.pt`` loads with
+    :func:`~bilevel_anil.predictor.load`), ``pipeline.json``, ``report.md`` and
+    ``accuracy_vs_time.png`` to ``cfg.out``. A pipeline is not resumed; one that stops before
+    writing anything (unreadable data, say) leaves no folder.
+
+    Args:
+        cfg: The settings.
+
+    Returns:
+        The report (also ``pipeline.json``): ``stages`` (one record per stage: ``stage``,
+        ``how``, ``val``, ``test`` as an interval, ``trained_s``), ``curves``,
+        ``trained_seconds``, ``wall_seconds``, ``run`` and ``plot``.
+
+    Raises:
+        ValueError: One line for a setting that cannot run (checked before any data is read),
+            a used output folder, missing or unreadable data.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from PIL import Image
+        >>> from bilevel_anil import PipelineConfig, run_pipeline
+        >>> root, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+        >>> for split in ("train", "val", "test"):  # a tiny data set of your own: 3 classes per split
+        ...     for c in range(3):
+        ...         os.makedirs(f"{root}/{split}/class{c}")
+        ...         for i in range(6):
+        ...             Image.new("RGB", (20, 20), (80 * c, 10 * i, 0)).save(f"{root}/{split}/class{c}/{i}.png")
+        >>> cfg = PipelineConfig(dataset="folder", data_root=root, ways=2, shots=1, queries=2, test_queries=2,
+        ...                      image_size=16, time_budget=2, pretrain_batch_size=8, val_tasks=4,
+        ...                      fine_tune_tasks=2, test_tasks=4, out=f"{out}/pipeline", progress=False)
+        >>> report = run_pipeline(cfg)  # doctest: +ELLIPSIS
+        pipeline: ...
+        >>> [row["stage"] for row in report["stages"]]
+        ['pretraining only', '+ meta-training', '+ fine-tuning']
+    """
     out = Path(cfg.out) if cfg.out else \
         Path("runs") / f"pipeline-{cfg.dataset}-{cfg.ways}w{cfg.shots}s-{time.strftime('%Y%m%d-%H%M%S')}"
     existed = out.exists()

@@ -39,7 +39,19 @@ SCHEDULES = ("cosine", "constant")
 
 @dataclass
 class BodyPretrainConfig:
-    """Settings of ``run.py pretrain-body`` (each field is its flag; see its ``--help``)."""
+    """The settings of ``run.py pretrain-body``: each field is the flag of the same name.
+
+    The fields, their meanings and defaults are listed under ``run.py pretrain-body`` on the
+    [Every flag](guide/cli-reference.md) page (generated from these declarations) and by
+    ``run.py pretrain-body --help``. ``bilevel_anil.pretrain_body.pretrain_body(cfg)`` runs
+    it and returns the best epoch's record with the file's ``path``.
+
+    Examples:
+        >>> from bilevel_anil import BodyPretrainConfig
+        >>> cfg = BodyPretrainConfig(arch="conv4", data_root="../shared/data", epochs=3)
+        >>> cfg.schedule, cfg.lr, cfg.rotations  # rotations None: where the data set's episodes use them
+        ('cosine', 0.001, None)
+    """
 
     arch: str = setting("resnet18", "body: {archs}", metavar="NAME")
     dataset: str = setting("omniglot", "data set: {datasets}", metavar="NAME")

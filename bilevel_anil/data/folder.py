@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from ..errors import DataError, UsageError, first_line
 from .class_images import (ClassImages, cache_dir, hash_files, image_pixels, normalize_pixels, read_cache, shown_path,
                            write_cache)
 from .spec import DatasetSpec
+
+if TYPE_CHECKING:  # for the annotation; image_folder_tasks imports it when called
+    from .episodes import ClassificationTasks
 
 SPLITS = ("train", "val", "test")
 CACHE_VERSION = 1
@@ -109,7 +112,7 @@ def load_image_folder(root: Path, channels: int = 3, image_size: int = 84) -> di
 
 def image_folder_tasks(root: str | os.PathLike, ways: int, shots: int, queries: int, *, split: str = "train",
                        channels: int = 3, image_size: int = 84, generator: Optional[torch.Generator] = None,
-                       seed: Optional[int] = None):
+                       seed: Optional[int] = None) -> ClassificationTasks:
     """N-way K-shot tasks from your image folders ``root/<split>/<class>/*``.
 
     Images in any format PIL reads are decoded to ``channels`` at ``image_size`` (cached),
