@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or bring up to date) the virtual environment at $1 with Python $2 and install the
-# package into it with its test extra.
+# package into it with its test and docs extras (the suite builds the site).
 #
 #   bash scripts/make_venv.sh [VENV] [PYTHON]
 #
@@ -109,7 +109,7 @@ fi
 "${pip[@]}" install --quiet --no-deps --ignore-requires-python "betty-ml==$betty_version"
 
 # --- the package and everything else (torch, torchvision: setup.cfg's pins for this Python) --
-"${pip[@]}" install --quiet -e "$here[test]" ||
+"${pip[@]}" install --quiet -e "$here[test,docs]" ||
     die "pip could not install the package on Python $version; if it names a constraint on torch, a pip configuration caps it ('pip config list' shows it): lift the cap and run make again"
 # pip applies a system-wide constraint file on some machines: refuse a torch other than the pin
 "$venv_py" - <<'EOF' || exit 2
