@@ -46,7 +46,7 @@ def shell_lines(code: str) -> list[str]:
     """The commands of a bash block: comments dropped, continuation lines joined."""
     lines, current = [], ""
     for raw in code.splitlines():
-        line = raw.split("  #")[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        line = re.sub(r"(^|\s)#.*$", "", raw).rstrip()  # a comment: '#' at the start or after a space
         current += line.rstrip("\\").strip() + " "
         if not line.endswith("\\"):
             if current.strip():
@@ -58,7 +58,7 @@ def shell_lines(code: str) -> list[str]:
 def test_code_blocks_are_found_and_skips_are_seen():
     text = "a\n\n```python\nx = 1\n```\n\n<!-- test: skip -->\n```bash\npython run.py\n```\n"
     assert code_blocks(text) == [("python", "x = 1\n", False), ("bash", "python run.py\n", True)]
-    assert shell_lines("python run.py \\\n  --ways 5   # five\n# note\nls\n") == ["python run.py --ways 5", "ls"]
+    assert shell_lines("python run.py \\\n  --ways 5 # five\n# note\nls --a#b\n") == ["python run.py --ways 5", "ls --a#b"]
     assert len(TUTORIALS) >= 3
 
 
@@ -202,3 +202,26 @@ def test_documented_command_parses(page, line, drawn_omniglot_root, monkeypatch,
         assert done.returncode == 0 and "--problem" in done.stdout
         return
     check_command(line, drawn_omniglot_root)
+
+
+# --- the README and the home page ---------------------------------------------------------
+
+def test_readme_is_short_and_its_links_resolve():
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    links = re.findall(r"\]\(((?:docs|examples)/[^)#]+)", text)
+    assert "docs/index.md" in links and "docs/api.md" in links
+    for link in links:
+        assert (REPO / link).is_file(), link
+    assert not re.search(r"\b[0-9a-f]{7}\b", text), "no commit hashes in the README (CI reports runs)"
+    assert "passed" not in text, "no test-suite counts or timings in the README (CI reports them)"
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/index.md", "docs/guide/python-api.md"])
+def test_python_examples_of_the_front_pages_run(page, tmp_path):
+    blocks = [code for language, code, skipped in code_blocks((REPO / page).read_text())
+              if language == "python" and not skipped]
+    assert blocks
+    done = subprocess.run([sys.executable, "-c", "\n".join(blocks)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-4000:]
