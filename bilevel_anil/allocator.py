@@ -4,13 +4,13 @@ glibc's ``malloc`` serves every block above its mmap threshold (128 KiB at first
 most 32 MiB) with a fresh ``mmap`` and returns it to the kernel on ``free``, and trims the heap
 top above 128 KiB. A meta-training step frees and re-allocates the same large activation
 buffers every step, so each step faults all of them in again: measured on this project's
-20-way ANIL preset, 27.7 of 65 CPU-seconds were spent in the kernel (README, Speed). Raising
+20-way ANIL preset, 27.7 of 65 CPU-seconds were spent in the kernel (docs/results/speed.md). Raising
 the thresholds with ``mallopt`` keeps those buffers in the heap for reuse.
 
 :func:`keep_freed_memory` is called by the command line (``run.py``) and by the Python API's
 entry points; it is a no-op where it does not apply (not Linux/glibc, ``BILEVEL_ANIL_MALLOC=system``,
 or the user's own ``MALLOC_*`` variables). The cost is resident memory: the process keeps its
-peak heap instead of shrinking between steps (measured in the README).
+peak heap instead of shrinking between steps (measured in docs/results/speed.md).
 
 Example:
     >>> import os
@@ -34,7 +34,7 @@ _INT_MAX = 2 ** 31 - 1
 SWITCH = "BILEVEL_ANIL_MALLOC"  # "system": leave glibc's defaults (e.g. to measure peak memory)
 _USER_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
                    "GLIBC_TUNABLES", "LD_PRELOAD")
-SETTINGS = {  # what the command line and the API set, and what the README measured
+SETTINGS = {  # what the command line and the API set, and what docs/results/speed.md measured
     "mmap_threshold": _INT_MAX,   # blocks up to 2 GiB come from the heap (mallopt takes an int)
     "trim_threshold": _INT_MAX,   # never give the heap's top back below 2 GiB free
     "top_pad": 1 << 30,           # grow the heap 1 GiB at a time

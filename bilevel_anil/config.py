@@ -35,14 +35,14 @@ DATASET_DEFAULTS: dict[str, dict[str, object]] = {name: spec.defaults for name, 
 
 
 # The implicit gradient assumes a solved inner problem. For ianil on Omniglot, 5 head steps
-# at lr 0.4 or 0.1 diverged in meta-training; 100 steps at lr 0.02 learned (README, Results).
+# at lr 0.4 or 0.1 diverged in meta-training; 100 steps at lr 0.02 learned (docs/results/omniglot.md).
 # Head steps are cheap: the body runs once per outer step.
 ALGORITHM_DEFAULTS: dict[tuple[str, str], dict[str, object]] = {
     ("ianil", "omniglot"): {"inner_steps": 100, "inner_lr": 0.02},
     # the papers' settings, taken from their presets (presets.py states the sources)
     ("imaml", "omniglot"): algorithm_settings("imaml-omniglot-5w1s"),
     ("reptile", "omniglot"): algorithm_settings("reptile-omniglot-5w1s"),
-    # measured here (README, iMAML on sine): with λ = 2 and the exact implicit gradient, or the
+    # measured here (docs/results/imaml.md, iMAML on sine): with λ = 2 and the exact implicit gradient, or the
     # damped system at λ = 2, meta-training did not learn or diverged; λ = 10 with the damped
     # system learned steadily
     ("imaml", "sine"): {"lam": 10.0, "cg_damping": 1.0, "cg_lam_damping": 10.0},
@@ -62,7 +62,7 @@ class RunConfig:
     while it still trains (best.pt is chosen by comparing validation scores)."""
 
     preset: Optional[str] = setting(None, "a paper's protocol (flags given explicitly override it): {presets}; each "
-                                    "one's source is printed at the start of the run and listed in the README",
+                                    "one's source is printed at the start of the run and listed in docs/guide/presets.md",
                                     metavar="NAME")
     problem: str = setting("anil", "algorithm: {algorithms} (anil/foanil/ianil adapt only the head in the inner loop; "
                            "imaml/ianil add a proximal term to it and use the implicit meta-gradient; pretrain: the "

@@ -88,7 +88,7 @@ def train_and_test(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict:
     (also written to ``results.json`` in the output folder). The output folder is locked for the
     run's life (:class:`RunFolderLock`): a second run on it stops with one line. ``callbacks``
     are :meth:`MetaLearner.fit`'s (e.g. a wall-clock deadline)."""
-    keep_freed_memory()  # as run.py does, for callers from Python (README, Speed)
+    keep_freed_memory()  # as run.py does, for callers from Python (docs/results/speed.md)
     if not distributed.current().is_main:
         return _train_and_test(cfg, callbacks)
     existing = None if cfg.resume else \

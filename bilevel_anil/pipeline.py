@@ -110,9 +110,9 @@ class PipelineConfig:
     pretrain_lr: float = setting(3e-3, "pretraining: Adam learning rate (cosine schedule over its share)")
     pretrain_batch_size: int = setting(128, "pretraining: minibatch size")
     pretrain_rotations: bool = setting(False, "pretraining: add the rotated classes, as run.py pretrain-body does "
-                                              "(Omniglot; slower to learn in a short budget, see the README)")
+                                              "(Omniglot; slower to learn in a short budget, see docs/results/pipeline.md)")
     meta_lr: float = setting(3e-4, "meta-training: Adam learning rate (a tenth of a run's default on Omniglot: at "
-                                   "3e-3 meta-training undid what pretraining gave, see the README)")
+                                   "3e-3 meta-training undid what pretraining gave, see docs/results/pipeline.md)")
     queries: int = setting(5, "meta-training: query examples per class")
     test_queries: Optional[int] = setting(None, "query examples per class of the validation and test tasks "
                                                 "(default: the data set's, 15 on Omniglot)")

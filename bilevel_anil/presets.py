@@ -44,7 +44,7 @@ PRESETS: dict[str, Preset] = {
         "strided conv net without max-pooling, test: 16 steps with λ = 0",
         _IMAML_5W),
     "imaml-omniglot-5w1s-cpu": Preset(
-        "this package's CPU recipe (README, What holds iMAML back on a CPU): imaml-omniglot-5w1s with Adam 3e-3 "
+        "this package's CPU recipe (docs/results/imaml.md, What holds iMAML back on a CPU): imaml-omniglot-5w1s with Adam 3e-3 "
         "(eps 1e-8), meta-batch 16 and 15 queries per class, 30 minutes of outer steps; measured: 90% validation "
         "after 1,182 s of outer steps on 2 CPU cores",
         {**_IMAML_5W, "queries": 15, "meta_lr": 0.003, "meta_eps": 1e-8, "meta_batch": 16, "val_every": 50,

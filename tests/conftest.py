@@ -14,7 +14,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 from bilevel_anil.allocator import keep_freed_memory  # noqa: E402
 
-keep_freed_memory()  # as the command line does (README, Speed): the suite runs as users' runs do
+keep_freed_memory()  # as the command line does (docs/results/speed.md): the suite runs as users' runs do
 
 from omniglot_fixture import expected_counts, write_omniglot_fixture  # noqa: E402
 

@@ -59,7 +59,7 @@ def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: Task
         direct = torch.autograd.grad(query, list(theta.values()) + [phi], allow_unused=True)
         v = direct[-1]
         # torch.autograd (a loop of double backwards), not torch.func.hessian: torch.func's second
-        # derivatives through a training-mode batch_norm are wrong (README, Betty and torch notes)
+        # derivatives through a training-mode batch_norm are wrong (docs/design/notes.md, torch.func note)
         hessian = torch.autograd.functional.hessian(lambda f: g(f, detached), phi.detach())
         eye = torch.eye(len(v), dtype=v.dtype)
         system = (1 + damping) * eye + (hessian - lam * eye) / (lam + lam_damping)

@@ -1,5 +1,5 @@
 """The examples/ scripts run as a user runs them (small settings), and the line counts the
-README quotes are counted by benchmarks/line_counts.py."""
+docs quote (guide/python-api.md) are counted by benchmarks/line_counts.py."""
 import subprocess
 import sys
 from pathlib import Path

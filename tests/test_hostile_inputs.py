@@ -1,6 +1,6 @@
 """Hostile inputs, table-driven: each case is a command line (and environment) that must end in
 one line on stderr, no traceback, and exit code 2, before any data is loaded where it can be.
-Cases that once ended in a traceback or did silent nonsense (README, Errors)."""
+Cases that once ended in a traceback or did silent nonsense (docs/guide/errors.md)."""
 import os
 import subprocess
 import sys

@@ -44,7 +44,7 @@ def test_betty_imports_and_declares_its_old_python_cap():
     from betty.engine import Engine  # noqa: F401
 
     declared = md.metadata("betty-ml")["Requires-Python"]
-    assert declared and "<3.11" in declared.replace(" ", "")  # installed anyway: README, Supported Pythons
+    assert declared and "<3.11" in declared.replace(" ", "")  # installed anyway: docs/getting-started.md, Supported Pythons
 
 
 def _pins() -> dict[str, str]:

@@ -89,7 +89,7 @@ def test_checkpoint_read_refuses_any_global_but_plain_arrays(tmp_path):
 
 
 def test_a_runs_own_checkpoint_is_accepted_by_pretrained(tmp_path, capsys, omniglot_root):
-    """--pretrained takes a run's best.pt (the README says so); before, its numpy random state
+    """--pretrained takes a run's best.pt (the docs say so); before, its numpy random state
     made the safe loader refuse it."""
     common = ["--data-root", str(omniglot_root), "--ways", "3", "--meta-batch", "2", "--val-tasks", "2",
               "--test-tasks", "2", "--no-progress"]

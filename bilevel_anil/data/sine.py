@@ -83,6 +83,6 @@ SINE = DatasetSpec(
     # Sine-wave regression as in the MAML paper (K=10, 10 query points, meta-batch 25, 70 000 steps).
     # Inner lr 0.001 as the authors' code runs it (cbfinn/maml: the sinusoid usage line leaves
     # --update_lr at its default 1e-3); the paper's text says 0.01, with which rare test tasks
-    # diverge after 5-10 steps (README, Results: both measured).
+    # diverge after 5-10 steps (docs/results/sine.md: both measured).
     defaults={"ways": None, "shots": 10, "queries": 10, "test_queries": 100, "inner_lr": 0.001, "meta_lr": 0.001,
               "meta_batch": 25, "iterations": 70000, "val_every": 5000, "val_tasks": 200, "bn": "none"})
