@@ -4,18 +4,18 @@ ANIL, first-order ANIL, iMAML, implicit ANIL, Reptile and the pretraining baseli
 The Python API (names load on first use: ``import bilevel_anil`` loads neither Betty nor
 learn2learn):
 
-* :class:`MetaLearner`: any ``nn.Module`` + an algorithm: ``meta_step``, ``meta_gradient``,
-  ``fit`` (with callbacks: :class:`StepInfo`, :class:`EarlyStopping`), ``evaluate``, ``adapt``,
+* ``MetaLearner``: any ``nn.Module`` + an algorithm: ``meta_step``, ``meta_gradient``,
+  ``fit`` (with callbacks: ``StepInfo``, ``EarlyStopping``), ``evaluate``, ``adapt``,
   ``save``/``load``;
-* tasks: :class:`TaskBatch`, :class:`TaskSampler`, :func:`dataset_tasks`,
-  :func:`function_tasks`, :func:`image_folder_tasks`;
-* :func:`compare_meta_gradients`: implicit vs unrolled meta-gradients against the exact one;
-* :func:`load` / :class:`FewShotModel`: a trained checkpoint, ready to adapt to new images;
-* the pretrain → meta-train → fine-tune recipe: :func:`run_pipeline` (:class:`PipelineConfig`)
-  and its stages: :class:`BodyPretrainConfig` (for
-  :func:`bilevel_anil.pretrain_body.pretrain_body`), the nearest-centroid classifier
-  (:class:`CentroidRule`, :func:`centroid_accuracy`) and test-time fine-tuning
-  (:class:`FineTune`, :func:`choose_fine_tune`).
+* tasks: ``TaskBatch``, ``TaskSampler``, ``dataset_tasks``,
+  ``function_tasks``, ``image_folder_tasks``;
+* ``compare_meta_gradients``: implicit vs unrolled meta-gradients against the exact one;
+* ``load`` / ``FewShotModel``: a trained checkpoint, ready to adapt to new images;
+* the pretrain → meta-train → fine-tune recipe: ``run_pipeline`` (``PipelineConfig``)
+  and its stages: ``BodyPretrainConfig`` (for
+  ``bilevel_anil.pretrain_body.pretrain_body``), the nearest-centroid classifier
+  (``CentroidRule``, ``centroid_accuracy``) and test-time fine-tuning
+  (``FineTune``, ``choose_fine_tune``).
 """
 from __future__ import annotations
 

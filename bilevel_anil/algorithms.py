@@ -24,7 +24,7 @@ class Algorithm:
     """One member of the family.
 
     adapt: ``"head"`` adapts only the network's head in the inner loop (ANIL; which
-           parameters form the head is the learner's choice, see :class:`~bilevel_anil.learner.Learner`);
+           parameters form the head is the learner's choice, see ``Learner``);
            ``"all"`` adapts every parameter (MAML).
     first_order: drop the second-order terms of the unrolled meta-gradient.
     proximal: the inner objective adds ``(λ/2)·‖φ − θ‖²`` to the support loss (iMAML).
@@ -34,7 +34,7 @@ class Algorithm:
               upper loss is the query loss at θ itself (multi-task pretraining on all tasks);
               at validation and test the network is fine-tuned like MAML's.
     head_init: where each task's inner loop starts the head unless the learner is given
-               another (:data:`bilevel_anil.learner.HEAD_INITS`): ``"learned"`` (θ's head) or
+               another (``bilevel_anil.learner.HEAD_INITS``): ``"learned"`` (θ's head) or
                ``"prototypes"`` (protonet: pretrain with the support set's prototype head, i.e.
                Prototypical Networks with squared Euclidean distance, evaluated as the
                nearest-centroid classifier).
@@ -71,7 +71,7 @@ _SHAPE = ("adapt", "first_order", "proximal", "grad", "pretrain", "update", "hea
 
 
 def partner(algo: Algorithm, **changes: object) -> Algorithm:
-    """``algo`` with ``changes`` (fields of :class:`Algorithm`): the named member of the family
+    """``algo`` with ``changes`` (fields of ``Algorithm``): the named member of the family
     that has that shape (``partner(maml, adapt="head")`` is anil), else ``algo`` changed under
     its own name (imaml with ``grad="unrolled"``)."""
     wanted = replace(algo, **changes)

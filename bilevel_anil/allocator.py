@@ -7,7 +7,7 @@ buffers every step, so each step faults all of them in again: measured on this p
 20-way ANIL preset, 27.7 of 65 CPU-seconds were spent in the kernel (docs/results/speed.md). Raising
 the thresholds with ``mallopt`` keeps those buffers in the heap for reuse.
 
-:func:`keep_freed_memory` is called by the command line (``run.py``) and by the Python API's
+``keep_freed_memory`` is called by the command line (``run.py``) and by the Python API's
 entry points; it is a no-op where it does not apply (not Linux/glibc, ``BILEVEL_ANIL_MALLOC=system``,
 or the user's own ``MALLOC_*`` variables). The cost is resident memory: the process keeps its
 peak heap instead of shrinking between steps (measured in docs/results/speed.md).

@@ -1,6 +1,6 @@
 """Image augmentations on tensors, seeded by a ``torch.Generator``: pretraining's minibatches
-(:mod:`bilevel_anil.pretrain_body`) and test-time copies of a support set
-(:mod:`bilevel_anil.fine_tune`)."""
+(``bilevel_anil.pretrain_body``) and test-time copies of a support set
+(``bilevel_anil.fine_tune``)."""
 from __future__ import annotations
 
 import torch

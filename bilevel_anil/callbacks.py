@@ -1,5 +1,5 @@
-"""What :meth:`bilevel_anil.MetaLearner.fit` tells its callbacks after each outer step
-(:class:`StepInfo`), and a ready-made one (:class:`EarlyStopping`).
+"""What ``bilevel_anil.MetaLearner.fit`` tells its callbacks after each outer step
+(``StepInfo``), and a ready-made one (``EarlyStopping``).
 
 A callback is any ``callable(info: StepInfo) -> bool | None``; returning ``True`` stops the
 fit after this step (the engine then validates and checkpoints there if the step had not, so
@@ -25,8 +25,7 @@ __all__ = ["Callback", "EarlyStopping", "StepInfo"]
 
 @dataclass(frozen=True)
 class StepInfo:
-    """One outer step, as ``metrics.csv`` records it: what :meth:`MetaLearner.fit
-    <bilevel_anil.meta_learner.MetaLearner.fit>` passes its callbacks.
+    """One outer step, as ``metrics.csv`` records it: what ``MetaLearner.fit`` passes its callbacks.
 
     Attributes:
         step: The outer step just taken (1-based, counting resumed steps).

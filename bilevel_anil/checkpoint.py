@@ -1,8 +1,8 @@
 """Checkpoint files: written atomically, read without running code.
 
 A checkpoint is a dict of tensors and plain Python values (str, int, float, bool, None, lists,
-tuples, dicts), written by :func:`save` through a temporary file and an atomic rename, so a
-crash never leaves a half-written file. :func:`read` loads with ``torch.load(weights_only=True)``:
+tuples, dicts), written by ``save`` through a temporary file and an atomic rename, so a
+crash never leaves a half-written file. ``read`` loads with ``torch.load(weights_only=True)``:
 a pickle that would import or call anything else (a crafted ``__reduce__``) is refused with one
 line instead of being run. Files of earlier versions of the package stored the numpy random
 state as an ``ndarray``; exactly the numpy globals that rebuild a plain array are allow-listed for
@@ -57,7 +57,7 @@ def _os_error(exc: BaseException) -> OSError | None:
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` via a temporary file and an atomic rename.
 
-    A full disk (any ``OSError``) raises :class:`WriteFailed` naming the file; the temporary
+    A full disk (any ``OSError``) raises ``WriteFailed`` naming the file; the temporary
     file is removed and the previous file at ``path`` is left as it was."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -81,7 +81,7 @@ def save(path: Path, state: dict[str, Any]) -> None:
 def read(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     """The object in a file written by ``torch.save``, loaded without running code from it.
 
-    Raises a one-line :class:`UsageError` when the file is missing or unreadable, and when its
+    Raises a one-line ``UsageError`` when the file is missing or unreadable, and when its
     pickle asks for anything but tensors and plain values (it is refused, not run)."""
     path = Path(path)
     if not path.is_file():
@@ -101,7 +101,7 @@ def read(path: str | os.PathLike, what: str = "checkpoint") -> Any:
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save`; a one-line :class:`UsageError` if it is not one."""
+    """Read a checkpoint written by ``save``; a one-line ``UsageError`` if it is not one."""
     state = read(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"{path} is not a bilevel_anil checkpoint (format {FORMAT})")
@@ -115,7 +115,7 @@ _RESUME_KEYS = {"optimizer": dict, "rng": dict}
 
 
 def load_run(path: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
-    """A run's checkpoint, with its structure checked: a one-line :class:`UsageError` (a
+    """A run's checkpoint, with its structure checked: a one-line ``UsageError`` (a
     ``ValueError``) for a pretrain-body file, a foreign dict or a checkpoint missing what a
     run (``resume``: and its continuation) needs."""
     state = load(path)

@@ -31,7 +31,7 @@ def _dataset_default(field: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``run.py``'s parser, generated from :class:`RunConfig`'s field declarations."""
+    """``run.py``'s parser, generated from ``RunConfig``'s field declarations."""
     return build_settings_parser(
         RunConfig, prog="run.py", parser_class=Parser, formatter_class=HelpFormatter,
         description="Meta-train a few-shot learner with Betty and report meta-test results.",
@@ -59,7 +59,7 @@ def explicit_flags(argv: Sequence[str]) -> set[str]:
 
 def apply_preset(cfg: RunConfig, explicit: set[str], presets: Optional[dict] = None) -> RunConfig:
     """A new config with the fields of ``cfg.preset`` that were not given explicitly; a preset
-    naming a field that :class:`RunConfig` does not have is an error (not stored silently)."""
+    naming a field that ``RunConfig`` does not have is an error (not stored silently)."""
     presets = PRESETS if presets is None else presets
     if cfg.preset not in presets:
         raise UsageError(f"unknown --preset {cfg.preset!r}: choose one of {', '.join(presets)}")

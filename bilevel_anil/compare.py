@@ -228,7 +228,7 @@ METHODS = ("first-order", "cg", "betty-cg", "neumann", "darts", "unrolled")
 
 @dataclass
 class Comparison:
-    """What :func:`compare_meta_gradients` measured: one row per method and setting (``method``,
+    """What ``compare_meta_gradients`` measured: one row per method and setting (``method``,
     ``knob``, ``value``, ``cosine`` and ``rel_error`` against the exact implicit gradient,
     ``seconds``, ``peak_mib``), facts about the exact solve (``exact``), the Neumann step used."""
 
@@ -261,9 +261,9 @@ def compare_meta_gradients(learner: MetaLearner, batch: TaskBatch, *, methods: S
     by a direct solve per task) or every parameter (CG run to ``exact_tol``).
 
     Args:
-        learner: A :class:`~bilevel_anil.meta_learner.MetaLearner`: its network, head, loss and
+        learner: A ``MetaLearner``: its network, head, loss and
             inner step size; its λ when it is proximal (imaml, ianil), else ``lam``.
-        batch: The fixed tasks (:class:`~bilevel_anil.data.episodes.TaskBatch`).
+        batch: The fixed tasks (``TaskBatch``).
         methods: Which of ``"first-order"``, ``"cg"``, ``"betty-cg"``, ``"neumann"``,
             ``"darts"``, ``"unrolled"`` to measure.
         ks: Iterations of the implicit methods.
@@ -280,8 +280,8 @@ def compare_meta_gradients(learner: MetaLearner, batch: TaskBatch, *, methods: S
         report: A function called with each row's text as it is measured (e.g. ``print``).
 
     Returns:
-        A ``Comparison``: ``rows`` (one per method and setting: ``method``, ``knob``,
-        ``value``, ``cosine`` and ``rel_error`` against the exact gradient, ``seconds``,
+        A ``Comparison`` with ``rows`` (one per method and setting, each with ``method``,
+        ``knob``, ``value``, ``cosine`` and ``rel_error`` against the exact gradient, ``seconds``,
         ``peak_mib``), ``exact`` (facts about the exact solve, among them the inner gradient
         norm at φ), ``neumann_alpha``, and ``table()`` as text.
 
@@ -432,7 +432,7 @@ def plot_comparison(rows: list[dict], path: Path, title: str) -> None:
 # --- command line --------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    """``run.py compare-grads``'s parser, generated from :class:`CompareConfig`."""
+    """``run.py compare-grads``'s parser, generated from ``CompareConfig``."""
     from .argparsing import HelpFormatter, Parser
 
     return build_settings_parser(

@@ -56,8 +56,8 @@ R, V = "resume", "validation"  # marks: what a resumed run must keep; what its v
 @dataclass
 class RunConfig:
     """Everything a run depends on (also stored in its checkpoints). ``None`` fields take the
-    dataset's default (:data:`DATASET_DEFAULTS`). Each field is its own ``run.py`` flag (the
-    parser and ``--help`` are generated from these declarations, :mod:`bilevel_anil.settings`);
+    dataset's default (``DATASET_DEFAULTS``). Each field is its own ``run.py`` flag (the
+    parser and ``--help`` are generated from these declarations, ``bilevel_anil.settings``);
     fields marked ``resume`` must match the checkpoint a run resumes from, ``validation`` too
     while it still trains (best.pt is chosen by comparing validation scores)."""
 

@@ -7,7 +7,7 @@ tasks, and a run's losses do not depend on N (up to float summation order). Vali
 test tasks are split the same way and their per-task scores gathered in order.
 
 Gloo on the CPU, NCCL on CUDA. A process that cannot reach the others (one died, or a
-collective timed out) raises :class:`PeerFailure`: one line, the checkpoints kept.
+collective timed out) raises ``PeerFailure``: one line, the checkpoints kept.
 """
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ _GROUP = Group()
 
 
 def current() -> Group:
-    """The group set up by :func:`init_from_environment` (one process until then)."""
+    """The group set up by ``init_from_environment`` (one process until then)."""
     return _GROUP
 
 

@@ -65,14 +65,14 @@ def require_positive(label: str, value: object, *, integer: bool = False, zero: 
 
 
 def require_positive_integers(flags: Mapping[str, Optional[int]]) -> None:
-    """:func:`require_positive` for each flag (name without ``--``) that is set (not None)."""
+    """``require_positive`` for each flag (name without ``--``) that is set (not None)."""
     for name, value in flags.items():
         if value is not None:
             require_positive(f"--{name}", value, integer=True)
 
 
 def require_positive_numbers(flags: Mapping[str, Optional[float]]) -> None:
-    """:func:`require_positive` for each flag (name without ``--``) that is set (not None)."""
+    """``require_positive`` for each flag (name without ``--``) that is set (not None)."""
     for name, value in flags.items():
         if value is not None:
             require_positive(f"--{name}", value)

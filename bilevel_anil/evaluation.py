@@ -47,7 +47,7 @@ class Interval:
             values: A tensor of per-task values.
 
         Returns:
-            Their :class:`Interval`.
+            Their ``Interval``.
         """
         values = values.double()
         n = values.numel()

@@ -86,8 +86,8 @@ def outer_optimizer(algo: Algorithm, cfg: RunConfig) -> tuple[Callable, Optional
 def train_and_test(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict:
     """Meta-train with a resolved config, then evaluate the best checkpoint; returns the report
     (also written to ``results.json`` in the output folder). The output folder is locked for the
-    run's life (:class:`RunFolderLock`): a second run on it stops with one line. ``callbacks``
-    are :meth:`MetaLearner.fit`'s (e.g. a wall-clock deadline)."""
+    run's life (``RunFolderLock``): a second run on it stops with one line. ``callbacks``
+    are ``MetaLearner.fit``'s (e.g. a wall-clock deadline)."""
     keep_freed_memory()  # as run.py does, for callers from Python (docs/results/speed.md)
     if not distributed.current().is_main:
         return _train_and_test(cfg, callbacks)

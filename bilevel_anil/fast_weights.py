@@ -1,6 +1,6 @@
 """Functional updates of fast weights: each step returns new tensors, keeping the graph.
 
-The inner loop's optimiser is one of :data:`INNER_OPTIMIZERS`: plain SGD (MAML, ANIL, iMAML)
+The inner loop's optimiser is one of ``INNER_OPTIMIZERS``: plain SGD (MAML, ANIL, iMAML)
 or Adam with β1 = 0 (Reptile's inner optimiser). Per-task tensors ``[B, ...]`` get per-task
 optimiser state, so B tasks adapt exactly as B separate loops would.
 """
@@ -62,7 +62,7 @@ class FastAdam:
 
 
 def inner_optimizer(name: str, lr: float):
-    """The fast-weight optimiser called ``name`` (one of :data:`INNER_OPTIMIZERS`)."""
+    """The fast-weight optimiser called ``name`` (one of ``INNER_OPTIMIZERS``)."""
     if name == "sgd":
         return FastSGD(lr)
     if name == "adam":

@@ -1,9 +1,9 @@
 """Test-time fine-tuning options (P>M>F's third stage), chosen on validation tasks.
 
-A :class:`FineTune` says which parameters a test task adapts (``"head"``, or ``"all"``: the
+A ``FineTune`` says which parameters a test task adapts (``"head"``, or ``"all"``: the
 whole network, as MAML does, whatever the network was meta-trained with), at which step size,
 for how many steps, and on how many augmented copies of the support set besides the set
-itself; :func:`choose_fine_tune` scores a grid of them on validation tasks (one adaptation
+itself; ``choose_fine_tune`` scores a grid of them on validation tasks (one adaptation
 path per parameter set, step size and copies gives every step count) and returns the best.
 
 Example:
@@ -103,7 +103,7 @@ def score_fine_tunes(learner: Learner, theta: Mapping[str, Tensor], tasks: TaskB
 
 def fine_tune_grid(inner_lr: float, steps: int, params: Sequence[str] = PARAMETER_SETS,
                    copies: int = 4) -> list[FineTune]:
-    """The options :func:`choose_fine_tune` tries, cheapest first: 0 steps (the starting head,
+    """The options ``choose_fine_tune`` tries, cheapest first: 0 steps (the starting head,
     from the support set alone and with ``copies`` shifted copies of it); the learner's
     ``steps`` and 2x, 4x as many at ``inner_lr`` for the head; the same counts for all
     parameters at ``inner_lr`` and a tenth of it, and at ``inner_lr`` with the copies."""
@@ -127,15 +127,15 @@ def choose_fine_tune(learner: Learner, theta: Mapping[str, Tensor], validation: 
     Args:
         learner: The learner that adapts: a MetaLearner's ``test_learner``.
         theta: The meta-parameters to start from (``meta.learner.meta_params()``).
-        validation: The validation tasks (:class:`~bilevel_anil.data.episodes.TaskBatch`).
-        options: The :class:`FineTune` options; among equal scores the first listed wins, so
+        validation: The validation tasks (``TaskBatch``).
+        options: The ``FineTune`` options; among equal scores the first listed wins, so
             list the cheaper ones first.
         higher_is_better: How to compare scores (accuracy: True; a loss: False).
         seed: The seed of the augmented copies.
 
     Returns:
         The chosen option and every option's score (an
-        :class:`~bilevel_anil.evaluation.Interval`).
+        ``Interval``).
 
     Examples:
         >>> import torch

@@ -53,8 +53,8 @@ def prototype_head(features: Tensor, labels: Tensor, ways: int) -> tuple[Tensor,
 
 def check_head_init(head_init: str, algorithm: Algorithm, classification: bool, *, label: str, fix: str,
                     data: str) -> None:
-    """The ``head_init`` rules that need no network, one :class:`UsageError` line each; shared
-    by :class:`Learner` and ``run.py``'s flag check. ``label`` names the choice as the user made
+    """The ``head_init`` rules that need no network, one ``UsageError`` line each; shared
+    by ``Learner`` and ``run.py``'s flag check. ``label`` names the choice as the user made
     it (``"head_init='zero'"``, ``"--head-init zero"``), ``fix`` says what to do instead,
     ``data`` what the tasks are (for the classification rule)."""
     if head_init not in HEAD_INITS:
@@ -75,7 +75,7 @@ class Learner:
     """Binds any network to an algorithm and a loss: what the inner loop adapts, the task
     loss, prediction over task batches, and adaptation.
 
-    head: which part of ``model`` is its head (see :func:`bilevel_anil.network.resolve_head`:
+    head: which part of ``model`` is its head (see ``bilevel_anil.network.resolve_head``:
     a submodule's name, the module, or a predicate on parameter names; default the last
     ``nn.Linear``). ANIL-type algorithms adapt the head; MAML-type algorithms adapt every
     parameter (the head then only lets the body's features be reused).
@@ -83,13 +83,13 @@ class Learner:
     parameters (e.g. the head and the last block).
     loss: ``"cross_entropy"`` (classification, labels ``[B, n]``), ``"mse"`` (regression,
     targets ``[B, n, out]``), or a function of one task's outputs and targets (see
-    :mod:`bilevel_anil.losses`).
+    ``bilevel_anil.losses``).
     lam: strength λ of the proximal term ``(λ/2)·‖φ − θ‖²`` of the inner objective, per task
     (the iMAML paper's definition); used only when the algorithm is proximal (0 is allowed for
     test-time adaptation; meta-training needs λ > 0).
     head_init: where each task's inner loop starts the head (default: the algorithm's):
     ``"learned"`` (the meta-learned head, as MAML and ANIL do), ``"zero"`` (a zero head for every task), or ``"prototypes"``
-    (:func:`prototype_head` of the support features at θ, differentiably, so the meta-gradient
+    (``prototype_head`` of the support features at θ, differentiably, so the meta-gradient
     reaches the body through it: Proto-MAML). The last two need an algorithm that adapts the
     head; ``"prototypes"`` needs classification and a head that is one ``nn.Linear`` with a
     bias. With a proximal algorithm the proximal term anchors the head at its starting point.
@@ -224,7 +224,7 @@ class Learner:
                    proximal: bool = True) -> Tensor:
         """The inner objective summed over tasks: each task's mean support loss, plus
         ``(λ/2)·‖φ_b − θ‖²`` for proximal algorithms (unless ``proximal`` is False; ``theta``:
-        the anchor, see :meth:`anchor`). Its gradient with respect to per-task fast weights
+        the anchor, see ``anchor``). Its gradient with respect to per-task fast weights
         ``φ_b`` is each task's own gradient."""
         loss = self.task_losses(predict(fast), targets).sum()
         if self.lam and proximal:

@@ -1,6 +1,6 @@
 """Task losses: what the inner loop minimises and what a task is scored by.
 
-One :class:`TaskLoss` holds a loss's per-task mean, its score (accuracy for classification,
+One ``TaskLoss`` holds a loss's per-task mean, its score (accuracy for classification,
 the loss itself otherwise) and whether a higher score is better, so nothing else in the
 package branches on the loss's name. A user's loss is a function of one task's outputs and
 targets returning a scalar (as ``torch.nn.functional.mse_loss`` does); it is run over the
@@ -25,7 +25,7 @@ class TaskLoss:
     """A loss over task batches: ``per_task(outputs [B, n, ...], targets [B, n, ...]) -> [B]``.
 
     name: ``"cross_entropy"``, ``"mse"`` or the user's function's name.
-    metric: what :meth:`score` reports (``"accuracy"`` or the loss's name).
+    metric: what ``score`` reports (``"accuracy"`` or the loss's name).
     """
 
     name: str
@@ -61,7 +61,7 @@ LOSSES: dict[str, TaskLoss] = {
 
 
 def custom_loss(fn: OneTaskLoss, name: Optional[str] = None) -> TaskLoss:
-    """A :class:`TaskLoss` from ``fn(outputs [n, ...], targets [n, ...]) -> scalar`` for one task
+    """A ``TaskLoss`` from ``fn(outputs [n, ...], targets [n, ...]) -> scalar`` for one task
     (scored by the loss itself, lower is better).
 
     Example::
@@ -76,7 +76,7 @@ def custom_loss(fn: OneTaskLoss, name: Optional[str] = None) -> TaskLoss:
 
 
 def resolve_loss(loss: Union[str, OneTaskLoss, TaskLoss]) -> TaskLoss:
-    """``"cross_entropy"``, ``"mse"``, a :class:`TaskLoss`, or a one-task loss function."""
+    """``"cross_entropy"``, ``"mse"``, a ``TaskLoss``, or a one-task loss function."""
     if isinstance(loss, TaskLoss):
         return loss
     if isinstance(loss, str):

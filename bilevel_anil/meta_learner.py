@@ -1,4 +1,4 @@
-"""The package's Python API: :class:`MetaLearner`, one object per meta-learning run.
+"""The package's Python API: ``MetaLearner``, one object per meta-learning run.
 
 It binds any ``nn.Module`` to an algorithm (maml, fomaml, anil, foanil, imaml, ianil, reptile,
 pretrain), meta-trains it through the same Env, Problems and Engine as ``run.py`` (Betty), and
@@ -33,7 +33,7 @@ ADAPT_CHOICES = ("all", "head")
 # the same algorithm adapting every parameter instead of the head
 def resolve_algorithm(algorithm: Union[str, Algorithm], adapt: Union[None, str, Callable] = None,
                       grad: Optional[str] = None, inner_optimizer: Optional[str] = None) -> Algorithm:
-    """The :class:`Algorithm` named ``algorithm`` with ``adapt`` (``"all"``/``"head"``),
+    """The ``Algorithm`` named ``algorithm`` with ``adapt`` (``"all"``/``"head"``),
     ``grad`` (``"unrolled"``/``"implicit"``/``"first_order"``) and ``inner_optimizer``
     (``"sgd"``/``"adam"``; default: the algorithm's) applied; one line when the combination is
     not defined, saying what to use instead."""
@@ -87,7 +87,7 @@ class _NoUpdate(torch.optim.Optimizer):
 
 @dataclass
 class FitResult:
-    """What :meth:`MetaLearner.fit` did.
+    """What ``MetaLearner.fit`` did.
 
     Attributes:
         best: The best validation record ``{"step", "val_score", "val_ci95"}``; None without
@@ -129,7 +129,7 @@ class FitResult:
 class Adapted:
     """A network adapted to the support sets of B tasks: call it on query inputs.
 
-    Made by :meth:`MetaLearner.adapt`. Calling it with query inputs ``[m, ...]`` (one task) or
+    Made by ``MetaLearner.adapt``. Calling it with query inputs ``[m, ...]`` (one task) or
     ``[B, m, ...]`` (B tasks) returns the network's outputs at the adapted weights.
 
     ``bn`` says how BatchNorm layers that normalise with batch statistics see the queries:
@@ -248,7 +248,7 @@ class MetaLearner:
         head_init: Where each task's inner loop starts the head (default: the algorithm's,
             e.g. ``"prototypes"`` for protonet): ``"learned"`` (the meta-learned head),
             ``"zero"`` or ``"prototypes"`` (Proto-MAML: the support set's class means at θ,
-            differentiably). The same start is used at evaluation and in :meth:`adapt`.
+            differentiably). The same start is used at evaluation and in ``adapt``.
         device: Where θ and the tasks live (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
 
     Raises:
@@ -450,7 +450,7 @@ class MetaLearner:
         of the query loss.
 
         Args:
-            batch: The tasks of this step (:class:`~bilevel_anil.data.episodes.TaskBatch`).
+            batch: The tasks of this step (``TaskBatch``).
 
         Returns:
             The mean query ``"loss"`` and ``"score"`` of the batch after adaptation (accuracy, or
@@ -483,7 +483,7 @@ class MetaLearner:
         """The meta-gradient of one batch, without updating θ.
 
         Args:
-            batch: The tasks (:class:`~bilevel_anil.data.episodes.TaskBatch`).
+            batch: The tasks (``TaskBatch``).
 
         Returns:
             The gradient of the mean query loss after adaptation, by parameter name, for every
@@ -535,14 +535,14 @@ class MetaLearner:
             resume: Continue from ``out/last.pt``.
             progress: Show a progress bar.
             callbacks: Called after each outer step with its
-                :class:`~bilevel_anil.callbacks.StepInfo`; one that returns True stops the fit there
-                (validated and checkpointed), e.g. :class:`~bilevel_anil.callbacks.EarlyStopping`.
+                ``StepInfo``; one that returns True stops the fit there
+                (validated and checkpointed), e.g. ``EarlyStopping``.
             schedule: ``optimizer -> torch.optim.lr_scheduler`` for the outer optimiser, stepped
                 after each outer step (``run.py`` anneals Reptile's ε to 0 with one).
             log: ``"csv"``, or ``"tensorboard"`` for TensorBoard events in ``out/tensorboard`` too.
 
         Returns:
-            A :class:`FitResult`.
+            A ``FitResult``.
 
         Raises:
             ValueError: One line on a bad setting, a folder another run holds, or a resumed fit
@@ -635,7 +635,7 @@ class MetaLearner:
                progress: Optional[bool] = False, callbacks: Sequence[Callback] = (),
                schedule: Optional[Callable[[torch.optim.Optimizer], Any]] = None, tensorboard: bool = False,
                extra_info: Optional[dict] = None, resume_flags: tuple[str, str] = ("resume", "out")) -> FitResult:
-        """The training loop of :meth:`fit` and ``run.py`` (arguments checked, ``folder`` locked
+        """The training loop of ``fit`` and ``run.py`` (arguments checked, ``folder`` locked
         by the caller): builds the engine, continues from ``resume_state`` (a checked
         ``last.pt``), runs, and leaves θ at the best validation step. ``extra_info`` is added
         to the checkpoints' run information; ``resume_flags`` name resume and the output folder
@@ -683,12 +683,13 @@ class MetaLearner:
         steps.
 
         Args:
-            tasks: The tasks (:class:`~bilevel_anil.data.episodes.TaskBatch`).
+            tasks: The tasks (``TaskBatch``).
             steps: The numbers of inner steps to score (default 0 and ``test_inner_steps``).
 
         Returns:
-            ``{steps: Interval}``: the mean score (accuracy, or the loss for regression) with its
-            95% half-width, median and the count of tasks whose inner loop diverged.
+            A dict from each step count to its ``Interval``, which holds the mean score
+            (accuracy, or the loss for regression), its 95% half-width, the median and the
+            count of tasks whose inner loop diverged.
 
         Raises:
             ValueError: On a negative or non-integer step count or a batch the network cannot take.
@@ -723,10 +724,10 @@ class MetaLearner:
             support_x: One task's inputs ``[n, ...]``, or ``[B, n, ...]`` for B tasks at once.
             support_y: Labels ``[n]`` or targets ``[n, out]`` (with a leading ``B`` for B tasks).
             steps: Inner steps (default ``test_inner_steps``).
-            bn: ``"transductive"`` or ``"inductive"``: see :class:`Adapted`.
+            bn: ``"transductive"`` or ``"inductive"``: see ``Adapted``.
 
         Returns:
-            An :class:`Adapted` network, which predicts query inputs.
+            An ``Adapted`` network, which predicts query inputs.
 
         Raises:
             ValueError: On tensors of the wrong shape or type, labels outside the head's classes,
@@ -796,7 +797,7 @@ class MetaLearner:
     def save(self, path: Union[str, Path]) -> None:
         """Write θ and everything needed to go on using it, atomically.
 
-        The network's class is recorded, not pickled: :meth:`load` rebuilds the package's networks
+        The network's class is recorded, not pickled: ``load`` rebuilds the package's networks
         and takes the user's module for others. Nothing in the file runs code when it is read.
 
         Args:
@@ -830,7 +831,7 @@ class MetaLearner:
     @classmethod
     def load(cls, path: Union[str, Path], model: Optional[nn.Module] = None, *, loss: Any = None,
              device: str = "cpu") -> "MetaLearner":
-        """A learner from a file of :meth:`save`, :meth:`fit` or ``run.py`` (``best.pt``,
+        """A learner from a file of ``save``, ``fit`` or ``run.py`` (``best.pt``,
         ``last.pt``). Nothing in the file is run.
 
         Args:
@@ -841,7 +842,7 @@ class MetaLearner:
             device: Where to put θ.
 
         Returns:
-            The :class:`MetaLearner`, with its algorithm, inner loop and head as saved.
+            The ``MetaLearner``, with its algorithm, inner loop and head as saved.
 
         Raises:
             ValueError: One line for a missing, damaged or foreign file, or a ``model`` whose
@@ -870,20 +871,20 @@ class MetaLearner:
     @classmethod
     def from_state(cls, state: dict, model: Optional[nn.Module] = None, *, loss: Any = None, device: str = "cpu",
                    source: str = "the checkpoint") -> "MetaLearner":
-        """:meth:`load` of a checkpoint already read (``checkpoint.load_run``).
+        """``load`` of a checkpoint already read (``checkpoint.load_run``).
 
         Args:
             state: The checkpoint's dictionary.
-            model: As in :meth:`load`.
-            loss: As in :meth:`load`.
-            device: As in :meth:`load`.
+            model: As in ``load``.
+            loss: As in ``load``.
+            device: As in ``load``.
             source: The name of the file in errors.
 
         Returns:
-            The :class:`MetaLearner`.
+            The ``MetaLearner``.
 
         Raises:
-            ValueError: As :meth:`load`.
+            ValueError: As ``load``.
 
         Examples:
             >>> import torch

@@ -1,10 +1,10 @@
 """The nearest-centroid classifier on a frozen body: the baseline every few-shot table carries.
 
 Each query takes the class whose support features' mean (centroid) is nearest. How features
-are compared is a :class:`CentroidRule`: a distance (Euclidean, as Prototypical Networks; or
+are compared is a ``CentroidRule``: a distance (Euclidean, as Prototypical Networks; or
 cosine) after an optional feature transform (SimpleShot, Wang et al. 2019: ``"l2"`` scales
 each feature vector to unit length, ``"centred-l2"`` first subtracts the mean feature of the
-training images). :func:`centroid_scores` scores every rule from one pass over the tasks, so
+training images). ``centroid_scores`` scores every rule from one pass over the tasks, so
 that the best one can be chosen on validation tasks.
 
 Example:
@@ -66,7 +66,7 @@ class CentroidRule:
 
     @staticmethod
     def parse(name: str) -> "CentroidRule":
-        """The rule named ``distance`` or ``distance/norm`` (the inverse of :attr:`name`)."""
+        """The rule named ``distance`` or ``distance/norm`` (the inverse of ``name``)."""
         distance, _, norm = name.partition("/")
         return CentroidRule(distance, norm or "none")
 
@@ -75,7 +75,7 @@ ALL_RULES = tuple(CentroidRule(d, n) for n in FEATURE_NORMS for d in DISTANCES)
 
 
 def transform(features: Tensor, norm: str, centre: Optional[Tensor] = None) -> Tensor:
-    """Features ``[..., D]`` under a :data:`FEATURE_NORMS` transform (``centre``: the training
+    """Features ``[..., D]`` under a ``FEATURE_NORMS`` transform (``centre``: the training
     mean feature ``[D]``, needed by ``"centred-l2"``)."""
     if norm == "none":
         return features
@@ -148,13 +148,13 @@ def centroid_accuracy(model: nn.Module, episodes: TaskBatch, rule: CentroidRule 
     Args:
         model: A network of the package's (``bilevel_anil.models``, or one ``run.py`` built):
             it computes body features per task.
-        episodes: The tasks (:class:`~bilevel_anil.data.episodes.TaskBatch`).
+        episodes: The tasks (``TaskBatch``).
         rule: The distance and feature normalisation.
         centre: The training images' mean feature, which ``"centred-l2"`` needs.
 
     Returns:
         The mean query accuracy with its 95% interval
-        (:class:`~bilevel_anil.evaluation.Interval`).
+        (``Interval``).
 
     Examples:
         >>> import torch

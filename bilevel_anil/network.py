@@ -9,11 +9,11 @@ head's for ANIL), never from how the parameters happen to be named.
 Two forwards over task batches ``[B, n, ...]``, with each parameter either shared (its usual
 shape) or per task (a leading B dimension):
 
-* :class:`GenericForward` serves any module: ``torch.func.vmap`` over tasks of
+* ``GenericForward`` serves any module: ``torch.func.vmap`` over tasks of
   ``functional_call``. When the head is a submodule applied last (checked on the first
   batch), the features entering it are computed once per inner loop for algorithms that adapt
   only the head (ANIL); otherwise every inner step runs the whole module.
-* :class:`BodyHeadForward` is the package's hand-written fast path (Conv4 and the MLP): it is
+* ``BodyHeadForward`` is the package's hand-written fast path (Conv4 and the MLP): it is
   used only where it computes the same thing (the model's ``body_forward``/``head_forward``
   and a head that is exactly its ``head`` module).
 """
@@ -58,7 +58,7 @@ def last_linear(model: nn.Module) -> Optional[str]:
 
 def resolve_head(model: nn.Module, head: HeadSpec = None) -> Head:
     """The head of ``model`` given by ``head`` (see the module docstring), checked: it exists
-    and has parameters (it may hold them all: ANIL is then MAML). One :class:`UsageError` line
+    and has parameters (it may hold them all: ANIL is then MAML). One ``UsageError`` line
     otherwise.
 
     Example::
@@ -118,7 +118,7 @@ def split_task_params(params: Params, dims: Mapping[str, int], prefix: str = "")
 class GenericForward:
     """Any module run per task with ``vmap(functional_call)``.
 
-    ``features(params, x)`` are what :meth:`outputs` continues from: the input of the head
+    ``features(params, x)`` are what ``outputs`` continues from: the input of the head
     module when the head is a submodule applied once and last (then ANIL's inner steps run the
     head only), else ``x`` itself. Randomness (dropout) differs between tasks.
     """
@@ -137,7 +137,7 @@ class GenericForward:
 
     @property
     def reuses_features(self) -> bool:
-        """Whether :meth:`features` stops at the head's input (known after the first batch)."""
+        """Whether ``features`` stops at the head's input (known after the first batch)."""
         return bool(self._head_last)
 
     def _per_task(self, fn: Callable, params: Params, x: Tensor) -> Tensor:

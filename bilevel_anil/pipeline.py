@@ -3,16 +3,16 @@
 The recipe of P>M>F (Hu et al. 2022) at small compute:
 
 1. **pretrain** the body as an ordinary classifier over the meta-training classes for
-   ``pretrain_share`` of the budget (:mod:`bilevel_anil.pretrain_body`); its nearest-centroid
+   ``pretrain_share`` of the budget (``bilevel_anil.pretrain_body``); its nearest-centroid
    classifier (the rule best on validation) is the first row of the report;
 2. **meta-train** from that body for the rest of the budget (``run.py``'s training, default
    protonet; anil and the others start each task's head from the support prototypes with
    ``head_init="prototypes"``), stopped by a wall-clock deadline;
-3. **fine-tune** at test time as the validation tasks prefer (:mod:`bilevel_anil.fine_tune`:
+3. **fine-tune** at test time as the validation tasks prefer (``bilevel_anil.fine_tune``:
    the head or the whole network, how many steps, which step size).
 
 Every stage is tested on the same meta-test tasks. The output folder holds ``pretrain/body.pt``,
-``meta/`` (an ordinary run folder: ``best.pt`` loads with :func:`bilevel_anil.load`),
+``meta/`` (an ordinary run folder: ``best.pt`` loads with ``bilevel_anil.load``),
 ``pipeline.json`` and ``report.md`` (the stage table) and ``accuracy_vs_time.png``.
 The budget counts wall seconds of training (data loading, pretraining epochs, outer steps and
 their validations); the tests after it are extra and reported.
@@ -187,7 +187,7 @@ def meta_config(cfg: PipelineConfig, pretrained: Optional[str], budget: float, o
 
 
 class Deadline:
-    """A :meth:`MetaLearner.fit` callback that stops the fit in time for its last validation to
+    """A ``MetaLearner.fit`` callback that stops the fit in time for its last validation to
     end by a wall-clock deadline (it reserves as long as the latest validation took), and
     records each validation as ``(seconds since the pipeline's start, score)``."""
 
@@ -214,7 +214,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     wall-clock budget, testing every stage on the same meta-test tasks.
 
     Writes ``pretrain/body.pt``, ``meta/`` (a run folder whose ``best.pt`` loads with
-    :func:`~bilevel_anil.predictor.load`), ``pipeline.json``, ``report.md`` and
+    ``load``), ``pipeline.json``, ``report.md`` and
     ``accuracy_vs_time.png`` to ``cfg.out``. A pipeline is not resumed; one that stops before
     writing anything (unreadable data, say) leaves no folder.
 
@@ -222,8 +222,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         cfg: The settings.
 
     Returns:
-        The report (also ``pipeline.json``): ``stages`` (one record per stage: ``stage``,
-        ``how``, ``val``, ``test`` as an interval, ``trained_s``), ``curves``,
+        The report, also written to ``pipeline.json``, with ``stages`` (one record per stage,
+        with ``stage``, ``how``, ``val``, ``test`` as an interval, ``trained_s``), ``curves``,
         ``trained_seconds``, ``wall_seconds``, ``run`` and ``plot``.
 
     Raises:
@@ -394,7 +394,7 @@ def plot_accuracy_vs_time(report: dict, path: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``run.py pipeline``'s parser, generated from :class:`PipelineConfig`."""
+    """``run.py pipeline``'s parser, generated from ``PipelineConfig``."""
     from .algorithms import ALGORITHMS
     from .argparsing import HelpFormatter, Parser
     from .data.registry import DATASETS

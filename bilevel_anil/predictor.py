@@ -13,9 +13,9 @@ from .errors import UsageError
 
 
 class FewShotModel:
-    """A trained checkpoint, ready to adapt to a new task: what :func:`load` returns.
+    """A trained checkpoint, ready to adapt to a new task: what ``load`` returns.
 
-    It is a :class:`~bilevel_anil.meta_learner.MetaLearner` loaded from the file (``meta``)
+    It is a ``MetaLearner`` loaded from the file (``meta``)
     plus the input transform of the data set it was trained on.
 
     Args:
@@ -26,7 +26,7 @@ class FewShotModel:
         source: The file's name in errors.
 
     Attributes:
-        meta: The :class:`~bilevel_anil.meta_learner.MetaLearner`.
+        meta: The ``MetaLearner``.
         model: Its network, in evaluation mode.
         ways: Classes per task.
         inner_steps: The inner steps of test-time adaptation.
@@ -36,7 +36,7 @@ class FewShotModel:
         dataset: The data set trained on (None for a learner of the Python API).
 
     Raises:
-        ValueError: One line when the checkpoint cannot be used (see :func:`load`).
+        ValueError: One line when the checkpoint cannot be used (see ``load``).
 
     Examples:
         >>> import os, tempfile, torch
@@ -107,7 +107,7 @@ class FewShotModel:
             query_x: Query inputs ``[m, ...]``.
             steps: Inner steps (default: those the model was evaluated with).
             bn: ``"transductive"`` or ``"inductive"``: see
-                :class:`~bilevel_anil.meta_learner.Adapted`.
+                ``Adapted``.
 
         Returns:
             Logits ``[m, ways]``, or predictions ``[m, out]`` for regression.
@@ -134,8 +134,8 @@ def load(path: str | os.PathLike, device: str = "cpu", *, model: Optional[nn.Mod
     """Load a trained checkpoint for use on new tasks.
 
     Reads a ``best.pt`` or ``last.pt`` written by ``run.py`` or
-    :meth:`~bilevel_anil.meta_learner.MetaLearner.fit`, or a file of
-    :meth:`~bilevel_anil.meta_learner.MetaLearner.save`. Nothing in the file is run
+    ``fit``, or a file of
+    ``save``. Nothing in the file is run
     (``torch.load(weights_only=True)``).
 
     Args:
@@ -146,7 +146,7 @@ def load(path: str | os.PathLike, device: str = "cpu", *, model: Optional[nn.Mod
         loss: Your loss function, if the learner was trained with one.
 
     Returns:
-        A :class:`FewShotModel`.
+        A ``FewShotModel``.
 
     Raises:
         ValueError: One line for a missing, damaged, foreign or crafted file (one whose pickle

@@ -6,7 +6,7 @@ Adam with a cosine learning-rate schedule. Omniglot's 90°, 180° and 270° rota
 classes, as in its episodes; colour images are augmented with random crops (padded by 1/8 of
 the size) and horizontal flips. After each epoch the frozen body is scored by few-shot
 accuracy on fixed meta-validation tasks under every nearest-centroid rule
-(:mod:`bilevel_anil.nearest_centroid`); the best epoch's body, with its best rule, is written
+(``bilevel_anil.nearest_centroid``); the best epoch's body, with its best rule, is written
 to a file that ``--pretrained PATH`` takes. ``--time-budget`` stops it after that many wall
 seconds, its last validation included (the schedule then runs over the budget).
 """
@@ -85,7 +85,7 @@ class BodyPretrainConfig:
 def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None, *, batch_flag: str = "--batch-size") -> dict:
     """Train, validate after every epoch, write the best epoch's body; returns the best epoch's
     record (``epoch``, ``val_accuracy`` under its ``rule``, ``seconds``, ...) with the file's
-    ``path``. ``splits`` (``train``/``val`` :class:`ClassImages`) replaces the data set's
+    ``path``. ``splits`` (``train``/``val`` ``ClassImages``) replaces the data set's
     splits read from ``cfg.data_root``; ``batch_flag`` names the batch size in errors."""
     from .data import ClassificationTasks, fixed_tasks
     from .data.registry import dataset_spec
@@ -202,7 +202,7 @@ def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None, *, bat
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``run.py pretrain-body``'s parser, generated from :class:`BodyPretrainConfig`."""
+    """``run.py pretrain-body``'s parser, generated from ``BodyPretrainConfig``."""
     from .argparsing import HelpFormatter, Parser
     from .data.registry import DATASETS
 

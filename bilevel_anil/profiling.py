@@ -50,7 +50,7 @@ MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
 def reexec_with_returnable_memory() -> None:
     """Linux/glibc: restart this process with allocations of 64 KiB and up served by mmap
     (returned to the system on free), so the resident set size follows the live tensors and
-    :func:`measure`'s peak is meaningful. Without it, freed memory stays resident and later
+    ``measure``'s peak is meaningful. Without it, freed memory stays resident and later
     measurements read near zero. Does nothing where the variable is already set."""
     if sys.platform.startswith("linux") and MMAP_ENV not in os.environ:
         os.environ[MMAP_ENV] = "65536"
@@ -62,7 +62,7 @@ def measure(fn: Callable[[], Any], device: str = "cpu") -> Measurement:
 
     CUDA: ``torch.cuda.max_memory_allocated``. CPU: the process's peak resident set size
     (Linux ``VmHWM``, reset before the call) above its size before the call; meaningful when
-    freed tensors leave the resident set (see :func:`reexec_with_returnable_memory`).
+    freed tensors leave the resident set (see ``reexec_with_returnable_memory``).
     """
     if device.startswith("cuda"):
         torch.cuda.synchronize()

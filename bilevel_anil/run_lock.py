@@ -27,7 +27,7 @@ LOCK_NAME = ".lock"
 
 
 class RunFolderLock:
-    """Hold ``folder/.lock`` exclusively; entering raises a one-line :class:`UsageError` when
+    """Hold ``folder/.lock`` exclusively; entering raises a one-line ``UsageError`` when
     another live process holds it, and (with ``existing_run``, that line) when the folder
     already holds a run's ``last.pt`` once the lock is held (a run that finished meanwhile)."""
 

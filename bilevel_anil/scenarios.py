@@ -238,7 +238,7 @@ def run_scenarios(cfg: ScenarioConfig) -> list[dict]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``run.py scenarios``'s parser, generated from :class:`ScenarioConfig`."""
+    """``run.py scenarios``'s parser, generated from ``ScenarioConfig``."""
     from .argparsing import HelpFormatter, Parser
 
     return build_settings_parser(

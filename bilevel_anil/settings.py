@@ -1,8 +1,8 @@
 """Command-line settings declared once, on the dataclass that holds them.
 
-A field declared with :func:`setting` (or :func:`shared` for the flags every sub-command has)
-carries its flag's help; :func:`build_parser` generates the parser, ``--help``'s defaults and
-the list of explicitly given flags from the dataclass, and :func:`fields_marked` answers
+A field declared with ``setting`` (or ``shared`` for the flags every sub-command has)
+carries its flag's help; ``build_parser`` generates the parser, ``--help``'s defaults and
+the list of explicitly given flags from the dataclass, and ``fields_marked`` answers
 questions such as "which settings must a resumed run keep" from the same declarations.
 Adding a run flag is one field.
 
@@ -33,7 +33,7 @@ def setting(default: Any = None, help: str = "", *, metavar: Optional[str] = Non
 
     ``help`` may name ``{default}`` values filled in by the parser's ``context`` (the registries'
     names, the datasets' defaults). ``flag`` overrides ``--field-name`` (``--no-rotate`` for a
-    switch that defaults to on); ``mark`` tags the field for :func:`fields_marked`; ``parse``
+    switch that defaults to on); ``mark`` tags the field for ``fields_marked``; ``parse``
     converts the text (default: the field's type); ``factory`` gives a mutable default."""
     metadata = {"help": help, "metavar": metavar, "flag": flag, "mark": mark, "parse": parse}
     if factory is not None:
@@ -58,7 +58,7 @@ _SHARED: dict[str, tuple[type, Any, str, Optional[str], Optional[str]]] = {
 def shared(name: str, *, mark: Optional[str] = None) -> Any:
     """One of the flags the sub-commands share (``data_root``, ``download``, ``seed``,
     ``device``, ``out``, ``progress``): the same flag, default and help in every command, added
-    through one parent parser (:func:`shared_parser`)."""
+    through one parent parser (``shared_parser``)."""
     _, default, text, metavar, flag = _SHARED[name]
     field = setting(default, text, metavar=metavar, flag=flag, mark=mark)
     field.metadata = {**field.metadata, "shared": True}
@@ -109,7 +109,7 @@ def build_parser(cls: type, *, prog: str, description: str = "", epilog: Optiona
                  context: Optional[dict[str, str]] = None,
                  parser_class: type = argparse.ArgumentParser,
                  formatter_class: type = argparse.HelpFormatter) -> argparse.ArgumentParser:
-    """The parser of every :func:`setting` of the dataclass ``cls``, in declaration order after
+    """The parser of every ``setting`` of the dataclass ``cls``, in declaration order after
     the shared flags; ``context`` fills the ``{names}`` in the helps."""
     fields = [f for f in dataclasses.fields(cls) if "help" in f.metadata]
     hints = typing.get_type_hints(cls)

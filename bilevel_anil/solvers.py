@@ -1,8 +1,8 @@
 """The implicit meta-gradient's settings and its linear solver, free of Betty.
 
-:class:`HypergradConfig` names the approximation of ``H⁻¹ v`` (see
-:mod:`bilevel_anil.problems.hypergradients`, which registers it with Betty) and
-:func:`cg_solve` is the textbook per-task conjugate gradient, in the ``solve(matvec, b)``
+``HypergradConfig`` names the approximation of ``H⁻¹ v`` (see
+``bilevel_anil.problems.hypergradients``, which registers it with Betty) and
+``cg_solve`` is the textbook per-task conjugate gradient, in the ``solve(matvec, b)``
 form of TorchOpt's linear solvers.
 """
 from __future__ import annotations
@@ -67,7 +67,7 @@ class HypergradConfig:
     (must be below 2/‖H‖ to converge); darts_alpha: DARTS's finite-difference radius;
     damping, lam_damping: ``d`` and ``c`` of ``cg``'s system ``((1 + d)·I + H_L/(λ + c)) x = v``
     (0 and 0: the exact implicit gradient; the iMAML authors' code uses 1 and 10; see
-    :func:`conjugate_gradient`).
+    ``conjugate_gradient``).
     """
 
     method: str = "cg"

@@ -62,8 +62,8 @@ def classification_suite(cfg, splits: dict, model: nn.Module, test_source: str, 
 
 
 def build_suite(cfg) -> TaskSuite:
-    """The task suite of ``cfg.dataset`` (a resolved :class:`bilevel_anil.config.RunConfig`),
-    built by the data set's spec (:mod:`bilevel_anil.data.registry`)."""
+    """The task suite of ``cfg.dataset`` (a resolved ``bilevel_anil.config.RunConfig``),
+    built by the data set's spec (``bilevel_anil.data.registry``)."""
     from .data.registry import dataset_spec
 
     return dataset_spec(cfg.dataset).build_suite(cfg)

@@ -14,7 +14,7 @@ import torch
 class ClassImages:
     """Images ``[n, C, S, S]`` and their class ids. Omniglot's are model inputs in [0, 1]
     (strokes 1, background 0); natural images are stored as uint8 pixels with the per-channel
-    ``mean`` and ``std`` (of pixels in [0, 1]) that :meth:`to_input` normalises them with."""
+    ``mean`` and ``std`` (of pixels in [0, 1]) that ``to_input`` normalises them with."""
 
     images: torch.Tensor
     labels: torch.Tensor

@@ -1,7 +1,7 @@
 """Episodes: batches of few-shot tasks split into support and query sets, and the samplers
 that draw them (from class images, from any map-style ``Dataset``, from a function).
 
-A sampler is anything with ``sample(tasks) -> TaskBatch`` (:class:`TaskSampler`). Each
+A sampler is anything with ``sample(tasks) -> TaskBatch`` (``TaskSampler``). Each
 sampler here takes a ``torch.Generator`` (or a seed): then its draws depend on that generator
 alone, not on the global random state.
 """
@@ -111,8 +111,8 @@ class TaskSampler(Protocol):
     """The protocol of a task source: anything with ``sample(tasks) -> TaskBatch``.
 
     A training loop draws one meta-batch per outer step from it (the Env's data source).
-    :func:`function_tasks`, :func:`dataset_tasks` and
-    :func:`~bilevel_anil.data.folder.image_folder_tasks` return samplers; a class of yours with
+    ``function_tasks``, ``dataset_tasks`` and
+    ``image_folder_tasks`` return samplers; a class of yours with
     that one method is one too.
 
     Examples:
@@ -132,7 +132,7 @@ class TaskSampler(Protocol):
             tasks: How many.
 
         Returns:
-            A :class:`TaskBatch` of that many tasks.
+            A ``TaskBatch`` of that many tasks.
         """
         ...
 
@@ -186,7 +186,7 @@ def _generator(generator: Optional[torch.Generator], seed: Optional[int]) -> Opt
 
 def _python_random_from(generator: Optional[torch.Generator]):
     """learn2learn's transforms draw from Python's ``random``: with a generator, the draw runs
-    under a seed taken from it (:func:`seeded`, which puts the global states back), so it
+    under a seed taken from it (``seeded``, which puts the global states back), so it
     depends on the generator alone."""
     if generator is None:
         return contextlib.nullcontext()
@@ -212,7 +212,7 @@ def _dataset_labels(dataset: Any) -> list[int]:
 
 class ClassificationTasks:
     """N-way K-shot tasks with Q queries per class, built with learn2learn's MetaDataset and
-    TaskDataset from class images (:class:`ClassImages`) or any map-style ``Dataset`` of
+    TaskDataset from class images (``ClassImages``) or any map-style ``Dataset`` of
     ``(input tensor, class)`` pairs.
 
     Labels are remapped to 0..N-1 per task. With ``generator`` (or ``seed``) the draws depend on
@@ -305,7 +305,7 @@ def dataset_tasks(dataset: Any, ways: int, shots: int, queries: int, *, generato
         seed: A seed for a new generator (instead of ``generator``).
 
     Returns:
-        A sampler whose ``sample(B)`` gives a :class:`TaskBatch` with support inputs
+        A sampler whose ``sample(B)`` gives a ``TaskBatch`` with support inputs
         ``[B, N*K, ...]`` and query inputs ``[B, N*Q, ...]``.
 
     Raises:
@@ -364,7 +364,7 @@ def function_tasks(make_task: Callable[[torch.Generator], Sequence[Tensor]], *,
         seed: A seed for a new generator (instead of ``generator``).
 
     Returns:
-        A sampler whose ``sample(B)`` stacks B tasks into a :class:`TaskBatch`.
+        A sampler whose ``sample(B)`` stacks B tasks into a ``TaskBatch``.
 
     Raises:
         ValueError: When ``make_task`` is not callable; at ``sample``, when it does not return

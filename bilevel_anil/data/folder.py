@@ -130,7 +130,7 @@ def image_folder_tasks(root: str | os.PathLike, ways: int, shots: int, queries: 
         seed: A seed for a new generator (instead of ``generator``).
 
     Returns:
-        A sampler whose ``sample(B)`` gives a :class:`~bilevel_anil.data.episodes.TaskBatch`
+        A sampler whose ``sample(B)`` gives a ``TaskBatch``
         of images ``[B, n, channels, image_size, image_size]``.
 
     Raises:

@@ -158,7 +158,7 @@ def _class_images(pixels: np.ndarray, labels: np.ndarray, spec: NaturalDataset) 
 
 
 def load_natural(name: str, root: Path, download: bool = True) -> dict[str, ClassImages]:
-    """The three meta-splits of ``name`` (a key of :data:`NATURAL_DATASETS`) under ``root``."""
+    """The three meta-splits of ``name`` (a key of ``NATURAL_DATASETS``) under ``root``."""
     spec = NATURAL_DATASETS[name]
     if root.exists() and not root.is_dir():
         raise DataError(f"data root {root} is a file, not a folder: pass --data-root DIR")

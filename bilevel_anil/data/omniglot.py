@@ -91,7 +91,7 @@ def _cache_file(split_dir: Path, files: list[Path], size: int) -> Path | None:
 
 
 def load_split(base: Path, split: str, image_size: int = 28) -> ClassImages:
-    """Decode one split (``"background"`` or ``"evaluation"``) to a :class:`ClassImages`.
+    """Decode one split (``"background"`` or ``"evaluation"``) to a ``ClassImages``.
 
     The decoded pixels are cached under ``$BILEVEL_ANIL_CACHE`` (default ``~/.cache/bilevel_anil``),
     keyed by the files' names, sizes and modification times, so PNGs are read once.

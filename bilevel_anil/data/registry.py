@@ -1,10 +1,10 @@
 """The data sets ``run.py --dataset`` knows, each described once by a
-:class:`~bilevel_anil.data.spec.DatasetSpec`.
+``DatasetSpec``.
 
 The configuration checks, the defaults, the memory estimate, the task suite and the input
 transform of a loaded checkpoint all read the spec; nothing else branches on a data set's name.
 Adding a data set is one module (its loader, its suite builder and its spec) plus one line in
-:data:`DATASETS`.
+``DATASETS``.
 """
 from __future__ import annotations
 

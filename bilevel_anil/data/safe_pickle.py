@@ -2,10 +2,10 @@
 
 mini-ImageNet, tiered-ImageNet and FC100 are distributed as Python pickles, which learn2learn
 reads with ``pickle.load``: a crafted file could run any code on load. While learn2learn reads
-them, :func:`restricted_pickle` replaces the ``pickle`` module its dataset modules use with one
+them, ``restricted_pickle`` replaces the ``pickle`` module its dataset modules use with one
 whose unpickler admits only what these formats hold (numpy arrays and scalars, dicts, lists,
 strings, bytes, numbers); anything else (``os.system``, any other class or function) stops the
-load with :class:`pickle.UnpicklingError` before it is called.
+load with ``pickle.UnpicklingError`` before it is called.
 
 Example:
     >>> import io, pickle, numpy as np
@@ -30,7 +30,7 @@ ALLOWED = {
 
 class RestrictedUnpickler(pickle._Unpickler):
     """An unpickler (the pure-Python one, which learn2learn's FC100 loader subclasses by name)
-    that resolves only the globals in :data:`ALLOWED`."""
+    that resolves only the globals in ``ALLOWED``."""
 
     def find_class(self, module: str, name: str):
         if (module, name) in ALLOWED or (module.startswith("numpy.dtypes") and name.endswith("DType")):
@@ -49,7 +49,7 @@ SAFE_PICKLE = types.SimpleNamespace(load=_load, Unpickler=RestrictedUnpickler, _
 
 @contextlib.contextmanager
 def restricted_pickle(*modules: types.ModuleType) -> Iterator[None]:
-    """While active, ``module.pickle`` of each module is :data:`SAFE_PICKLE`."""
+    """While active, ``module.pickle`` of each module is ``SAFE_PICKLE``."""
     saved = [(m, m.pickle) for m in modules if hasattr(m, "pickle")]
     for m, _ in saved:
         m.pickle = SAFE_PICKLE

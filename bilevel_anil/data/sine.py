@@ -2,7 +2,7 @@
 
 Each task is ``y = A sin(x - phase)`` with ``A ~ U[0.1, 5.0]``, ``phase ~ U[0, pi]`` and
 inputs ``x ~ U[-5, 5]``. Tasks are generated on the fly from torch's global generator, so
-``torch.manual_seed`` (or :func:`bilevel_anil.data.episodes.seeded`) makes them reproducible.
+``torch.manual_seed`` (or ``bilevel_anil.data.episodes.seeded``) makes them reproducible.
 """
 from __future__ import annotations
 

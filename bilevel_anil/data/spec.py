@@ -1,5 +1,5 @@
-"""What the command line needs to know about one data set (:class:`DatasetSpec`); the
-registry of them is :mod:`bilevel_anil.data.registry`."""
+"""What the command line needs to know about one data set (``DatasetSpec``); the
+registry of them is ``bilevel_anil.data.registry``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,7 +18,7 @@ class DatasetSpec:
         applies, default ``default_image_size``.
     channels: fixed input channels; None: ``--channels`` applies (default 3).
     decoded_images: how many images are held decoded at ``--image-size`` (memory estimate).
-    to_input: ``(checkpoint state, PIL image) -> model input``, for :func:`bilevel_anil.load`.
+    to_input: ``(checkpoint state, PIL image) -> model input``, for ``bilevel_anil.load``.
     load_splits: ``cfg -> {"train", "val", "test": ClassImages}`` (``cfg`` has ``data_root``,
         ``download``, ``image_size``, ``channels``), for ``run.py pretrain-body`` and ``pipeline``.
     rotations: meta-training adds each class's 90°, 180° and 270° rotations as classes (Omniglot).

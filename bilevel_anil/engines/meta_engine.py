@@ -79,10 +79,10 @@ class MetaEngine(Engine):
     """One outer step = the Env draws a meta-batch, then ``inner_steps`` lower steps run;
     Betty calls the upper step after the last of them (``unroll_steps``).
 
-    ``validate`` returns the validation :class:`Interval` (None: no validation; ``last.pt`` is
+    ``validate`` returns the validation ``Interval`` (None: no validation; ``last.pt`` is
     still written every ``val_every`` steps); ``run_info`` is stored in every checkpoint (what
     is needed to rebuild and evaluate the model); ``callbacks`` are called after each outer step
-    (:mod:`bilevel_anil.callbacks`) and may stop the run.
+    (``bilevel_anil.callbacks``) and may stop the run.
     """
 
     def __init__(self, upper: MetaProblem, lower: InnerObjective, env: EpisodicEnv, settings: EngineSettings,
@@ -109,7 +109,7 @@ class MetaEngine(Engine):
         accumulates the meta-gradient and updates θ after the last chunk (averaged over the
         processes). Returns the query loss and score over this process's tasks.
 
-        ``check_finite``: raise :class:`TrainingDiverged` on a non-finite query loss (``run``
+        ``check_finite``: raise ``TrainingDiverged`` on a non-finite query loss (``run``
         checks after averaging over the processes instead, so that all of them stop together)."""
         upper_steps, chunks = self.upper.count, self.env.chunk_count
         self.env.step()
@@ -168,7 +168,7 @@ class MetaEngine(Engine):
         broadcasts each problem's parameters from rank 0 every 20 updates, which would
         overwrite the per-task parameters of the implicit lower problem. So the problems get
         the ``default`` strategy with this run's ranks, and the upper problem averages the
-        meta-gradient itself (:meth:`MetaProblem.grad_callback`)."""
+        meta-gradient itself (``MetaProblem.grad_callback``)."""
         self._strategy = "default"
         self._backend = "nccl" if self.settings.device.startswith("cuda") else "gloo"
         self._world_size, self._rank, self._local_rank = self.group.world_size, self.group.rank, self.group.local_rank
@@ -316,8 +316,8 @@ def build_engine(learner: Learner, sampler: TaskSampler, meta_batch: int, inner_
                  validate: Optional[Callable[[], Interval]] = None, run_info: Optional[dict[str, Any]] = None,
                  callbacks: Sequence[Callback] = (), group: Group = Group()) -> MetaEngine:
     """The Env, the Upper and Lower problems and the Engine of one training loop, assembled
-    in one place for :meth:`bilevel_anil.MetaLearner.fit` (and so ``run.py``) and for single
-    steps (:func:`step_engine`)."""
+    in one place for ``bilevel_anil.MetaLearner.fit`` (and so ``run.py``) and for single
+    steps (``step_engine``)."""
     env = EpisodicEnv(sampler, meta_batch, task_chunk, group, shuffle_support=bool(inner_batch))
     upper = build_upper(learner, optimizer, scheduler, chunks=env.chunk_count, group=group)
     lower = build_lower(learner, inner_lr, inner_steps, env.task_chunk, hypergrad, inner_batch, pullback=pullback)
@@ -328,7 +328,7 @@ def step_engine(learner: Learner, sampler: TaskSampler, tasks: int, inner_steps:
                 optimizer: torch.optim.Optimizer, hypergrad: Optional[HypergradConfig] = None,
                 device: str = "cpu", inner_batch: Optional[int] = None, task_chunk: Optional[int] = None,
                 group: Group = Group(), pullback: bool = False) -> MetaEngine:
-    """An engine for taking single outer steps with :meth:`MetaEngine.train_step` (tests, the
+    """An engine for taking single outer steps with ``MetaEngine.train_step`` (tests, the
     gradient comparison, benchmarks): no validation, and nothing is written unless ``run`` is called."""
     settings = EngineSettings(iterations=1, inner_steps=inner_steps, val_every=1, out_dir=Path("."),
                               device=device, progress=False)
@@ -345,7 +345,7 @@ def _numpy_state_to_plain(state: tuple) -> tuple:
 
 
 def _numpy_state_from_plain(state: tuple) -> tuple:
-    """The inverse of :func:`_numpy_state_to_plain`; also takes the ndarray of older checkpoints."""
+    """The inverse of ``_numpy_state_to_plain``; also takes the ndarray of older checkpoints."""
     name, keys, pos, has_gauss, cached = state
     keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
     return (name, keys.astype(np.uint32), pos, has_gauss, cached)

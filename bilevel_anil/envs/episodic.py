@@ -24,9 +24,9 @@ class EpisodicEnv(Env):
     """Samples B tasks (support and query sets) once per outer step.
 
     The lower problem reads ``batch.support``, the upper problem ``batch.query``; both see
-    the same tasks until the Engine selects another chunk or calls :meth:`step` again.
+    the same tasks until the Engine selects another chunk or calls ``step`` again.
 
-    * ``task_chunk`` C: the tasks are served C at a time (:meth:`select`); the Engine runs the
+    * ``task_chunk`` C: the tasks are served C at a time (``select``); the Engine runs the
       inner loop and the meta-gradient chunk by chunk and the upper problem accumulates it,
       so memory follows C, not B.
     * ``group``: with several processes, every one draws the same B tasks (the same seed) and
@@ -53,7 +53,7 @@ class EpisodicEnv(Env):
         return self.local_tasks // self.task_chunk
 
     def step(self) -> TaskBatch:
-        """Draw the next meta-batch; the first chunk becomes :attr:`batch`."""
+        """Draw the next meta-batch; the first chunk becomes ``batch``."""
         full = self.sampler.sample(self.meta_batch)
         if self.shuffle_support:
             full = TaskBatch(shuffle_examples(full.support), full.query)

@@ -1,11 +1,11 @@
 """Networks with a body/head split and a task-batched functional forward.
 
-Image architectures (``--arch``) are registered in :data:`BODIES` (:mod:`.registry`), each
-by a :class:`BodySpec` in its own module: ``conv4`` (the MAML/ANIL Conv4 with max-pooling, 64
+Image architectures (``--arch``) are registered in ``BODIES`` (``.registry``), each
+by a ``BodySpec`` in its own module: ``conv4`` (the MAML/ANIL Conv4 with max-pooling, 64
 filters) and ``conv4-32`` (32 filters, MAML's mini-ImageNet network) have a hand-written
-batched forward (:mod:`.functional`); ``conv4-strided`` (the iMAML authors' network),
-``resnet12`` (MetaOptNet/RFS) and every torchvision body in :data:`TORCHVISION_BODIES` run
-through the generic per-task path (:class:`TaskBatchedNet`: ``vmap`` over ``functional_call``).
+batched forward (``.functional``); ``conv4-strided`` (the iMAML authors' network),
+``resnet12`` (MetaOptNet/RFS) and every torchvision body in ``TORCHVISION_BODIES`` run
+through the generic per-task path (``TaskBatchedNet``: ``vmap`` over ``functional_call``).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""What ``--arch NAME`` builds (:class:`BodySpec`); the registry of them is
-:mod:`bilevel_anil.models.registry`."""
+"""What ``--arch NAME`` builds (``BodySpec``); the registry of them is
+``bilevel_anil.models.registry``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ class BodySpec:
     body: ``(in_channels, image_size) -> (body, features)``: a module from images
         ``[n, C, H, W]`` to features ``[n, features]``; the package adds a linear head of
         ``--ways`` outputs and runs it through the generic per-task path
-        (:class:`~bilevel_anil.models.task_batched.TaskBatchedNet`).
+        (``TaskBatchedNet``).
     network: instead of ``body``, ``(ways, in_channels, image_size, bn) -> nn.Module`` for a
         complete network with its own hand-written task-batched forward (Conv4).
     min_image_size: the smallest square input it runs on (``--image-size`` is checked against it).
@@ -47,7 +47,7 @@ class BodySpec:
 
     def build(self, ways: int, in_channels: int = 1, image_size: int = 28, bn: str = "batch") -> nn.Module:
         """A randomly initialised classifier for ``ways`` classes; it carries ``arch``, the dict
-        that rebuilds it (:func:`bilevel_anil.models.build_model`)."""
+        that rebuilds it (``bilevel_anil.models.build_model``)."""
         if bn not in self.bn_modes:
             raise UsageError(f"{self.name} supports BatchNorm mode {' or '.join(map(repr, self.bn_modes))} only, "
                              f"not {bn!r}")

@@ -36,7 +36,7 @@ class Conv4(nn.Module):
 
     ``forward`` takes one task's images ``[n, C, H, W]``; ``body_forward`` and
     ``head_forward`` take a batch of tasks ``[B, n, ...]`` with parameters given by name,
-    shared or per task (see :mod:`bilevel_anil.models.functional`).
+    shared or per task (see ``bilevel_anil.models.functional``).
     """
 
     def __init__(self, ways: int, in_channels: int = 1, hidden: int = 64, image_size: int = 28, bn: str = "batch"):
@@ -58,7 +58,7 @@ class Conv4(nn.Module):
 
     def body_forward(self, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
         """Features ``[B, n, D]`` of images ``x`` of shape ``[B, n, C, H, W]``, computed in the
-        task-channel layout of :mod:`bilevel_anil.models.functional`."""
+        task-channel layout of ``bilevel_anil.models.functional``."""
         tasks = x.shape[0]
         h = TF.to_task_channels(x)
         for i, block in enumerate(self.body[:-1]):

@@ -1,7 +1,7 @@
 """Layers over a batch of tasks: B tasks of n examples each, run as one call per layer.
 
 A parameter is either shared by all tasks (its usual shape) or per task (a leading B
-dimension, as MAML's fast weights are); :func:`per_task` gives both the per-task shape.
+dimension, as MAML's fast weights are); ``per_task`` gives both the per-task shape.
 
 Conv4's task-batched forward keeps its activations in a *task-channel layout*,
 ``[n, B*C, H, W]``: the example index first, then each task's C channels side by side.
@@ -13,8 +13,8 @@ In that layout
   task's set at a time, as the MAML reference implementation does;
 - ReLU and max pooling act on each channel alone.
 
-So no layer transposes its input: the layout is entered once (:func:`to_task_channels`) and
-left once (:func:`task_features`). Measured against the previous forward, which converted
+So no layer transposes its input: the layout is entered once (``to_task_channels``) and
+left once (``task_features``). Measured against the previous forward, which converted
 between ``[B, n, C, H, W]`` and this layout around every BatchNorm, in
 ``benchmarks/next_factors.py``.
 """

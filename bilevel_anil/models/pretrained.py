@@ -69,7 +69,7 @@ def file_state_dict(path: Path, arch: str) -> dict[str, Tensor]:
 def load_body(body: nn.Module, state: Mapping[str, Tensor], source: str, classifier: str = "fc") -> list[str]:
     """Copy ``state`` into ``body``; returns the conversions made, one phrase each.
 
-    Raises a one-line :class:`UsageError` naming the first key that is missing, unexpected or
+    Raises a one-line ``UsageError`` naming the first key that is missing, unexpected or
     of another shape (so a file of another architecture is refused)."""
     own = body.state_dict()
     notes = []

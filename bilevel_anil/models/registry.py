@@ -1,10 +1,10 @@
 """The image networks ``--arch`` knows, each described once by a
-:class:`~bilevel_anil.models.body_spec.BodySpec`.
+``BodySpec``.
 
 The configuration checks, ``--help``, ``run.py pretrain-body`` and the rebuilding of a
 checkpoint's network all read the spec; nothing else branches on a body's name. Adding a body
-is one module (its builder and its spec) plus one line in :data:`BODIES`, or, from outside the
-package, :func:`register_body`.
+is one module (its builder and its spec) plus one line in ``BODIES``, or, from outside the
+package, ``register_body``.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def body_spec(name: str) -> BodySpec:
 
 
 def register_body(spec: BodySpec) -> BodySpec:
-    """Make ``spec`` available as ``--arch spec.name`` (and to :func:`image_model`, and to the
+    """Make ``spec`` available as ``--arch spec.name`` (and to ``image_model``, and to the
     loading of checkpoints of it) in this process.
 
     Example:

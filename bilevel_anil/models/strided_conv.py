@@ -4,7 +4,7 @@ Four 3x3 convolutions with stride 2 and 64 filters, each followed by BatchNorm w
 running statistics and ReLU; no max-pooling; the input of the third convolution is padded
 by one pixel at the right and bottom, so 28x28 images end as 2x2x64 = 256 features.
 Weights are initialised as in that code: Xavier-uniform with gain 1.73, biases U(0, 0.05)
-(the new linear head included, see :func:`init_like_imaml`).
+(the new linear head included, see ``init_like_imaml``).
 """
 from __future__ import annotations
 

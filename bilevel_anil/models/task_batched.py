@@ -5,7 +5,7 @@ linear layer of ``ways`` outputs. ``body_forward`` runs B tasks ``[B, n, ...]`` 
 vectorised call, without a Python loop over tasks: parameters are shared (their usual shape)
 or per task (a leading B dimension, as MAML's fast weights are), and every BatchNorm layer
 normalises each task's set with that set's own statistics (BatchNorm layers here keep no
-running statistics; see :func:`batch_statistics_only`).
+running statistics; see ``batch_statistics_only``).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def batch_statistics_only(body: nn.Module) -> nn.Module:
 class TaskBatchedNet(nn.Module):
     """``body`` (images to ``features``-dimensional vectors) and a new linear head.
 
-    arch: the dict that rebuilds this network (:func:`bilevel_anil.models.build_model`).
+    arch: the dict that rebuilds this network (``bilevel_anil.models.build_model``).
     """
 
     def __init__(self, body: nn.Module, features: int, ways: int, arch: dict):

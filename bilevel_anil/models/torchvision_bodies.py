@@ -1,10 +1,10 @@
 """torchvision networks as few-shot bodies.
 
-Each entry of :data:`TORCHVISION_BODIES` says how to turn one torchvision classifier into a
+Each entry of ``TORCHVISION_BODIES`` says how to turn one torchvision classifier into a
 body: which convolution reads the image (rebuilt for ``in_channels`` inputs), which module is
 the classifier (replaced by the identity, so the body ends with the pooled features), and
 which weights enum holds its ImageNet weights. Another body is one more entry, e.g.
-``"resnet34": TorchvisionBody("resnet34", "ResNet34_Weights")``; :data:`TORCHVISION_SPECS`
+``"resnet34": TorchvisionBody("resnet34", "ResNet34_Weights")``; ``TORCHVISION_SPECS``
 registers each (``--arch``, ``--pretrained imagenet``).
 """
 from __future__ import annotations

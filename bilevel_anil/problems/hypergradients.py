@@ -64,6 +64,6 @@ def conjugate_gradient(vector: Vectors, curr, prev, sync: bool):
 
 def register_hypergradients() -> None:
     """Make this module's CG Betty's ``"cg_exact"`` hypergradient type. Called when a lower
-    problem is built (:func:`bilevel_anil.problems.build_lower`), not when the package is
+    problem is built (``bilevel_anil.problems.build_lower``), not when the package is
     imported: importing bilevel_anil changes nothing in Betty."""
     jvp_fn_mapping.setdefault(BETTY_TYPES["cg"], conjugate_gradient)

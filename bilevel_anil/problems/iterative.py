@@ -24,7 +24,7 @@ class IterativeProblem(Problem):
     optimiser (plain SGD unless ``optimizer="adam"``).
 
     Subclasses write ``training_step`` and ``get_batch`` as for any Betty problem, and call
-    :meth:`reset` (typically in ``on_inner_loop_start``) with the starting fast weights.
+    ``reset`` (typically in ``on_inner_loop_start``) with the starting fast weights.
 
     lr: inner-loop step size; optimizer: ``"sgd"`` or ``"adam"`` (β1 = 0, fresh state per inner loop).
     first_order: when True the inner gradients are not differentiated (no second-order
@@ -70,7 +70,7 @@ class IterativeProblem(Problem):
         return list(self.fast_params.values())
 
     def patch_optimizer(self) -> None:
-        """No torch optimizer: the update is the functional SGD step of :meth:`optimizer_step`."""
+        """No torch optimizer: the update is the functional SGD step of ``optimizer_step``."""
 
     def backward(self, loss: Tensor, params, paths, create_graph=False, retain_graph=True, allow_unused=True) -> None:
         # torch.autograd.grad instead of Betty's autograd.backward(create_graph=True), which

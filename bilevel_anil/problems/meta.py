@@ -2,15 +2,15 @@
 
 Lower (name ``"lower"``): adapts the algorithm's adapted parameters on each task's support
 set, starting from the upper problem's parameters. Its objective is written once
-(:class:`InnerObjective`, via :meth:`Learner.inner_loss`) and used by two Betty bases:
+(``InnerObjective``, via ``Learner.inner_loss``) and used by two Betty bases:
 
-* :class:`UnrolledAdapt` (our ``IterativeProblem``): fast weights, the meta-gradient is the
+* ``UnrolledAdapt`` (our ``IterativeProblem``): fast weights, the meta-gradient is the
   derivative through the inner SGD steps;
-* :class:`ImplicitAdapt` (Betty's ``ImplicitProblem``): per-task parameters updated in place
+* ``ImplicitAdapt`` (Betty's ``ImplicitProblem``): per-task parameters updated in place
   by SGD, the meta-gradient is Betty's implicit hypergradient at the last iterate.
 
-Upper (:class:`MetaProblem`, name ``"upper"``): owns the meta-parameters θ; its loss is the
-mean query loss of the adapted learners over the B tasks. :class:`ReptileProblem` replaces
+Upper (``MetaProblem``, name ``"upper"``): owns the meta-parameters θ; its loss is the
+mean query loss of the adapted learners over the B tasks. ``ReptileProblem`` replaces
 that loss by ``½·mean_b‖θ − φ_b‖²`` (φ_b held fixed), whose gradient θ − mean_b φ_b turns an
 SGD step of size ε into Reptile's θ ← θ + ε·mean_b(φ_b − θ). Both levels read the current
 meta-batch from the Env.
@@ -35,7 +35,7 @@ from .iterative import IterativeProblem
 class InnerObjective:
     """The lower problem's loss: ``learner.inner_loss`` on the support set, with the proximal
     anchor θ and (for ANIL) the body features taken from the upper problem at the start of
-    each inner loop. Subclasses say where the per-task parameters live (:meth:`task_params`)."""
+    each inner loop. Subclasses say where the per-task parameters live (``task_params``)."""
 
     learner: Learner
     _predict: Optional[Predictor] = None
@@ -159,7 +159,7 @@ class ImplicitAdapt(InnerObjective, ImplicitProblem):
     """Inner loop differentiated implicitly (iMAML): ``steps`` SGD steps on the proximal
     objective from θ, then Betty's hypergradient (``hypergrad``) at the last iterate.
 
-    ``pullback=True`` runs the iMAML authors' loop instead (see :class:`InnerObjective`);
+    ``pullback=True`` runs the iMAML authors' loop instead (see ``InnerObjective``);
     the hypergradient is the same."""
 
     def __init__(self, learner: Learner, lr: float, steps: int, tasks: int, hypergrad: HypergradConfig,
@@ -203,7 +203,7 @@ def build_lower(learner: Learner, lr: float, steps: int, tasks: int,
     ``lr`` is the step size of adaptation; for a ``pretrain`` algorithm the meta-training
     inner loop takes zero-size steps instead (``lr`` then applies at validation and test).
     ``inner_batch``: examples per task in each inner step (unrolled only; None: all);
-    ``pullback``: the iMAML authors' inner loop (proximal algorithms, see :class:`InnerObjective`)."""
+    ``pullback``: the iMAML authors' inner loop (proximal algorithms, see ``InnerObjective``)."""
     register_hypergradients()
     algo = learner.algorithm
     if algo.pretrain:
@@ -249,7 +249,7 @@ class MetaProblem(ImplicitProblem):
         self.last_stats: dict[str, float] = {}
 
     def patch_optimizer(self) -> None:
-        """Betty rebuilds the optimiser from :meth:`trainable_parameters`; the schedule follows it."""
+        """Betty rebuilds the optimiser from ``trainable_parameters``; the schedule follows it."""
         super().patch_optimizer()
         if self.outer_schedule is not None:
             self.outer_schedule = patch_scheduler(self.outer_schedule, self.optimizer)
