@@ -139,6 +139,14 @@ class Adapted:
     support set only (the Reptile paper's non-transductive protocol), so its output does not
     depend on the other queries. Networks without such layers give the same outputs either way.
 
+    Args:
+        learner: The learner that adapted (internal; ``MetaLearner.adapt`` makes this object).
+        theta: The meta-parameters adapted from.
+        fast: The adapted parameters, ``[B, ...]`` per task.
+        support_x: The support inputs, which inductive BatchNorm normalises the queries with.
+        batched: Whether the support set was given as ``[B, n, ...]``.
+        bn: ``"transductive"`` or ``"inductive"``.
+
     Raises:
         ValueError: On a call whose query inputs do not match the support set's shape.
 
@@ -164,7 +172,17 @@ class Adapted:
         self.support_x, self.batched, self.bn = support_x, batched, bn
 
     def __call__(self, query_x: Tensor) -> Tensor:
-        """Outputs for ``query_x`` ``[m, ...]`` (one task) or ``[B, m, ...]`` (B tasks)."""
+        """The network's outputs for query inputs at the adapted weights.
+
+        Args:
+            query_x: Inputs ``[m, ...]`` (one task) or ``[B, m, ...]`` (B tasks, as adapted).
+
+        Returns:
+            Logits ``[m, ways]`` or ``[B, m, ways]`` (predictions ``[..., out]`` for regression).
+
+        Raises:
+            ValueError: When the inputs do not match the support set's shape.
+        """
         qx = query_x if self.batched else query_x.unsqueeze(0)
         if not isinstance(query_x, Tensor) or qx.dim() != self.support_x.dim() or qx.shape[2:] != self.support_x.shape[2:] \
                 or qx.shape[0] != self.support_x.shape[0]:

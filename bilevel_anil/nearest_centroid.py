@@ -61,12 +61,23 @@ class CentroidRule:
 
     @property
     def name(self) -> str:
-        """``euclidean``, ``cosine/l2``, ...: the rule as a table label."""
+        """``euclidean``, ``cosine/l2``, ...: the rule as a table label.
+        """
         return self.distance if self.norm == "none" else f"{self.distance}/{self.norm}"
 
     @staticmethod
     def parse(name: str) -> "CentroidRule":
-        """The rule named ``distance`` or ``distance/norm`` (the inverse of ``name``)."""
+        """The rule named ``distance`` or ``distance/norm`` (the inverse of ``name``).
+
+        Args:
+            name: For example ``"cosine"`` or ``"euclidean/centred-l2"``.
+
+        Returns:
+            The ``CentroidRule``.
+
+        Raises:
+            ValueError: For an unknown distance or norm.
+        """
         distance, _, norm = name.partition("/")
         return CentroidRule(distance, norm or "none")
 

@@ -11,6 +11,7 @@
   data), with placeholders such as ``DIR`` filled in.
 - The README stays short and links into the site.
 """
+import dataclasses
 import os
 import re
 import shlex
@@ -225,3 +226,49 @@ def test_python_examples_of_the_front_pages_run(page, tmp_path):
     done = subprocess.run([sys.executable, "-c", "\n".join(blocks)], cwd=tmp_path, capture_output=True, text=True,
                           timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-4000:]
+
+
+# --- the API reference's contract -------------------------------------------------------------
+
+def public_callables():
+    """``(name, object)`` of every public name and of the public methods of public classes."""
+    import inspect
+
+    import bilevel_anil
+    found = []
+    for name in sorted(n for n in bilevel_anil.__all__ if n != "__version__"):
+        obj = getattr(bilevel_anil, name)
+        found.append((name, obj))
+        if inspect.isclass(obj):
+            for member, value in vars(obj).items():
+                function = value.__func__ if isinstance(value, (classmethod, staticmethod)) else value
+                if not member.startswith("_") and inspect.isfunction(function) and function.__doc__:
+                    found.append((f"{name}.{member}", function))
+    return found
+
+
+def test_every_public_name_documents_its_arguments_and_has_an_example():
+    import inspect
+
+    missing = []
+    for name, obj in public_callables():
+        doc = inspect.getdoc(obj) or ""
+        if "." not in name and not re.search(r"^Examples?:\n(\s+.*\n)*?\s+>>> ", doc + "\n", re.M):
+            missing.append(f"{name}: no Examples section with >>>")
+        try:
+            parameters = [p for p in inspect.signature(obj).parameters if p not in ("self", "cls")]
+        except (TypeError, ValueError):
+            parameters = []
+        if inspect.isclass(obj) and getattr(obj, "_is_protocol", False):
+            parameters = []  # a Protocol: its methods carry the contract
+        if dataclasses.is_dataclass(obj) and all("help" in f.metadata for f in dataclasses.fields(obj)):
+            # a command's settings: each field is declared once, as its flag, and documented on the
+            # generated "Every flag" page (tests/test_settings.py checks that every field is a flag)
+            assert "Every flag" in doc, f"{name}: say where its fields are documented"
+            parameters = []
+        if parameters and not re.search(r"^(Args|Attributes):$", doc, re.M):
+            missing.append(f"{name}: parameters {parameters} but no Args or Attributes section")
+        for parameter in parameters if "Args:" in doc else ():
+            if not re.search(rf"^\s+{parameter}( \(.*\))?:", doc, re.M):
+                missing.append(f"{name}: argument {parameter!r} not documented")
+    assert not missing, "\n".join(missing)

@@ -49,16 +49,19 @@ class TaskSet:
 
 @dataclass
 class TaskBatch:
-    """B tasks, each with a support set (to adapt on) and a query set (to score): inputs
-    ``[B, n, ...]`` and labels ``[B, n]`` (or regression targets ``[B, n, out]``).
+    """B tasks, each with a support set (to adapt on) and a query set (to score).
 
-    Example::
+    Attributes:
+        support: The support sets: inputs ``[B, n, ...]``, labels ``[B, n]`` (or regression
+            targets ``[B, n, out]``).
+        query: The query sets, shaped the same way.
 
+    Examples:
         >>> import torch
         >>> batch = TaskBatch.of(torch.zeros(4, 5, 3), torch.zeros(4, 5, dtype=torch.long),
         ...                      torch.zeros(4, 10, 3), torch.zeros(4, 10, dtype=torch.long))
-        >>> batch.tasks
-        4
+        >>> batch.tasks, [part.tasks for part in batch.chunks(3)]
+        (4, [3, 1])
     """
 
     support: TaskSet
@@ -66,7 +69,20 @@ class TaskBatch:
 
     @staticmethod
     def of(support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor) -> "TaskBatch":
-        """A batch from four tensors, their shapes checked (one line on a mismatch)."""
+        """A batch from four tensors, their shapes checked.
+
+        Args:
+            support_x: Support inputs ``[B, n, ...]``.
+            support_y: Support labels ``[B, n]`` or targets ``[B, n, out]``.
+            query_x: Query inputs ``[B, m, ...]``.
+            query_y: Query labels ``[B, m]`` or targets ``[B, m, out]``.
+
+        Returns:
+            The ``TaskBatch``.
+
+        Raises:
+            ValueError: One line on a mismatch (task counts, examples per task, input shapes).
+        """
         named = {"support_x": support_x, "support_y": support_y, "query_x": query_x, "query_y": query_y}
         for name, t in named.items():
             if not isinstance(t, Tensor) or t.dim() < 2:
@@ -85,24 +101,56 @@ class TaskBatch:
 
     @property
     def tasks(self) -> int:
+        """The number of tasks B.
+        """
         return self.support.x.shape[0]
 
     def to(self, device: torch.device | str) -> "TaskBatch":
+        """The batch on ``device``.
+
+        Args:
+            device: A torch device or its name.
+
+        Returns:
+            A new ``TaskBatch``.
+        """
         return TaskBatch(TaskSet(self.support.x.to(device), self.support.y.to(device)),
                             TaskSet(self.query.x.to(device), self.query.y.to(device)))
 
     def select(self, tasks: slice) -> "TaskBatch":
-        """The tasks in the range ``tasks``."""
+        """The tasks in a range.
+
+        Args:
+            tasks: A slice of task indices.
+
+        Returns:
+            A new ``TaskBatch`` of those tasks.
+        """
         return TaskBatch(TaskSet(self.support.x[tasks], self.support.y[tasks]),
                             TaskSet(self.query.x[tasks], self.query.y[tasks]))
 
     def chunks(self, size: int) -> Iterator["TaskBatch"]:
-        """Consecutive groups of at most ``size`` tasks."""
+        """Consecutive groups of at most ``size`` tasks.
+
+        Args:
+            size: Tasks per group.
+
+        Returns:
+            An iterator over ``TaskBatch`` groups, in order.
+        """
         for i in range(0, self.tasks, size):
             yield self.select(slice(i, i + size))
 
     @staticmethod
     def cat(batches: list["TaskBatch"]) -> "TaskBatch":
+        """One batch of the tasks of several, in order.
+
+        Args:
+            batches: The batches (same shapes apart from the task count).
+
+        Returns:
+            A new ``TaskBatch``.
+        """
         return TaskBatch(TaskSet(torch.cat([b.support.x for b in batches]), torch.cat([b.support.y for b in batches])),
                             TaskSet(torch.cat([b.query.x for b in batches]), torch.cat([b.query.y for b in batches])))
 
