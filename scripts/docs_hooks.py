@@ -1,9 +1,13 @@
-"""mkdocs hook: fills docs/guide/cli-reference.md from the command-line parsers at build time,
-so the page lists every flag of every sub-command with the help and default that ``--help``
-prints (flags are declared once, as fields of the commands' config dataclasses).
+"""mkdocs hook: fills two pages from the code at build time, so they cannot drift from it.
 
-The page holds one marker line per command, ``<!-- flags: run.py -->``; nothing else of the
-docs is touched.
+- docs/guide/cli-reference.md: every flag of every sub-command with the help and default that
+  ``--help`` prints (flags are declared once, as fields of the commands' config dataclasses);
+  one marker line per command, ``<!-- flags: run.py -->``.
+- docs/guide/presets.md: every preset with its source and the flags it sets, from
+  ``bilevel_anil.presets.PRESETS`` and ``bilevel_anil.pipeline.PIPELINE_PRESETS``; marker lines
+  ``<!-- presets: run.py -->`` and ``<!-- presets: run.py pipeline -->``.
+
+Nothing else of the docs is touched.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ COMMANDS = {
     "run.py compare-grads": "bilevel_anil.compare",
 }
 MARKER = re.compile(r"^<!-- flags: (.+?) -->$", re.M)
+PRESET_MARKER = re.compile(r"^<!-- presets: (.+?) -->$", re.M)
 SHARED = {"--data-root", "--no-download", "--seed", "--device", "--out", "--no-progress"}
 
 
@@ -60,7 +65,36 @@ def flag_table(command: str) -> str:
     return "\n".join(out)
 
 
+def preset_table(command: str) -> str:
+    """The markdown of one command's presets: name, source, and the flags each one sets."""
+    from bilevel_anil.settings import flag_of
+
+    if command == "run.py":
+        from bilevel_anil.config import RunConfig
+        from bilevel_anil.presets import PRESETS as presets
+        settings = RunConfig
+    elif command == "run.py pipeline":
+        from bilevel_anil.pipeline import PIPELINE_PRESETS as presets, PipelineConfig as settings
+    else:
+        raise ValueError(f"no presets for {command!r}")
+    rows = ["| preset | source | flags it sets |", "|---|---|---|"]
+    for name, preset in presets.items():
+        shown = []
+        for field, value in preset.values.items():
+            flag = flag_of(settings, field)
+            if isinstance(value, bool):  # a switch: shown when the preset turns it on
+                if value != flag.startswith("--no-"):
+                    shown.append(f"`{flag}`")
+            else:
+                shown.append(f"`{flag} {value}`")
+        flags = " ".join(shown)
+        rows.append(f"| `{name}` | {_cell(preset.source)} | {flags} |")
+    return "\n".join(rows) + "\n"
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    if page.file.src_uri != "guide/cli-reference.md":
-        return markdown
-    return MARKER.sub(lambda m: flag_table(m.group(1)), markdown)
+    if page.file.src_uri == "guide/cli-reference.md":
+        return MARKER.sub(lambda m: flag_table(m.group(1)), markdown)
+    if page.file.src_uri == "guide/presets.md":
+        return PRESET_MARKER.sub(lambda m: preset_table(m.group(1)), markdown)
+    return markdown
