@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -25,6 +25,9 @@ from .data.episodes import TaskBatch, TaskSet
 from .errors import UsageError
 from .evaluation import Interval, evaluate
 from .learner import Learner
+
+if TYPE_CHECKING:
+    from .meta_learner import MetaLearner
 
 PARAMETER_SETS = ("head", "all")
 
@@ -119,23 +122,27 @@ def fine_tune_grid(inner_lr: float, steps: int, params: Sequence[str] = PARAMETE
     return grid
 
 
-def choose_fine_tune(learner: Learner, theta: Mapping[str, Tensor], validation: TaskBatch,
-                     options: Sequence[FineTune], higher_is_better: bool = True, seed: int = 0
-                     ) -> tuple[FineTune, dict[FineTune, Interval]]:
-    """The fine-tuning option with the best validation score.
+def choose_fine_tune(learner: MetaLearner, validation: TaskBatch, options: Optional[Sequence[FineTune]] = None,
+                     *, seed: int = 0) -> tuple[FineTune, dict[FineTune, Interval]]:
+    """The test-time fine-tuning of a meta-trained learner that scores best on validation tasks.
+
+    Every option adapts from the learner's θ, its head starting where the learner's head init
+    puts it, and is scored on the query sets after its steps.
 
     Args:
-        learner: The learner that adapts: a MetaLearner's ``test_learner``.
-        theta: The meta-parameters to start from (``meta.learner.meta_params()``).
+        learner: A meta-trained ``MetaLearner`` (or one loaded with ``MetaLearner.load``).
         validation: The validation tasks (``TaskBatch``).
-        options: The ``FineTune`` options; among equal scores the first listed wins, so
-            list the cheaper ones first.
-        higher_is_better: How to compare scores (accuracy: True; a loss: False).
+        options: The ``FineTune`` options; among equal scores the first listed wins, so list
+            the cheaper ones first. Default: the grid ``run.py pipeline`` tries (the head or
+            every parameter, 0 to 4 times the learner's test-time steps, its step size and a
+            tenth of it, with and without 4 shifted copies of the support set).
         seed: The seed of the augmented copies.
 
     Returns:
-        The chosen option and every option's score (an
-        ``Interval``).
+        The chosen option and every option's score (an ``Interval``), as a pair.
+
+    Raises:
+        ValueError: When ``learner`` is not a ``MetaLearner`` or ``options`` is empty.
 
     Examples:
         >>> import torch
@@ -144,12 +151,20 @@ def choose_fine_tune(learner: Learner, theta: Mapping[str, Tensor], validation: 
         >>> x, y = torch.randn(4, 3, 1, 28, 28), torch.arange(3).repeat(4, 1)
         >>> meta = MetaLearner(Conv4(ways=3), "anil", inner_lr=0.1)
         >>> options = [FineTune("head", 1, 0.1), FineTune("all", 2, 0.1)]
-        >>> chosen, scores = choose_fine_tune(meta.test_learner, meta.learner.meta_params(),
-        ...                                   TaskBatch.of(x, y, x, y), options)
+        >>> chosen, scores = choose_fine_tune(meta, TaskBatch.of(x, y, x, y), options)
         >>> chosen in options, len(scores)
         (True, 2)
     """
-    scores = score_fine_tunes(learner, theta, validation, options, seed)
+    from .meta_learner import MetaLearner
+
+    if not isinstance(learner, MetaLearner):
+        raise UsageError(f"learner must be a MetaLearner, got {type(learner).__name__}")
+    if options is None:
+        options = fine_tune_grid(learner.inner_lr, max(1, learner.test_inner_steps or learner.inner_steps))
+    options = list(options)
+    if not options:
+        raise UsageError("options is empty: give at least one FineTune")
+    scores = score_fine_tunes(learner.test_learner, learner.learner.meta_params(), validation, options, seed)
     ordered = [o for o in options if o in scores]
-    pick = max if higher_is_better else min
+    pick = max if learner.learner.loss.higher_is_better else min
     return pick(ordered, key=lambda o: scores[o].mean), scores

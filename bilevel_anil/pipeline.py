@@ -327,8 +327,7 @@ def _run_pipeline(cfg: PipelineConfig, out: Path) -> dict:
         theta = meta.learner.meta_params()
         steps = max(1, run_cfg.inner_steps if run_cfg.test_inner_steps == 0 else run_cfg.test_inner_steps)
         choosing = suite.val_set.select(slice(0, cfg.fine_tune_tasks))
-        chosen, scores = choose_fine_tune(meta.test_learner, theta, choosing, fine_tune_grid(run_cfg.inner_lr, steps),
-                                          seed=cfg.seed)
+        chosen, scores = choose_fine_tune(meta, choosing, fine_tune_grid(run_cfg.inner_lr, steps), seed=cfg.seed)
         print(f"pipeline: fine-tuning on {choosing.tasks} validation tasks: "
               + "; ".join(f"{o.name} {100 * v.mean:.2f}%" for o, v in scores.items()), flush=True)
         test = score_fine_tunes(meta.test_learner, theta, test_tasks, [chosen], seed=cfg.seed)[chosen]

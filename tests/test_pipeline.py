@@ -172,8 +172,22 @@ def test_the_grid_and_the_choice():
     torch.manual_seed(0)
     meta = MetaLearner(Conv4(ways=3, hidden=8), "anil", inner_lr=0.4)
     batch = random_episodes(4, 3, 1, 2, seed=1)
-    chosen, scores = choose_fine_tune(meta.test_learner, meta.learner.meta_params(), batch, grid)
+    chosen, scores = choose_fine_tune(meta, batch, grid)
     assert set(scores) == set(grid) and scores[chosen].mean == max(v.mean for v in scores.values())
+    _, default = choose_fine_tune(meta, batch)  # the pipeline's grid for this learner
+    assert set(default) == set(fine_tune_grid(0.4, 1))
+    with pytest.raises(UsageError, match="learner must be a MetaLearner"):
+        choose_fine_tune(meta.test_learner, batch, grid)
+    with pytest.raises(UsageError, match="options is empty"):
+        choose_fine_tune(meta, batch, [])
+    # a loss: the lowest wins
+    from bilevel_anil import TaskBatch
+    net = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    x = torch.randn(4, 10, 1)
+    regression = TaskBatch.of(x[:, :5], 2 * x[:, :5], x[:, 5:], 2 * x[:, 5:])
+    options = [FineTune("all", 0, 0.1), FineTune("all", 20, 0.1)]
+    chosen, scores = choose_fine_tune(MetaLearner(net, "maml", loss="mse", inner_lr=0.1), regression, options)
+    assert scores[chosen].mean == min(v.mean for v in scores.values()) and chosen == options[1]
     with pytest.raises(UsageError, match="fine-tuning params must be one of head, all"):
         FineTune("body", 1, 0.1)
 
