@@ -70,9 +70,9 @@ PIPELINE_PRESETS: dict[str, PipelinePreset] = {
 class PipelineConfig:
     """The settings of ``run.py pipeline``: each field is the flag of the same name.
 
-    The fields, their meanings and defaults are listed under ``run.py pipeline`` on the
-    [Every flag](guide/cli-reference.md) page (generated from these declarations) and by
-    ``run.py pipeline --help``. A ``preset`` fills the task shape and budget of a target.
+    Each field's flag, meaning and default are listed below, on the
+    [Every flag](guide/cli-reference.md) page and by ``run.py pipeline --help``, all from one
+    declaration per field. A ``preset`` fills the task shape and budget of a target.
 
     Examples:
         >>> import os, tempfile

@@ -41,9 +41,9 @@ SCHEDULES = ("cosine", "constant")
 class BodyPretrainConfig:
     """The settings of ``run.py pretrain-body``: each field is the flag of the same name.
 
-    The fields, their meanings and defaults are listed under ``run.py pretrain-body`` on the
-    [Every flag](guide/cli-reference.md) page (generated from these declarations) and by
-    ``run.py pretrain-body --help``. ``bilevel_anil.pretrain_body.pretrain_body(cfg)`` runs
+    Each field's flag, meaning and default are listed below, on the
+    [Every flag](guide/cli-reference.md) page and by ``run.py pretrain-body --help``, all from one
+    declaration per field. ``bilevel_anil.pretrain_body.pretrain_body(cfg)`` runs
     it and returns the best epoch's record with the file's ``path``.
 
     Examples:

@@ -85,6 +85,18 @@ def test_site_builds_strict(tmp_path):
     flags = (site / "guide" / "cli-reference" / "index.html").read_text()
     for flag in ("--problem", "--task-chunk", "--pretrain-share", "--exact-tol", "--only", "--pretrain-epochs"):
         assert f"<code>{flag}</code>" in flags, flag
+    import dataclasses
+    from bilevel_anil.pipeline import PIPELINE_PRESETS, PipelineConfig
+    from bilevel_anil.presets import PRESETS
+    from bilevel_anil.pretrain_body import BodyPretrainConfig
+    for settings in (PipelineConfig, BodyPretrainConfig):  # each field with its flag's help (griffe extension)
+        for field in dataclasses.fields(settings):
+            anchor = f'id="{settings.__module__}.{settings.__name__}.{field.name}"'
+            assert anchor in api, anchor
+    assert "<code>--pretrain-share</code>: fraction of --time-budget" in api
+    presets = (site / "guide" / "presets" / "index.html").read_text()  # generated from the code
+    for name in [*PRESETS, *PIPELINE_PRESETS]:
+        assert f"<code>{name}</code>" in presets, name
 
 
 # --- the tutorials --------------------------------------------------------------------------
