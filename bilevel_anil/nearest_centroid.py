@@ -158,8 +158,8 @@ def centroid_accuracy(model: nn.Module, episodes: TaskBatch, rule: CentroidRule 
 
     Args:
         model: A network of the package's (``bilevel_anil.models``, or one ``run.py`` built):
-            it computes body features per task. For a network of your own, the same
-            classifier is ``MetaLearner(net, "protonet")``'s evaluation.
+            it computes body features per task. For a network of your own, the Euclidean
+            rule on its head's input is ``MetaLearner(net, "protonet").evaluate(tasks)``.
         episodes: The tasks (``TaskBatch``).
         rule: The distance and feature normalisation.
         centre: The training images' mean feature, which ``"centred-l2"`` needs.
