@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import sys
 from typing import Optional, Sequence
 
@@ -20,6 +21,16 @@ from .settings import build_parser as build_settings_parser, explicit_fields
 from .solvers import HYPERGRADS
 
 __all__ = ["build_parser", "main", "parse_config", "resolve_config", "RunConfig"]
+
+# run.py SUBCOMMAND -> the module holding its build_parser(), parse_config(argv) and main(argv)
+SUBCOMMANDS = {"compare-grads": "compare", "pretrain-body": "pretrain_body", "pipeline": "pipeline",
+               "scenarios": "scenarios"}
+
+
+def subcommand(name: str):
+    """The module of ``run.py NAME`` (imported on first use)."""
+    return importlib.import_module(f".{SUBCOMMANDS[name]}", __package__)
+
 
 def _dataset_default(field: str) -> str:
     """``default: 5 (omniglot, mini-imagenet, ...), 10 (sine)``: each value once, with its datasets."""
@@ -88,18 +99,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     status = report_errors("run.py", keep_freed_memory, "nothing was started")  # bad BILEVEL_ANIL_MALLOC
     if status:
         return status
-    if argv[:1] == ["compare-grads"]:
-        from .compare import main as compare_main
-        return compare_main(argv[1:])
-    if argv[:1] == ["pretrain-body"]:
-        from .pretrain_body import main as pretrain_body_main
-        return pretrain_body_main(argv[1:])
-    if argv[:1] == ["pipeline"]:
-        from .pipeline import main as pipeline_main
-        return pipeline_main(argv[1:])
-    if argv[:1] == ["scenarios"]:
-        from .scenarios import main as scenarios_main
-        return scenarios_main(argv[1:])
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        return subcommand(argv[0]).main(argv[1:])
     def run() -> None:
         cfg = parse_config(argv)
         from . import distributed

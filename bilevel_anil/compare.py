@@ -442,26 +442,29 @@ def build_parser() -> argparse.ArgumentParser:
         context={"datasets": " or ".join(COMPARE_DATASETS)})
 
 
-def main(argv: Sequence[str]) -> int:
-    def run() -> None:
-        cfg = CompareConfig(**vars(build_parser().parse_args(argv)))
-        require_positive_integers({name.replace("_", "-"): getattr(cfg, name) for name in
-                                   ("ways", "shots", "queries", "tasks", "inner_steps", "exact_max_iterations")})
-        require_positive_numbers({name.replace("_", "-"): getattr(cfg, name)
-                                  for name in ("lam", "inner_lr", "neumann_alpha", "exact_tol")})
-        require_seed(cfg.seed)
-        require_device(cfg.device)
-        require_output(cfg.out)
-        if cfg.dataset not in COMPARE_DATASETS:
-            raise UsageError(f"unknown --dataset {cfg.dataset!r}: choose {' or '.join(COMPARE_DATASETS)}")
-        data = COMPARE_DATASETS[cfg.dataset]
-        if not data.classes and cfg.ways is not None:
-            raise UsageError(f"--ways applies to classification; {cfg.dataset} has no classes: drop --ways")
-        if cfg.ways is None and data.classes:
-            cfg.ways = 5
-        if cfg.ways is not None and cfg.ways < 2:
-            raise UsageError(f"--ways must be at least 2 for classification, got {cfg.ways}")
-        run_comparison(cfg)
+def parse_config(argv: Sequence[str]) -> CompareConfig:
+    """The settings of a ``run.py compare-grads`` command line, checked before any data is read
+    (``--ways`` defaults to 5 on a classification data set)."""
+    cfg = CompareConfig(**vars(build_parser().parse_args(argv)))
+    require_positive_integers({name.replace("_", "-"): getattr(cfg, name) for name in
+                               ("ways", "shots", "queries", "tasks", "inner_steps", "exact_max_iterations")})
+    require_positive_numbers({name.replace("_", "-"): getattr(cfg, name)
+                              for name in ("lam", "inner_lr", "neumann_alpha", "exact_tol")})
+    require_seed(cfg.seed)
+    require_device(cfg.device)
+    require_output(cfg.out)
+    if cfg.dataset not in COMPARE_DATASETS:
+        raise UsageError(f"unknown --dataset {cfg.dataset!r}: choose {' or '.join(COMPARE_DATASETS)}")
+    data = COMPARE_DATASETS[cfg.dataset]
+    if not data.classes and cfg.ways is not None:
+        raise UsageError(f"--ways applies to classification; {cfg.dataset} has no classes: drop --ways")
+    if cfg.ways is None and data.classes:
+        cfg.ways = 5
+    if cfg.ways is not None and cfg.ways < 2:
+        raise UsageError(f"--ways must be at least 2 for classification, got {cfg.ways}")
+    return cfg
 
+
+def main(argv: Sequence[str]) -> int:
     from .argparsing import report_errors
-    return report_errors("run.py compare-grads", run, "nothing was written")
+    return report_errors("run.py compare-grads", lambda: run_comparison(parse_config(argv)), "nothing was written")

@@ -251,11 +251,14 @@ def validate_config(cfg: BodyPretrainConfig) -> None:
     require_output(cfg.out, kind="file")
 
 
-def main(argv: Sequence[str]) -> int:
-    def run() -> None:
-        cfg = BodyPretrainConfig(**vars(build_parser().parse_args(argv)))
-        validate_config(cfg)
-        pretrain_body(cfg)
+def parse_config(argv: Sequence[str]) -> BodyPretrainConfig:
+    """The settings of a ``run.py pretrain-body`` command line, checked before any data is read."""
+    cfg = BodyPretrainConfig(**vars(build_parser().parse_args(argv)))
+    validate_config(cfg)
+    return cfg
 
+
+def main(argv: Sequence[str]) -> int:
     from .argparsing import report_errors
-    return report_errors("run.py pretrain-body", run, "the best body so far is in its --out file, if an epoch finished")
+    return report_errors("run.py pretrain-body", lambda: pretrain_body(parse_config(argv)),
+                         "the best body so far is in its --out file, if an epoch finished")

@@ -265,11 +265,14 @@ def validate(cfg: ScenarioConfig) -> None:
     validate_config(probe)
 
 
-def main(argv: Sequence[str]) -> int:
-    def run() -> None:
-        cfg = ScenarioConfig(**vars(build_parser().parse_args(argv)))
-        validate(cfg)
-        run_scenarios(cfg)
+def parse_config(argv: Sequence[str]) -> ScenarioConfig:
+    """The settings of a ``run.py scenarios`` command line, checked before any data is read."""
+    cfg = ScenarioConfig(**vars(build_parser().parse_args(argv)))
+    validate(cfg)
+    return cfg
 
+
+def main(argv: Sequence[str]) -> int:
     from .argparsing import report_errors
-    return report_errors("run.py scenarios", run, "finished scenarios keep their run folders")
+    return report_errors("run.py scenarios", lambda: run_scenarios(parse_config(argv)),
+                         "finished scenarios keep their run folders")

@@ -12,17 +12,8 @@ Nothing else of the docs is touched.
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 
-# command -> the module whose build_parser() makes its parser
-COMMANDS = {
-    "run.py": "bilevel_anil.cli",
-    "run.py pretrain-body": "bilevel_anil.pretrain_body",
-    "run.py pipeline": "bilevel_anil.pipeline",
-    "run.py scenarios": "bilevel_anil.scenarios",
-    "run.py compare-grads": "bilevel_anil.compare",
-}
 MARKER = re.compile(r"^<!-- flags: (.+?) -->$", re.M)
 PRESET_MARKER = re.compile(r"^<!-- presets: (.+?) -->$", re.M)
 SHARED = {"--data-root", "--no-download", "--seed", "--device", "--out", "--no-progress"}
@@ -42,7 +33,10 @@ def _default(action: argparse.Action) -> str:
 def flag_table(command: str) -> str:
     """The markdown of one command's flags: the shared ones, then its own, as ``--help``
     orders them."""
-    parser = importlib.import_module(COMMANDS[command]).build_parser()
+    from bilevel_anil import cli
+
+    words = command.split()  # "run.py" or "run.py SUBCOMMAND"
+    parser = (cli.subcommand(words[1]) if len(words) > 1 else cli).build_parser()
     formatter = parser._get_formatter()
     rows = {"shared": [], "own": []}
     for action in parser._actions:

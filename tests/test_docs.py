@@ -172,24 +172,13 @@ def check_command(line: str, data: Path) -> None:
     argv = argv[argv.index("run.py") + 1:]  # python run.py ... or torchrun --opts run.py ...
     command = argv[0] if argv and not argv[0].startswith("-") else None
     rest = argv[1:] if command else argv
+    from bilevel_anil import cli
+
     if command is None:
-        from bilevel_anil.cli import parse_config
-        from bilevel_anil.config import resolve_config
-        resolve_config(parse_config(rest))
-    elif command == "pipeline":
-        from bilevel_anil.pipeline import parse_config
-        parse_config(rest)
-    elif command == "pretrain-body":
-        from bilevel_anil.pretrain_body import BodyPretrainConfig, build_parser, validate_config
-        validate_config(BodyPretrainConfig(**vars(build_parser().parse_args(rest))))
-    elif command == "scenarios":
-        from bilevel_anil.scenarios import ScenarioConfig, build_parser, validate
-        validate(ScenarioConfig(**vars(build_parser().parse_args(rest))))
-    elif command == "compare-grads":
-        from bilevel_anil.compare import CompareConfig, build_parser
-        CompareConfig(**vars(build_parser().parse_args(rest)))
+        cli.resolve_config(cli.parse_config(rest))
     else:
-        raise AssertionError(f"unknown sub-command {command!r}")
+        assert command in cli.SUBCOMMANDS, f"unknown sub-command {command!r}"
+        cli.subcommand(command).parse_config(rest)
 
 
 def test_documented_commands_are_found():
