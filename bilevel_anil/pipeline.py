@@ -321,16 +321,15 @@ def _run_pipeline(cfg: PipelineConfig, out: Path) -> dict:
                    f"{run_cfg.inner_lr}", "val": report_run["best_val"], "test": asdict(meta_test),
                    "trained_s": trained_at})
     if cfg.fine_tune == "choose":
-        from .fine_tune import choose_fine_tune, fine_tune_grid, score_fine_tunes
+        from .fine_tune import choose_fine_tune, score_fine_tunes
 
         meta = MetaLearner.load(out / "meta" / "best.pt", device=device)
-        theta = meta.learner.meta_params()
-        steps = max(1, run_cfg.inner_steps if run_cfg.test_inner_steps == 0 else run_cfg.test_inner_steps)
         choosing = suite.val_set.select(slice(0, cfg.fine_tune_tasks))
-        chosen, scores = choose_fine_tune(meta, choosing, fine_tune_grid(run_cfg.inner_lr, steps), seed=cfg.seed)
+        chosen, scores = choose_fine_tune(meta, choosing, seed=cfg.seed)  # its default grid, from the run's inner loop
         print(f"pipeline: fine-tuning on {choosing.tasks} validation tasks: "
               + "; ".join(f"{o.name} {100 * v.mean:.2f}%" for o, v in scores.items()), flush=True)
-        test = score_fine_tunes(meta.test_learner, theta, test_tasks, [chosen], seed=cfg.seed)[chosen]
+        test = score_fine_tunes(meta.test_learner, meta.learner.meta_params(), test_tasks, [chosen],
+                                seed=cfg.seed)[chosen]
         stages.append({"stage": "+ fine-tuning", "how": f"{chosen.name} (chosen on {choosing.tasks} validation tasks)",
                        "val": scores[chosen].mean, "test": asdict(test),
                        "trained_s": trained_at, "options": {o.name: v.mean for o, v in scores.items()}})
