@@ -73,22 +73,12 @@ class PipelineConfig:
     Each field's flag, meaning and default are listed below, on the
     [Every flag](guide/cli-reference.md) page and by ``run.py pipeline --help``, all from one
     declaration per field. A ``preset`` fills the task shape and budget of a target.
+    ``run_pipeline`` runs it (its example runs one on a small folder data set).
 
     Examples:
-        >>> import os, tempfile
-        >>> from PIL import Image
-        >>> from bilevel_anil import PipelineConfig, run_pipeline
-        >>> root, out = tempfile.mkdtemp(), tempfile.mkdtemp()
-        >>> for split in ("train", "val", "test"):  # a tiny data set of your own: 3 classes per split
-        ...     for c in range(3):
-        ...         os.makedirs(f"{root}/{split}/class{c}")
-        ...         for i in range(6):
-        ...             Image.new("RGB", (20, 20), (80 * c, 10 * i, 0)).save(f"{root}/{split}/class{c}/{i}.png")
-        >>> cfg = PipelineConfig(dataset="folder", data_root=root, ways=2, shots=1, queries=2, test_queries=2,
-        ...                      image_size=16, time_budget=2, pretrain_batch_size=8, val_tasks=4,
-        ...                      fine_tune_tasks=2, test_tasks=4, out=f"{out}/pipeline", progress=False)
-        >>> cfg.time_budget, cfg.problem, cfg.head_init
-        (2, 'protonet', 'prototypes')
+        >>> cfg = PipelineConfig(dataset="folder", data_root="my_images", ways=5, shots=1, time_budget=600)
+        >>> cfg.pretrain_share, cfg.problem, cfg.head_init
+        (0.5, 'protonet', 'prototypes')
     """
 
     preset: Optional[str] = setting(None, "budget and task shape of a target (flags given explicitly override it): "
