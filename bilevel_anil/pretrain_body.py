@@ -130,9 +130,12 @@ def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None, *, bat
           f"{cfg.lr} ({cfg.schedule}); validated by nearest-centroid {label} accuracy on {cfg.val_tasks} "
           f"meta-validation tasks; output {out}", flush=True)
 
-    def validate() -> tuple[dict, Optional[Tensor]]:
+    def validate() -> tuple[dict, Optional[Tensor], float]:
+        """Every rule's validation accuracy, the centre it used, and the seconds it took."""
+        began = time.perf_counter()
         centre = training_mean_feature(model, train.images, train.to_input, seed=cfg.seed)
-        return {r: Interval.of(s) for r, s in centroid_scores(model, val_tasks, ALL_RULES, centre).items()}, centre
+        scores = {r: Interval.of(s) for r, s in centroid_scores(model, val_tasks, ALL_RULES, centre).items()}
+        return scores, centre, time.perf_counter() - began
 
     def progress_now(step: int) -> float:
         done = step / total_steps
@@ -140,9 +143,7 @@ def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None, *, bat
             done = max(done, (time.perf_counter() - started) / cfg.time_budget)
         return min(done, 1.0)
 
-    validation_began = time.perf_counter()
-    before, _ = validate()
-    validation_seconds = time.perf_counter() - validation_began  # reserved at the budget's end
+    before, _, validation_seconds = validate()  # the latest validation's time is reserved at the budget's end
     rule = best_rule(before)
     print(f"epoch 0: validation {rule.name} {before[rule].percent()}", flush=True)
     history, best, step = [], None, 0
@@ -175,9 +176,7 @@ def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None, *, bat
         bar.close()
         if not math.isfinite(total):
             raise UsageError(f"pretrain-body diverged in epoch {epoch} (non-finite loss): lower --lr")
-        validation_began = time.perf_counter()
-        scores, centre = validate()
-        validation_seconds = time.perf_counter() - validation_began
+        scores, centre, validation_seconds = validate()
         rule = best_rule(scores)
         history.append({"epoch": epoch, "train_loss": total / seen, "val_accuracy": scores[rule].mean,
                         "val_ci95": scores[rule].ci95, "rule": rule.name,
