@@ -5,7 +5,7 @@ import sys
 
 if __name__ == "__main__":
     try:
-        from bilevel_anil.console import main
+        from bilevel_anil.cli.console import main
     except KeyboardInterrupt:
         print("run.py: interrupted while starting; nothing was written", file=sys.stderr, flush=True)
         sys.exit(130)

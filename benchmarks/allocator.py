@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What the allocator settings buy: the same short runs with glibc's defaults
 (``BILEVEL_ANIL_MALLOC=system``), with the package's default (``mallopt`` at start-up,
-:mod:`bilevel_anil.allocator`) and with the equivalent ``MALLOC_*_`` environment variables, back
+:mod:`bilevel_anil.training.allocator`) and with the equivalent ``MALLOC_*_`` environment variables, back
 to back on one machine.
 
 Each case is a separate ``run.py`` process; the table gives its outer steps per second (from
@@ -81,7 +81,7 @@ def main() -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"\n| case | allocator | steps/s | user s | system s | minor faults (M) | peak RSS MiB |\n|---|---|---|---|---|---|---|")
+    print("\n| case | allocator | steps/s | user s | system s | minor faults (M) | peak RSS MiB |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['case']} | {r['allocator']} | {r['steps_per_s']} | {r['user_s']} | {r['system_s']} | "
               f"{r['minor_faults_M']} | {r['peak_rss_mib']} |")

@@ -5,7 +5,7 @@
 For a linear head on fixed features Φ (with a bias column) the support MSE is quadratic in
 the head, with Hessian (2/K)·ΦᵀΦ. Plain SGD with step α on it diverges along any direction
 whose eigenvalue λ has α·λ > 2, and α·λ = 1 is a Newton step. The tasks are the run's K=5
-meta-test tasks (same seed offset as ``data.sine.sine_suite``); α is the run's inner lr.
+meta-test tasks (same seed offset as ``recipes.suites.sine_suite``); α is the run's inner lr.
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bilevel_anil  # noqa: E402
-from bilevel_anil.data.episodes import fixed_tasks  # noqa: E402
-from bilevel_anil.data.sine import SineTasks  # noqa: E402
-from bilevel_anil.data.sine import SINE_TEST_SHOTS  # noqa: E402
+from bilevel_anil.core.tasks import fixed_tasks
+from bilevel_anil.data.sine import SineTasks
+from bilevel_anil.data.sine import SINE_TEST_SHOTS
 
 
 def head_step_reach(model: torch.nn.Module, x: torch.Tensor, lr: float) -> torch.Tensor:

@@ -25,13 +25,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bilevel_anil.algorithms import get_algorithm  # noqa: E402
-from bilevel_anil.data import ClassificationTasks, load_omniglot, seeded  # noqa: E402
-from bilevel_anil.data.episodes import RepeatBatch  # noqa: E402
-from bilevel_anil.engines import step_engine  # noqa: E402
-from bilevel_anil.learner import Learner  # noqa: E402
-from bilevel_anil.models import image_model  # noqa: E402
-from bilevel_anil.problems import HypergradConfig  # noqa: E402
+from bilevel_anil.core.algorithms import get_algorithm
+from bilevel_anil.data import ClassificationTasks, load_omniglot, seeded
+from bilevel_anil.core.tasks import RepeatBatch
+from bilevel_anil.engines import step_engine
+from bilevel_anil.core.learner import Learner
+from bilevel_anil.models import image_model
+from bilevel_anil.problems import HypergradConfig
 
 CONFIGS = [  # name, arch, K, α, d (damped system with c = 10 when d > 0)
     ("old default", "conv4", 5, 0.4, 0.0),

@@ -25,14 +25,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bilevel_anil.algorithms import get_algorithm  # noqa: E402
-from bilevel_anil.config import DATASET_DEFAULTS  # noqa: E402 (each data set's spec defaults)
-from bilevel_anil.data.episodes import TaskBatch, RepeatBatch, TaskSet  # noqa: E402
-from bilevel_anil.data.natural import NATURAL_DATASETS  # noqa: E402
-from bilevel_anil.engines import step_engine  # noqa: E402
-from bilevel_anil.learner import Learner  # noqa: E402
-from bilevel_anil.models import image_model, parameter_counts  # noqa: E402
-from bilevel_anil.profiling import MMAP_ENV, measure  # noqa: E402
+from bilevel_anil.core.algorithms import get_algorithm
+from bilevel_anil.recipes.run_config import DATASET_DEFAULTS
+from bilevel_anil.core.tasks import RepeatBatch, TaskBatch, TaskSet
+from bilevel_anil.data.natural import NATURAL_DATASETS
+from bilevel_anil.engines import step_engine
+from bilevel_anil.core.learner import Learner
+from bilevel_anil.models import image_model, parameter_counts
+from bilevel_anil.training.profiling import MMAP_ENV, measure
 from run_benchmarks import write_csv  # noqa: E402
 
 # (data set, algorithm, network): the data set's own network, and ResNet-12 where it is the usual one

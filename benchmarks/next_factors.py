@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bilevel_anil.models.functional as TF  # noqa: E402
-from bilevel_anil.allocator import keep_freed_memory  # noqa: E402
-from bilevel_anil.models import Conv4  # noqa: E402
+from bilevel_anil.training.allocator import keep_freed_memory
+from bilevel_anil.models import Conv4
 
 import peers  # noqa: E402
 

@@ -45,13 +45,13 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bilevel_anil.allocator import keep_freed_memory  # noqa: E402
-from bilevel_anil.compare import relative_error  # noqa: E402
-from bilevel_anil.data.episodes import RepeatBatch, TaskBatch  # noqa: E402
-from bilevel_anil.engines import step_engine  # noqa: E402
-from bilevel_anil.learner import Learner  # noqa: E402
-from bilevel_anil.algorithms import get_algorithm  # noqa: E402
-from bilevel_anil.solvers import HypergradConfig  # noqa: E402
+from bilevel_anil.training.allocator import keep_freed_memory
+from bilevel_anil.recipes.compare import relative_error
+from bilevel_anil.core.tasks import RepeatBatch, TaskBatch
+from bilevel_anil.engines import step_engine
+from bilevel_anil.core.learner import Learner
+from bilevel_anil.core.algorithms import get_algorithm
+from bilevel_anil.core.solvers import HypergradConfig
 
 import reference  # noqa: E402  (learn2learn)
 
@@ -355,7 +355,7 @@ def peak_mib(build, peer: str, algo: str, steps: int, lr: float, regression: boo
     """Peak memory of one outer step above the level before it (after a warm-up step), in
     this process: meaningful only when freed memory leaves the resident set (the child
     processes of :func:`peaks_in_children` run with ``MALLOC_MMAP_THRESHOLD_=65536``)."""
-    from bilevel_anil.profiling import measure
+    from bilevel_anil.training.profiling import measure
 
     model, batch = build()
     model, batch = model.to(device), batch.to(device)

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bilevel_anil import MetaLearner, function_tasks  # noqa: E402
-from bilevel_anil.allocator import keep_freed_memory  # noqa: E402
+from bilevel_anil import MetaLearner, function_tasks
+from bilevel_anil.training.allocator import keep_freed_memory
 
 
 def sine_task(g: torch.Generator):

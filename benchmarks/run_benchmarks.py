@@ -44,15 +44,15 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bilevel_anil.algorithms import get_algorithm  # noqa: E402
-from bilevel_anil.compare import relative_error  # noqa: E402
-from bilevel_anil.data import ClassificationTasks, load_omniglot, seeded  # noqa: E402
-from bilevel_anil.data.episodes import TaskBatch, RepeatBatch  # noqa: E402
-from bilevel_anil.engines import MetaEngine, step_engine  # noqa: E402
-from bilevel_anil.learner import Learner  # noqa: E402
-from bilevel_anil.models import Conv4, generic_path, image_model, set_meta_trained  # noqa: E402
-from bilevel_anil.problems import HypergradConfig  # noqa: E402
-from bilevel_anil.profiling import MMAP_ENV, measure  # noqa: E402
+from bilevel_anil.core.algorithms import get_algorithm
+from bilevel_anil.recipes.compare import relative_error
+from bilevel_anil.data import ClassificationTasks, load_omniglot, seeded
+from bilevel_anil.core.tasks import RepeatBatch, TaskBatch
+from bilevel_anil.engines import MetaEngine, step_engine
+from bilevel_anil.core.learner import Learner
+from bilevel_anil.models import Conv4, generic_path, image_model, set_meta_trained
+from bilevel_anil.problems import HypergradConfig
+from bilevel_anil.training.profiling import MMAP_ENV, measure
 
 import reference  # noqa: E402
 

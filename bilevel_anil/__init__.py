@@ -13,7 +13,7 @@ learn2learn):
 * ``load`` / ``FewShotModel``: a trained checkpoint, ready to adapt to new images;
 * the pretrain → meta-train → fine-tune recipe: ``run_pipeline`` (``PipelineConfig``)
   and its stages: ``BodyPretrainConfig`` (for
-  ``bilevel_anil.pretrain_body.pretrain_body``), the nearest-centroid classifier
+  ``bilevel_anil.recipes.pretrain_body.pretrain_body``), the nearest-centroid classifier
   (``CentroidRule``, ``centroid_accuracy``) and test-time fine-tuning
   (``FineTune``, ``choose_fine_tune``).
 """
@@ -26,36 +26,38 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "MetaLearner": "meta_learner", "Adapted": "meta_learner", "FitResult": "meta_learner",
-    "TaskBatch": "data.episodes", "TaskSet": "data.episodes", "TaskSampler": "data.episodes",
+    "MetaLearner": "api.meta_learner", "Adapted": "api.meta_learner", "FitResult": "api.meta_learner",
+    "TaskBatch": "core.tasks", "TaskSet": "core.tasks", "TaskSampler": "core.tasks",
     "dataset_tasks": "data.episodes", "function_tasks": "data.episodes",
     "image_folder_tasks": "data.folder",
-    "compare_meta_gradients": "compare",
-    "StepInfo": "callbacks", "EarlyStopping": "callbacks",
-    "Interval": "evaluation",
-    "FewShotModel": "predictor", "load": "predictor",
-    "keep_freed_memory": "allocator",
-    "PipelineConfig": "pipeline", "run_pipeline": "pipeline",
-    "BodyPretrainConfig": "pretrain_body",
-    "CentroidRule": "nearest_centroid", "centroid_accuracy": "nearest_centroid",
-    "FineTune": "fine_tune", "choose_fine_tune": "fine_tune",
+    "compare_meta_gradients": "recipes.compare",
+    "StepInfo": "training.callbacks", "EarlyStopping": "training.callbacks",
+    "Interval": "core.evaluation",
+    "FewShotModel": "api.predictor", "load": "api.predictor",
+    "keep_freed_memory": "training.allocator",
+    "PipelineConfig": "recipes.pipeline", "run_pipeline": "recipes.pipeline",
+    "BodyPretrainConfig": "recipes.pretrain_body",
+    "CentroidRule": "recipes.nearest_centroid", "centroid_accuracy": "recipes.nearest_centroid",
+    "FineTune": "recipes.fine_tune", "choose_fine_tune": "recipes.fine_tune",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
-    from .allocator import keep_freed_memory
-    from .callbacks import EarlyStopping, StepInfo
-    from .compare import compare_meta_gradients
-    from .data.episodes import TaskBatch, TaskSampler, TaskSet, dataset_tasks, function_tasks
+    # ruff: noqa: F401
+    from .training.allocator import keep_freed_memory
+    from .training.callbacks import EarlyStopping, StepInfo
+    from .recipes.compare import compare_meta_gradients
+    from .core.tasks import TaskBatch, TaskSampler, TaskSet
+    from .data.episodes import dataset_tasks, function_tasks
     from .data.folder import image_folder_tasks
-    from .evaluation import Interval
-    from .fine_tune import FineTune, choose_fine_tune
-    from .nearest_centroid import CentroidRule, centroid_accuracy
-    from .pipeline import PipelineConfig, run_pipeline
-    from .pretrain_body import BodyPretrainConfig
-    from .meta_learner import Adapted, FitResult, MetaLearner
-    from .predictor import FewShotModel, load
+    from .core.evaluation import Interval
+    from .recipes.fine_tune import FineTune, choose_fine_tune
+    from .recipes.nearest_centroid import CentroidRule, centroid_accuracy
+    from .recipes.pipeline import PipelineConfig, run_pipeline
+    from .recipes.pretrain_body import BodyPretrainConfig
+    from .api.meta_learner import Adapted, FitResult, MetaLearner
+    from .api.predictor import FewShotModel, load
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class UsageError(ValueError):

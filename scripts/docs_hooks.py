@@ -4,7 +4,7 @@
   ``--help`` prints (flags are declared once, as fields of the commands' config dataclasses);
   one marker line per command, ``<!-- flags: run.py -->``.
 - docs/guide/presets.md: every preset with its source and the flags it sets, from
-  ``bilevel_anil.presets.PRESETS`` and ``bilevel_anil.pipeline.PIPELINE_PRESETS``; marker lines
+  ``bilevel_anil.recipes.presets.PRESETS`` and ``bilevel_anil.recipes.pipeline.PIPELINE_PRESETS``; marker lines
   ``<!-- presets: run.py -->`` and ``<!-- presets: run.py pipeline -->``.
 
 Nothing else of the docs is touched.
@@ -64,11 +64,11 @@ def preset_table(command: str) -> str:
     from bilevel_anil.settings import flag_of
 
     if command == "run.py":
-        from bilevel_anil.config import RunConfig
-        from bilevel_anil.presets import PRESETS as presets
+        from bilevel_anil.recipes.run_config import RunConfig
+        from bilevel_anil.recipes.presets import PRESETS as presets
         settings = RunConfig
     elif command == "run.py pipeline":
-        from bilevel_anil.pipeline import PIPELINE_PRESETS as presets, PipelineConfig as settings
+        from bilevel_anil.recipes.pipeline import PIPELINE_PRESETS as presets, PipelineConfig as settings
     else:
         raise ValueError(f"no presets for {command!r}")
     rows = ["| preset | source | flags it sets |", "|---|---|---|"]

@@ -13,8 +13,8 @@ import griffe
 
 # settings class -> the module whose build_parser() makes its command's parser
 SETTINGS = {
-    "bilevel_anil.pipeline.PipelineConfig": "bilevel_anil.pipeline",
-    "bilevel_anil.pretrain_body.BodyPretrainConfig": "bilevel_anil.pretrain_body",
+    "bilevel_anil.recipes.pipeline.PipelineConfig": "bilevel_anil.cli.pipeline",
+    "bilevel_anil.recipes.pretrain_body.BodyPretrainConfig": "bilevel_anil.cli.pretrain_body",
 }
 
 

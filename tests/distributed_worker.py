@@ -8,7 +8,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bilevel_anil import distributed  # noqa: E402
+from bilevel_anil.core import distributed
 from parallel_case import outer_steps  # noqa: E402
 
 if __name__ == "__main__":

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from bilevel_anil.algorithms import Algorithm
-from bilevel_anil.data.episodes import TaskBatch, RepeatBatch, TaskSet
+from bilevel_anil.core.algorithms import Algorithm
+from bilevel_anil.core.tasks import RepeatBatch, TaskBatch, TaskSet
 from bilevel_anil.engines import MetaEngine, step_engine
-from bilevel_anil.learner import Learner
+from bilevel_anil.core.learner import Learner
 from bilevel_anil.problems import HypergradConfig
 
 
@@ -25,7 +25,6 @@ def build_engine(learner: Learner, batch: TaskBatch, inner_steps: int, inner_lr:
                  meta_lr: float = 1e-3, hypergrad: HypergradConfig = None) -> MetaEngine:
     engine = step_engine(learner, RepeatBatch(batch), batch.tasks, inner_steps, inner_lr,
                          torch.optim.Adam(learner.model.parameters(), lr=meta_lr), hypergrad)
-    engine.settings.out_dir = tmp
     return engine
 
 

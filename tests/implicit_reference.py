@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from bilevel_anil.algorithms import Algorithm
-from bilevel_anil.data.episodes import TaskBatch
-from bilevel_anil.learner import Learner
+from bilevel_anil.core.algorithms import Algorithm
+from bilevel_anil.core.tasks import TaskBatch
+from bilevel_anil.core.learner import Learner
 
 
 def implicit_reference(model: torch.nn.Module, algorithm: Algorithm, batch: TaskBatch, steps: int, lr: float,

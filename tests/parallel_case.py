@@ -5,11 +5,11 @@ from typing import Optional
 
 import torch
 
-from bilevel_anil.algorithms import ALGORITHMS
-from bilevel_anil.data.episodes import RepeatBatch
-from bilevel_anil.distributed import Group
+from bilevel_anil.core.algorithms import ALGORITHMS
+from bilevel_anil.core.tasks import RepeatBatch
+from bilevel_anil.core.distributed import Group
 from bilevel_anil.engines import step_engine
-from bilevel_anil.learner import Learner
+from bilevel_anil.core.learner import Learner
 from bilevel_anil.models import Conv4
 from bilevel_anil.problems import HypergradConfig
 

@@ -8,13 +8,13 @@ import copy
 import pytest
 import torch
 
-from bilevel_anil.algorithms import ALGORITHMS
+from bilevel_anil.core.algorithms import ALGORITHMS
 from bilevel_anil.data.omniglot import ClassImages
 from bilevel_anil.errors import UsageError
-from bilevel_anil.learner import Learner
+from bilevel_anil.core.learner import Learner
 from bilevel_anil.models import (Conv4, TaskBatchedNet, batch_norm_parameters, generic_path, image_model,
                                  parameter_counts, set_meta_trained)
-from bilevel_anil.models.pretrained import load_pretrained
+from bilevel_anil.training.pretrained import load_pretrained
 
 from helpers import build_engine, random_episodes, reference_meta_gradient, relative_error
 
@@ -203,7 +203,7 @@ def synthetic_classes(classes: int, per_class: int, size: int, seed: int) -> Cla
 
 
 def test_pretrain_body_output_loads_with_the_same_features(tmp_path):
-    from bilevel_anil.pretrain_body import BodyPretrainConfig, pretrain_body
+    from bilevel_anil.recipes.pretrain_body import BodyPretrainConfig, pretrain_body
 
     splits = {"train": synthetic_classes(16, 8, 16, 0), "val": synthetic_classes(8, 6, 16, 1)}
     cfg = BodyPretrainConfig(arch="resnet18", image_size=16, epochs=2, batch_size=32, val_tasks=10, test_queries=5,
@@ -253,8 +253,8 @@ def test_a_parameter_outside_body_and_head_is_adapted_by_maml_through_the_generi
     names, and a network its hand-written forward does not cover runs the generic path."""
     from torch import nn
 
-    from bilevel_anil.algorithms import get_algorithm
-    from bilevel_anil.learner import Learner
+    from bilevel_anil.core.algorithms import get_algorithm
+    from bilevel_anil.core.learner import Learner
     from bilevel_anil.models import image_model
 
     model = image_model("conv4", 3)
@@ -264,5 +264,5 @@ def test_a_parameter_outside_body_and_head_is_adapted_by_maml_through_the_generi
     assert Learner(image_model("conv4", 3), get_algorithm("anil")).fast_path
     headless = image_model("conv4", 3)
     headless.head = nn.Identity()
-    with pytest.raises(ValueError, match="Conv4 has no nn.Linear to serve as the head"):
+    with pytest.raises(ValueError, match="cannot tell which part of Conv4 is its head"):
         Learner(headless, get_algorithm("anil"))

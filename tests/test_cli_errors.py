@@ -33,7 +33,7 @@ def assert_one_line_error(code, err, *fragments):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--problem", "matchingnet"], "unknown problem 'matchingnet'"),
+    (["--problem", "matchingnet"], "unknown --problem 'matchingnet'"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--inner-lr", "0"], "--inner-lr must be a positive number"),
     (["--meta-lr=-1e-3"], "--meta-lr must be a positive number"),
@@ -47,9 +47,9 @@ def assert_one_line_error(code, err, *fragments):
     (["--ways", "five"], "invalid int value"),
     (["--resume"], "--resume needs --out"),
     (["--bn", "group"], "unknown BatchNorm mode 'group'"),
-    (["--problem", "maml", "--grad", "implicit"], "--grad implicit (grad='implicit') needs the proximal inner objective"),
+    (["--problem", "maml", "--grad", "implicit"], "--grad 'implicit' needs the proximal inner objective"),
     (["--problem", "imaml", "--grad", "sideways"], "unknown --grad 'sideways'"),
-    (["--problem", "imaml", "--first-order"], "--first-order applies to the unrolled meta-gradient"),
+    (["--problem", "imaml", "--grad", "implicit", "--first-order"], "--first-order applies to the unrolled meta-gradient"),
     (["--problem", "imaml", "--hypergrad", "lbfgs"], "unknown --hypergrad 'lbfgs'"),
     (["--problem", "imaml", "--lam", "0"], "--lam must be a positive number"),
     (["--problem", "imaml", "--hypergrad-iterations", "0"], "--hypergrad-iterations must be a positive integer"),
@@ -168,7 +168,7 @@ def test_subcommands_reject_bad_flags(capsys):
 
 def test_script_exit_code_and_help():
     bad = subprocess.run([sys.executable, "run.py", "--problem", "nope"], cwd=REPO, capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown problem" in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown --problem" in bad.stderr
     ok = subprocess.run([sys.executable, "run.py", "--help"], cwd=REPO, capture_output=True, text=True)
     assert ok.returncode == 0
     for flag in ("--ways", "--shots", "--queries", "--inner-steps", "--inner-lr", "--meta-lr", "--meta-batch",

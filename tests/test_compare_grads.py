@@ -10,11 +10,11 @@ import math
 import pytest
 import torch
 
-from bilevel_anil.algorithms import get_algorithm
+from bilevel_anil.core.algorithms import get_algorithm
 from bilevel_anil.cli import main
-from bilevel_anil.compare import _compare, engine_gradient, exact_implicit_gradient
+from bilevel_anil.recipes.compare import _compare, engine_gradient, exact_implicit_gradient
 from bilevel_anil.data.sine import SineTasks
-from bilevel_anil.learner import Learner
+from bilevel_anil.core.learner import Learner
 from bilevel_anil.models import MLP
 from bilevel_anil.problems import HypergradConfig
 

@@ -86,9 +86,9 @@ def test_site_builds_strict(tmp_path):
     for flag in ("--problem", "--task-chunk", "--pretrain-share", "--exact-tol", "--only", "--pretrain-epochs"):
         assert f"<code>{flag}</code>" in flags, flag
     import dataclasses
-    from bilevel_anil.pipeline import PIPELINE_PRESETS, PipelineConfig
-    from bilevel_anil.presets import PRESETS
-    from bilevel_anil.pretrain_body import BodyPretrainConfig
+    from bilevel_anil.recipes.pipeline import PIPELINE_PRESETS, PipelineConfig
+    from bilevel_anil.recipes.presets import PRESETS
+    from bilevel_anil.recipes.pretrain_body import BodyPretrainConfig
     for settings in (PipelineConfig, BodyPretrainConfig):  # each field with its flag's help (griffe extension)
         for field in dataclasses.fields(settings):
             anchor = f'id="{settings.__module__}.{settings.__name__}.{field.name}"'

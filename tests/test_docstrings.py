@@ -11,7 +11,7 @@ MODULES = sorted(".".join(("bilevel_anil", *p.relative_to(PACKAGE).with_suffix("
 
 
 def test_the_examples_are_found():
-    assert {"bilevel_anil.meta_learner", "bilevel_anil.settings", "bilevel_anil.models.registry"} <= set(MODULES)
+    assert {"bilevel_anil.api.meta_learner", "bilevel_anil.settings", "bilevel_anil.models.registry"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

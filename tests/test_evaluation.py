@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from bilevel_anil.evaluation import Interval
+from bilevel_anil.core.evaluation import Interval
 
 
 def test_interval_against_direct_formulas():

@@ -11,9 +11,9 @@ import copy
 import pytest
 import torch
 
-from bilevel_anil.algorithms import ALGORITHMS
+from bilevel_anil.core.algorithms import ALGORITHMS
 from bilevel_anil.errors import UsageError
-from bilevel_anil.learner import Learner, prototype_head
+from bilevel_anil.core.learner import Learner, prototype_head
 from bilevel_anil.models import MLP, Conv4
 from bilevel_anil.problems import HypergradConfig
 
@@ -128,7 +128,7 @@ def test_the_python_api_saves_and_loads_the_head_init(tmp_path):
                            MetaLearner(copy.deepcopy(meta.model), "anil").adapt(x, y, steps=0)(q))
     with pytest.raises(UsageError, match="head_init"):
         MetaLearner(Conv4(ways=4, hidden=8, image_size=16), "reptile", head_init="prototypes")
-    from bilevel_anil import checkpoint
+    from bilevel_anil.training import checkpoint
     crafted = {**checkpoint.load_run(tmp_path / "proto.pt"), "head_init": "evil"}
     torch.save(crafted, tmp_path / "crafted.pt")
     with pytest.raises(UsageError, match="names an unknown head_init 'evil': it was not written by this package"):

@@ -1,7 +1,6 @@
 """Hostile inputs, table-driven: each case is a command line (and environment) that must end in
 one line on stderr, no traceback, and exit code 2, before any data is loaded where it can be.
 Cases that once ended in a traceback or did silent nonsense (docs/guide/errors.md)."""
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,7 +142,7 @@ ENV_CASES = [
 
 @pytest.mark.parametrize("env, fragment", ENV_CASES, ids=[" ".join(f"{k}={v}" for k, v in e.items()) for e, _ in ENV_CASES])
 def test_bad_environment_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, env, fragment):
-    from bilevel_anil import allocator
+    from bilevel_anil.training import allocator
 
     monkeypatch.setattr(allocator, "_applied", None)  # the switch is read again
     for name, value in env.items():

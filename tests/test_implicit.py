@@ -9,9 +9,9 @@ import copy
 import pytest
 import torch
 
-from bilevel_anil.algorithms import ALGORITHMS, get_algorithm
+from bilevel_anil.core.algorithms import ALGORITHMS, get_algorithm
 from bilevel_anil.data.sine import SineTasks
-from bilevel_anil.learner import Learner
+from bilevel_anil.core.learner import Learner
 from bilevel_anil.models import MLP, Conv4
 from bilevel_anil.problems import HypergradConfig, ImplicitAdapt, UnrolledAdapt
 

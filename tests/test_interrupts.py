@@ -165,7 +165,7 @@ def test_resume_of_a_finished_run_only_tests(uninterrupted, tmp_path, capsys):
 def test_sigkill_just_after_last_pt_loses_no_row(uninterrupted, tmp_path):
     """The row of a validation step is on disk before its last.pt: killed right after last.pt is
     renamed into place, the resumed run's metrics equal the uninterrupted run's row for row."""
-    from bilevel_anil.engines.meta_engine import KILL_AFTER_CHECKPOINT
+    from bilevel_anil.training.loop import KILL_AFTER_CHECKPOINT
 
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", KILL_AFTER_CHECKPOINT: "20"}
@@ -178,7 +178,7 @@ def test_sigkill_just_after_last_pt_loses_no_row(uninterrupted, tmp_path):
 
 
 def test_a_second_run_on_a_locked_folder_is_one_line_naming_the_holder(tmp_path, capsys):
-    from bilevel_anil.run_lock import RunFolderLock
+    from bilevel_anil.training.run_lock import RunFolderLock
 
     out = tmp_path / "run"
     with RunFolderLock(out):
@@ -280,7 +280,7 @@ def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_resumes(tmp_path,
     --resume after space is freed continues to the same result as a run that never failed."""
     import errno
 
-    from bilevel_anil import checkpoint
+    from bilevel_anil.training import checkpoint
 
     args = [*RUN, "--iterations", "6", "--val-every", "2"]
     whole = tmp_path / "whole"

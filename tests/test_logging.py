@@ -3,7 +3,7 @@ import csv
 
 import pytest
 
-from bilevel_anil import metrics_log
+from bilevel_anil.training import metrics_log
 from bilevel_anil.cli import main
 from bilevel_anil.errors import UsageError
 

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from bilevel_anil.algorithms import ALGORITHMS
-from bilevel_anil.learner import Learner
+from bilevel_anil.core.algorithms import ALGORITHMS
+from bilevel_anil.core.learner import Learner
 from bilevel_anil.data.sine import SineTasks
 from bilevel_anil.models import MLP, Conv4
 

@@ -13,9 +13,9 @@ from torch.func import functional_call
 from bilevel_anil.cli import main
 from bilevel_anil.data.class_images import ClassImages
 from bilevel_anil.errors import UsageError
-from bilevel_anil.nearest_centroid import ALL_RULES, CentroidRule, centroid_predictions, transform
-from bilevel_anil.augment import augmented_copies, crop_and_flip, rotate_classes
-from bilevel_anil.pretrain_body import BodyPretrainConfig, pretrain_body
+from bilevel_anil.recipes.nearest_centroid import ALL_RULES, CentroidRule, centroid_predictions, transform
+from bilevel_anil.data.augment import augmented_copies, crop_and_flip, rotate_classes
+from bilevel_anil.recipes.pretrain_body import BodyPretrainConfig, pretrain_body
 
 from helpers import random_episodes
 from test_cli_errors import assert_one_line_error, run_main
@@ -94,7 +94,7 @@ def synthetic(classes: int, per_class: int, size: int, seed: int, channels: int 
                                         ("resnet18", 16)])
 def test_every_body_pretrains_and_reports_each_epoch(tmp_path, arch, size):
     from bilevel_anil.models import image_model
-    from bilevel_anil.models.pretrained import load_pretrained
+    from bilevel_anil.training.pretrained import load_pretrained
 
     splits = {"train": synthetic(8, 8, size, 0), "val": synthetic(6, 6, size, 1)}
     cfg = BodyPretrainConfig(arch=arch, image_size=size, epochs=2, batch_size=16, val_tasks=6, test_queries=3,
@@ -127,8 +127,8 @@ def test_fine_tuning_the_whole_network_matches_plain_autograd():
     weights equal a plain functional_call + autograd SGD loop's from the same start (float64,
     relative 1e-10), and so do the query accuracies."""
     from bilevel_anil import MetaLearner
-    from bilevel_anil.fine_tune import FineTune, fine_tune_learner, score_fine_tunes
-    from bilevel_anil.learner import prototype_head
+    from bilevel_anil.recipes.fine_tune import FineTune, fine_tune_learner, score_fine_tunes
+    from bilevel_anil.core.learner import prototype_head
     from bilevel_anil.models import Conv4
 
     torch.manual_seed(0)
@@ -164,7 +164,7 @@ def test_fine_tuning_the_whole_network_matches_plain_autograd():
 
 def test_the_grid_and_the_choice():
     from bilevel_anil import MetaLearner
-    from bilevel_anil.fine_tune import FineTune, choose_fine_tune, fine_tune_grid
+    from bilevel_anil.recipes.fine_tune import FineTune, choose_fine_tune, fine_tune_grid
     from bilevel_anil.models import Conv4
 
     grid = fine_tune_grid(0.4, 1)
@@ -272,9 +272,9 @@ def test_copies_change_the_support_set_the_option_adapts_on():
     """FineTune with copies scores the same as fine-tuning on the task batch with the copies
     appended by hand (the same seed)."""
     from bilevel_anil import MetaLearner
-    from bilevel_anil.data.episodes import TaskBatch, TaskSet
-    from bilevel_anil.evaluation import evaluate
-    from bilevel_anil.fine_tune import FineTune, fine_tune_learner, score_fine_tunes
+    from bilevel_anil.core.tasks import TaskBatch, TaskSet
+    from bilevel_anil.core.evaluation import evaluate
+    from bilevel_anil.recipes.fine_tune import FineTune, fine_tune_learner, score_fine_tunes
     from bilevel_anil.models import Conv4
 
     torch.manual_seed(0)
@@ -294,8 +294,8 @@ def test_copies_change_the_support_set_the_option_adapts_on():
 def test_the_deadline_reserves_the_time_of_a_validation(monkeypatch):
     """Steps of 1 s, a validation that takes 5 s more: once it has been seen, the callback
     stops the fit 5 s before the deadline (so the validation it triggers ends in time)."""
-    from bilevel_anil.callbacks import StepInfo
-    from bilevel_anil import pipeline
+    from bilevel_anil.training.callbacks import StepInfo
+    from bilevel_anil.recipes import pipeline
 
     clock = iter([0.0, 1.0, 2.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0])
     monkeypatch.setattr(pipeline.time, "perf_counter", lambda: next(clock))

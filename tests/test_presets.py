@@ -3,7 +3,7 @@ import pytest
 
 from bilevel_anil.cli import build_parser, parse_config, resolve_config
 from bilevel_anil.errors import UsageError
-from bilevel_anil.presets import PRESETS
+from bilevel_anil.recipes.presets import PRESETS
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -44,9 +44,9 @@ def test_reptile_gets_its_papers_settings_by_default():
 def test_a_preset_key_that_is_not_a_run_setting_is_an_error():
     """A typo in a preset was stored silently as an attribute and changed nothing."""
     from bilevel_anil.cli import apply_preset
-    from bilevel_anil.config import RunConfig
+    from bilevel_anil.recipes.run_config import RunConfig
     from bilevel_anil.errors import UsageError
-    from bilevel_anil.presets import PRESETS, Preset
+    from bilevel_anil.recipes.presets import PRESETS, Preset
 
     typo = {"typo": Preset("a test", {"ways": 5, "inner_lrr": 0.1})}
     with pytest.raises(UsageError, match="preset typo sets 'inner_lrr', which is not a run setting"):

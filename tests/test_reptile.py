@@ -9,10 +9,10 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from bilevel_anil.algorithms import ALGORITHMS, get_algorithm
+from bilevel_anil.core.algorithms import ALGORITHMS, get_algorithm
 from bilevel_anil.engines import step_engine
-from bilevel_anil.data.episodes import RepeatBatch
-from bilevel_anil.learner import Learner
+from bilevel_anil.core.tasks import RepeatBatch
+from bilevel_anil.core.learner import Learner
 from bilevel_anil.models import image_model
 
 from helpers import random_episodes, relative_error

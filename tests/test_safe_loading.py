@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import bilevel_anil
-from bilevel_anil import checkpoint
+from bilevel_anil.training import checkpoint
 from bilevel_anil.cli import main
 from bilevel_anil.errors import UsageError
 

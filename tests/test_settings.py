@@ -5,13 +5,15 @@ import dataclasses
 
 import pytest
 
-from bilevel_anil import cli, compare, pretrain_body, scenarios
-from bilevel_anil.argparsing import HelpFormatter
-from bilevel_anil.config import RESUME_FIELDS, VALIDATION_FIELDS, RunConfig, resolve_config
+from bilevel_anil import cli
+from bilevel_anil.cli import compare_grads, pretrain_body as pretrain_body_cli, scenarios as scenarios_cli
+from bilevel_anil.recipes import compare, pretrain_body, scenarios
+from bilevel_anil.cli.argparsing import HelpFormatter
+from bilevel_anil.recipes.run_config import RESUME_FIELDS, VALIDATION_FIELDS, RunConfig, resolve_config
 from bilevel_anil.settings import build_parser, explicit_fields, setting, shared
 
-COMMANDS = {"run": cli.build_parser, "compare-grads": compare.build_parser,
-            "pretrain-body": pretrain_body.build_parser, "scenarios": scenarios.build_parser}
+COMMANDS = {"run": cli.build_parser, "compare-grads": compare_grads.build_parser,
+            "pretrain-body": pretrain_body_cli.build_parser, "scenarios": scenarios_cli.build_parser}
 CONFIGS = {"run": RunConfig, "compare-grads": compare.CompareConfig,
            "pretrain-body": pretrain_body.BodyPretrainConfig, "scenarios": scenarios.ScenarioConfig}
 
@@ -79,5 +81,5 @@ def test_a_shared_name_must_exist():
 
 
 def test_compare_dataset_is_checked(capsys):
-    assert compare.main(["--dataset", "cifar"]) == 2
+    assert compare_grads.main(["--dataset", "cifar"]) == 2
     assert "unknown --dataset 'cifar': choose omniglot or sine" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import torch
 
 import bilevel_anil
 from bilevel_anil.cli import main
-from bilevel_anil.data.episodes import fixed_tasks
+from bilevel_anil.core.tasks import fixed_tasks
 from bilevel_anil.data.sine import SineTasks, sine
 
 

@@ -131,17 +131,17 @@ def test_train_step_outside_run_raises_on_divergence():
     """An implicit run went NaN silently when stepped by hand; now train_step says so."""
     import torch
 
-    from bilevel_anil.algorithms import get_algorithm
+    from bilevel_anil.core.algorithms import get_algorithm
     from bilevel_anil.engines import step_engine
-    from bilevel_anil.data.episodes import RepeatBatch
+    from bilevel_anil.core.tasks import RepeatBatch
     from bilevel_anil.errors import TrainingDiverged
-    from bilevel_anil.learner import Learner
+    from bilevel_anil.core.learner import Learner
     from bilevel_anil.models import MLP
 
     torch.manual_seed(0)
     x = torch.randn(2, 5, 1)
     batch_y = torch.full((2, 5, 1), 1e30)  # targets whose squared error overflows float32
-    from bilevel_anil.data.episodes import TaskBatch, TaskSet
+    from bilevel_anil.core.tasks import TaskBatch, TaskSet
     batch = TaskBatch(TaskSet(x, batch_y), TaskSet(x, batch_y))
     learner = Learner(MLP(), get_algorithm("maml"), "mse")
     engine = step_engine(learner, RepeatBatch(batch), 2, 1, 0.01, torch.optim.Adam(learner.model.parameters()))

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import DataError, UsageError, first_line
 from .class_images import (ClassImages, cache_dir, hash_files, image_pixels, normalize_pixels, read_cache, shown_path,
                            write_cache)
-from .spec import DatasetSpec
+from .spec import DatasetSpec, split_counts
 
 if TYPE_CHECKING:  # for the annotation; image_folder_tasks imports it when called
     from .episodes import ClassificationTasks
@@ -165,20 +165,6 @@ def folder_splits(cfg) -> dict[str, ClassImages]:
     return load_image_folder(Path(cfg.data_root), cfg.channels, cfg.image_size)
 
 
-def folder_suite(cfg):
-    """``--dataset folder``: N-way K-shot tasks from the class folders under ``--data-root``
-    (meta-train on train/, validate on val/, test on test/)."""
-    from ..models import image_model
-    from ..suite import classification_suite
-
-    splits = folder_splits(cfg)
-    model = image_model(cfg.arch, cfg.ways, in_channels=cfg.channels, image_size=cfg.image_size, bn=cfg.bn)
-    counts = ", ".join(f"{len(splits[k].classes)} {k}" for k in SPLITS)
-    suite = classification_suite(cfg, splits, model, f"{cfg.data_root}/test ({counts} classes)", rotate=False)
-    suite.normalization = {"mean": list(splits["train"].mean), "std": list(splits["train"].std)}
-    return suite
-
-
 def checkpoint_input(state: dict, image: Image.Image) -> torch.Tensor:
     """A PIL image as the network's input: the run's channels and size, normalised with the
     training split's statistics stored in the checkpoint."""
@@ -192,10 +178,11 @@ def checkpoint_input(state: dict, image: Image.Image) -> torch.Tensor:
 
 
 FOLDER = DatasetSpec(
-    "folder", "your image folders", folder_suite, channels=None, default_image_size=84,
+    "folder", "your image folders", channels=None, default_image_size=84, stores_normalization=True,
     # the MAML mini-ImageNet protocol (5-way 1-shot, 15 queries, 5 inner steps at lr 0.01), at 20 000
     # outer steps instead of 60 000: a start for a new data set, not a tuned setting
     defaults={"ways": 5, "shots": 1, "queries": 15, "test_queries": 15, "inner_lr": 0.01, "meta_lr": 0.001,
               "meta_batch": 4, "iterations": 20000, "val_every": 500, "val_tasks": 100, "bn": "batch",
               "inner_steps": 5, "test_inner_steps": 10},
-    to_input=checkpoint_input, load_splits=folder_splits)
+    to_input=checkpoint_input, load_splits=folder_splits,
+    test_source=lambda cfg, splits: f"{cfg.data_root}/test ({split_counts(splits, {k: k for k in SPLITS})} classes)")

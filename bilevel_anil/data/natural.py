@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, first_line
 from .class_images import ClassImages, cache_dir, image_pixels, normalize_pixels, read_cache, write_cache
-from .spec import DatasetSpec
+from .spec import DatasetSpec, data_root, split_counts
 from .safe_pickle import restricted_pickle
 
 CACHE_VERSION = 1
@@ -189,25 +189,7 @@ NATURAL_DEFAULTS = {
 
 def natural_splits(cfg) -> dict[str, ClassImages]:
     """The standard class splits of ``cfg.dataset`` from ``cfg.data_root`` (``./data`` when None)."""
-    from ..suite import data_root
-
     return load_natural(cfg.dataset, data_root(cfg), download=cfg.download)
-
-
-def natural_suite(cfg):
-    """mini-ImageNet, tiered-ImageNet, CIFAR-FS or FC100 through learn2learn's dataset classes:
-    their standard meta-train / meta-validation / meta-test class splits, RGB inputs, no
-    rotated classes."""
-    from ..models import image_model
-    from ..suite import classification_suite
-
-    spec = NATURAL_DATASETS[cfg.dataset]
-    splits = natural_splits(cfg)
-    model = image_model(cfg.arch, cfg.ways, in_channels=3, image_size=spec.image_size, bn=cfg.bn)
-    names = {"train": "meta-train", "val": "meta-validation", "test": "meta-test"}
-    counts = ", ".join(f"{len(splits[k].classes)} {names[k]}" for k in names)
-    return classification_suite(cfg, splits, model, f"the {spec.title} meta-test classes ({counts} classes)",
-                                rotate=False)
 
 
 def rgb_input(image: Image.Image, size: int, mean: tuple, std: tuple) -> torch.Tensor:
@@ -215,11 +197,16 @@ def rgb_input(image: Image.Image, size: int, mean: tuple, std: tuple) -> torch.T
     return normalize_pixels(torch.from_numpy(image_pixels(image, 3, size).copy()), mean, std)
 
 
+_SPLIT_NAMES = {"train": "meta-train", "val": "meta-validation", "test": "meta-test"}
+
+
 def _spec(name: str, dataset: NaturalDataset) -> DatasetSpec:
-    return DatasetSpec(name, dataset.title, natural_suite, defaults=NATURAL_DEFAULTS[name], image_size=dataset.image_size,
+    return DatasetSpec(name, dataset.title, defaults=NATURAL_DEFAULTS[name], image_size=dataset.image_size,
                        channels=3, to_input=lambda state, image: rgb_input(image, dataset.image_size, dataset.mean,
                                                                            dataset.std),
-                       load_splits=natural_splits)
+                       load_splits=natural_splits,
+                       test_source=lambda cfg, splits: f"the {dataset.title} meta-test classes "
+                       f"({split_counts(splits, _SPLIT_NAMES)} classes)")
 
 
 NATURAL_SPECS = [_spec(name, dataset) for name, dataset in NATURAL_DATASETS.items()]

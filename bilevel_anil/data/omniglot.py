@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, first_line
 from .class_images import ClassImages, cache_dir, hash_files, read_cache, shown_path, write_cache
-from .spec import DatasetSpec
+from .spec import DatasetSpec, data_root
 
 FOLDER = "omniglot-py"
 SPLIT_DIRS = {"background": "images_background", "evaluation": "images_evaluation"}
@@ -130,20 +130,7 @@ def load_omniglot(root: Path, download: bool = True, image_size: int = 28) -> di
 
 def omniglot_splits(cfg) -> dict[str, ClassImages]:
     """The meta-splits at ``cfg.image_size`` from ``cfg.data_root`` (``./data`` when None)."""
-    from ..suite import data_root
-
     return load_omniglot(data_root(cfg), download=cfg.download, image_size=cfg.image_size)
-
-
-def omniglot_suite(cfg):
-    """N-way K-shot Omniglot: meta-train/validation on disjoint background characters,
-    meta-test on the evaluation alphabets."""
-    from ..models import image_model
-    from ..suite import classification_suite
-
-    splits = omniglot_splits(cfg)
-    model = image_model(cfg.arch, cfg.ways, image_size=cfg.image_size, bn=cfg.bn)
-    return classification_suite(cfg, splits, model, "the Omniglot evaluation alphabets", cfg.rotate)
 
 
 def checkpoint_input(state: dict, image: Image.Image) -> torch.Tensor:
@@ -152,9 +139,10 @@ def checkpoint_input(state: dict, image: Image.Image) -> torch.Tensor:
 
 
 OMNIGLOT = DatasetSpec(
-    "omniglot", "Omniglot", omniglot_suite,
+    "omniglot", "Omniglot",
     # 5-way 1-shot Omniglot as in the MAML/ANIL papers (inner lr 0.4, meta-batch 32).
     defaults={"ways": 5, "shots": 1, "queries": 1, "test_queries": 15, "inner_lr": 0.4, "meta_lr": 0.003,
               "meta_batch": 32, "iterations": 1000, "val_every": 100, "val_tasks": 100, "bn": "batch"},
     default_image_size=28, channels=1, decoded_images=1623 * 20, to_input=checkpoint_input,
-    load_splits=omniglot_splits, rotations=True)
+    load_splits=omniglot_splits, rotations=True,
+    test_source=lambda cfg, splits: "the Omniglot evaluation alphabets")

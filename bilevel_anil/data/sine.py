@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .episodes import TaskBatch, TaskSet
+from ..core.tasks import TaskBatch, TaskSet
 from .spec import DatasetSpec
 
 
@@ -59,27 +59,8 @@ SINE_TEST_SHOTS = (5, 10)  # the MAML paper's K
 SINE_TEST_STEPS = (0, 1, 5, 10)  # its evaluation curve
 
 
-def sine_suite(cfg):
-    """Sine-wave regression with the MLP 1-40-40-1; tested at K=5 and K=10 after 0, 1, 5 and
-    10 inner steps (the MAML paper's protocol) on tasks never seen in training."""
-    from ..losses import LOSSES
-    from ..models import MLP
-    from ..suite import TaskSuite
-    from .episodes import fixed_tasks
-
-    tests = {f"K={k}": SineTasks(k, cfg.test_queries) for k in SINE_TEST_SHOTS}
-    return TaskSuite(
-        model=MLP(), loss=LOSSES["mse"], train=SineTasks(cfg.train_shots or cfg.shots, cfg.queries),
-        val_set=fixed_tasks(SineTasks(cfg.shots, cfg.test_queries), cfg.val_tasks, seed=cfg.seed + 1),
-        test_sets={label: fixed_tasks(s, cfg.test_tasks, seed=cfg.seed + 2 + i)
-                   for i, (label, s) in enumerate(tests.items())},
-        test_steps=sorted({*SINE_TEST_STEPS, cfg.test_inner_steps}),
-        description=f"{cfg.test_tasks} new sine tasks per K, {cfg.test_queries} query points each",
-        plot_samplers=tests)
-
-
 SINE = DatasetSpec(
-    "sine", "sine-wave regression", sine_suite, images=False, channels=None,
+    "sine", "sine-wave regression", images=False, channels=None,
     # Sine-wave regression as in the MAML paper (K=10, 10 query points, meta-batch 25, 70 000 steps).
     # Inner lr 0.001 as the authors' code runs it (cbfinn/maml: the sinusoid usage line leaves
     # --update_lr at its default 1e-3); the paper's text says 0.01, with which rare test tasks

@@ -1,104 +1,35 @@
-"""The Engine: orders each outer step, validates, keeps checkpoints, writes metrics."""
+"""The Engine: the order of one outer step (Betty's problems and their dependencies). The
+loop around it (validation, checkpoints, metrics, stopping) is ``bilevel_anil.training.loop``."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
-import random
-import signal
-import threading
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
-import numpy as np
 import torch
 from betty.configs import EngineConfig
 from betty.engine import Engine
 from betty.logging.logger_base import get_logger
-from tqdm import tqdm
 
-from .. import checkpoint
-from ..callbacks import Callback, StepInfo
-from ..errors import Interrupted, TrainingDiverged, UsageError
-from ..data.episodes import TaskSampler
-from ..distributed import Group
+from ..core.distributed import Group
+from ..core.learner import Learner
+from ..core.tasks import TaskSampler
 from ..envs.episodic import EpisodicEnv
-from ..evaluation import Interval
-from ..learner import Learner
-from ..metrics_log import MetricsLog
+from ..errors import TrainingDiverged
 from ..problems import HypergradConfig, InnerObjective, MetaProblem, build_lower, build_upper
-
-# set to a step number, the process kills itself (SIGKILL) just after writing last.pt at that
-# step: how the tests reach the moment between a checkpoint and what follows it
-KILL_AFTER_CHECKPOINT = "BILEVEL_ANIL_TEST_KILL_AFTER_CHECKPOINT"
-
-class _StopRequest:
-    requested = False
-
-
-@contextlib.contextmanager
-def stop_on_sigint():
-    """While active, a first Ctrl-C (SIGINT) only sets ``requested`` (the loop stops after the
-    outer step in progress, with consistent state to save); a second one interrupts at once."""
-    request = _StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
-
-    def handler(signum, frame):
-        if request.requested:
-            raise KeyboardInterrupt
-        request.requested = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield request
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@dataclass
-class EngineSettings:
-    """How long to train and how often to validate, and where the run's files go."""
-
-    iterations: int
-    inner_steps: int
-    val_every: int
-    out_dir: Path
-    device: str = "cpu"
-    higher_is_better: bool = True  # accuracy; False for a loss such as MSE
-    progress: Optional[bool] = None  # None: show the bar only on a terminal
-    time_budget: Optional[float] = None  # stop after this many seconds of outer steps (then validate)
-    tensorboard: bool = False  # TensorBoard events beside metrics.csv (which is always written)
 
 
 class MetaEngine(Engine):
     """One outer step = the Env draws a meta-batch, then ``inner_steps`` lower steps run;
-    Betty calls the upper step after the last of them (``unroll_steps``).
+    Betty calls the upper step after the last of them (``unroll_steps``)."""
 
-    ``validate`` returns the validation ``Interval`` (None: no validation; ``last.pt`` is
-    still written every ``val_every`` steps); ``run_info`` is stored in every checkpoint (what
-    is needed to rebuild and evaluate the model); ``callbacks`` are called after each outer step
-    (``bilevel_anil.callbacks``) and may stop the run.
-    """
-
-    def __init__(self, upper: MetaProblem, lower: InnerObjective, env: EpisodicEnv, settings: EngineSettings,
-                 validate: Optional[Callable[[], Interval]], run_info: dict[str, Any],
-                 callbacks: Sequence[Callback] = ()):
+    def __init__(self, upper: MetaProblem, lower: InnerObjective, env: EpisodicEnv, inner_steps: int,
+                 device: str = "cpu"):
         get_logger().setLevel(logging.WARNING)  # Betty logs its set-up at INFO on stdout
-        self.settings = settings
-        self.callbacks = tuple(callbacks)
+        self.inner_steps, self.run_device = inner_steps, device
         self.group = env.group
-        self.validate_fn = validate
-        self.run_info = run_info
-        self.best: Optional[dict[str, Any]] = None
-        self.last_train_loss: Optional[float] = None
-        self._saved_step: Optional[int] = None  # of the last last.pt on disk (for a failed write's line)
-        config = EngineConfig(train_iters=settings.iterations * settings.inner_steps,
-                              valid_step=settings.val_every * settings.inner_steps)
+        # Betty's own loop (Engine.run) is not used: train_iters only sizes its bookkeeping
+        config = EngineConfig(train_iters=inner_steps, valid_step=inner_steps)
         super().__init__(problems=[upper, lower], config=config, env=env,
                          dependencies={"u2l": {upper: [lower]}, "l2u": {lower: [upper]}})
 
@@ -117,7 +48,7 @@ class MetaEngine(Engine):
         for chunk in range(chunks):
             if chunk:
                 self.env.select(chunk)
-            for _ in range(self.settings.inner_steps):
+            for _ in range(self.inner_steps):
                 self.global_step += 1
                 for leaf in self.leaves:
                     leaf.step(global_step=self.global_step)
@@ -131,37 +62,6 @@ class MetaEngine(Engine):
                                    "query loss): lower the inner or meta learning rate")
         return totals
 
-    def validation(self) -> dict[str, float]:
-        interval = self.validate_fn()
-        return {"val_score": interval.mean, "val_ci95": interval.ci95}
-
-    def _validate(self) -> Optional[dict[str, float]]:
-        """The validation record (None without validation), in evaluation mode."""
-        if self.validate_fn is None:
-            return None
-        self.eval()
-        try:
-            return self.validation()
-        finally:
-            self.train()
-
-    def _callbacks_stop(self, step: int, stats: dict[str, float], val: Optional[dict[str, float]],
-                        train_time: float) -> bool:
-        """Call every callback with this step's figures; True when any of them, in any process,
-        asks to stop."""
-        if not self.callbacks:
-            return False
-        info = StepInfo(step=step, steps=self.settings.iterations, train_loss=stats["loss"],
-                        train_score=stats.get("score"), val_score=None if val is None else val["val_score"],
-                        val_ci95=None if val is None else val["val_ci95"],
-                        higher_is_better=self.settings.higher_is_better, train_seconds=train_time)
-        stop = False
-        for callback in self.callbacks:
-            stop = bool(callback(info)) or stop
-        if self.group.world_size > 1:
-            _, stop = self._agree({}, stop)
-        return stop
-
     def configure_systems(self) -> dict[str, Any]:
         """Betty's own ``distributed`` strategy calls ``torch.cuda.set_device`` and wraps modules
         in DDP, which the functional fast weights bypass; and any strategy but ``default``
@@ -170,158 +70,24 @@ class MetaEngine(Engine):
         the ``default`` strategy with this run's ranks, and the upper problem averages the
         meta-gradient itself (``MetaProblem.grad_callback``)."""
         self._strategy = "default"
-        self._backend = "nccl" if self.settings.device.startswith("cuda") else "gloo"
+        self._backend = "nccl" if self.run_device.startswith("cuda") else "gloo"
         self._world_size, self._rank, self._local_rank = self.group.world_size, self.group.rank, self.group.local_rank
-        self.device = self.settings.device
+        self.device = self.run_device
         return {"strategy": self._strategy, "backend": self._backend, "world_size": self._world_size,
                 "rank": self._rank, "local_rank": self._local_rank}
 
-    # persistence -----------------------------------------------------------------------
-    @property
-    def _sampler_generator(self) -> Optional[torch.Generator]:
-        generator = getattr(self.env.sampler, "generator", None)
-        return generator if isinstance(generator, torch.Generator) else None
-
-    def _state(self, step: int) -> dict[str, Any]:
-        return {
-            **self.run_info,
-            "step": step,
-            "model": self.upper.module.state_dict(),
-            "optimizer": self.upper.optimizer.state_dict(),
-            "scheduler": None if self.upper.outer_schedule is None else self.upper.outer_schedule.state_dict(),
-            "best": self.best,
-            "rng": {"python": random.getstate(), "numpy": _numpy_state_to_plain(np.random.get_state()),
-                    "torch": torch.get_rng_state(),
-                    # a sampler seeded by its own torch.Generator (the Python API's) draws from it alone
-                    "sampler": None if self._sampler_generator is None else self._sampler_generator.get_state()},
-        }
-
-    def restore(self, state: dict[str, Any]) -> int:
-        """Continue from a ``last.pt`` state; returns the step it was saved at."""
-        self.upper.module.load_state_dict(state["model"])
-        self.upper.optimizer.load_state_dict(state["optimizer"])
-        if self.upper.outer_schedule is not None:
-            self.upper.outer_schedule.load_state_dict(state["scheduler"])
-        self.best = state["best"]
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(_numpy_state_from_plain(state["rng"]["numpy"]))
-        torch.set_rng_state(state["rng"]["torch"])
-        if self._sampler_generator is not None and state["rng"].get("sampler") is not None:
-            self._sampler_generator.set_state(state["rng"]["sampler"])
-        self._saved_step = int(state["step"])
-        return int(state["step"])
-
-    def _save(self, name: str, step: int) -> None:
-        if self.group.is_main:
-            try:
-                checkpoint.save(self.settings.out_dir / name, self._state(step))
-            except checkpoint.WriteFailed as exc:
-                if self._saved_step is None:
-                    raise UsageError(f"{exc}; no checkpoint was written before it: free space and start again") from None
-                raise UsageError(f"{exc}; the last checkpoint (last.pt, step {self._saved_step}) is intact: free space "
-                                 "and continue with --resume") from None
-            if name == "last.pt":
-                self._saved_step = step
-            if name == "last.pt" and os.environ.get(KILL_AFTER_CHECKPOINT) == str(step):
-                os.kill(os.getpid(), signal.SIGKILL)  # the tests' kill point: just after last.pt is in place
-
-    def _agree(self, stats: dict[str, float], *flags: bool) -> tuple:
-        """``stats`` averaged over the processes, then each flag, true if it is true in any of them."""
-        keys = sorted(stats)
-        shared = torch.tensor([stats[k] for k in keys] + [float(f) for f in flags], dtype=torch.float64)
-        self.group.average_([shared])
-        values = shared.tolist()
-        return (dict(zip(keys, values[:len(keys)])), *(v > 0 for v in values[len(keys):]))
-
-    def _better(self, score: float) -> bool:
-        if self.best is None:
-            return True
-        return score > self.best["val_score"] if self.settings.higher_is_better else score < self.best["val_score"]
-
-    # the loop --------------------------------------------------------------------------
-    def run(self, start_step: int = 0) -> Optional[dict[str, Any]]:
-        """Train from ``start_step`` to ``iterations``; returns the best validation record."""
-        s, main = self.settings, self.group.is_main
-        s.out_dir.mkdir(parents=True, exist_ok=True)
-        self.group.broadcast_(self.upper.trainable_parameters())  # every process starts from rank 0's θ
-        # rows written after last.pt are redone on --resume; only rank 0 writes files
-        with MetricsLog(s.out_dir, start_step, s.tensorboard, enabled=main) as log, stop_on_sigint() as stop:
-            show = s.progress if main else False  # None: tqdm decides (a bar only on a terminal)
-            bar = tqdm(total=s.iterations, initial=start_step, disable=None if show is None else not show,
-                       unit="step", dynamic_ncols=True)
-            started, train_time, done = time.perf_counter(), 0.0, 0
-            self.train()
-            for step in range(start_step + 1, s.iterations + 1):
-                t0 = time.perf_counter()
-                stats = self.train_step(check_finite=False)
-                train_time += time.perf_counter() - t0
-                done += 1
-                # one all-reduce: the loss and score over all B tasks, and whether any process is
-                # out of time or asked to stop (so that all of them stop together)
-                stats, out_of_time, stop_requested = self._agree(
-                    stats, s.time_budget is not None and train_time >= s.time_budget, stop.requested)
-                row = {"step": step, "train_loss": stats["loss"], "train_score": stats.get("score", ""),
-                       "val_score": "", "val_ci95": "", "elapsed_s": round(time.perf_counter() - started, 3),
-                       "train_s": round(train_time, 3), "steps_per_s": round(done / train_time, 3)}
-                checkpoint_now = step % s.val_every == 0 or step == s.iterations or out_of_time
-                val = self._validate() if checkpoint_now else None
-                finish = out_of_time
-                if self._callbacks_stop(step, stats, val, train_time):  # then validate and checkpoint here
-                    finish = True
-                    if not checkpoint_now:
-                        checkpoint_now, val = True, self._validate()
-                if checkpoint_now:
-                    if val is not None:
-                        row.update(val)
-                    # the row is on disk before the checkpoint that covers it: a kill between the two
-                    # leaves a row after the previous last.pt, which --resume drops and redoes
-                    log.write(row, durable=True)
-                    if val is not None and self._better(val["val_score"]):
-                        self.best = {"step": step, **val}
-                        self._save("best.pt", step)
-                    self._save("last.pt", step)
-                    if bar.disable and main:
-                        shown = "" if val is None else f"  val {val['val_score']:.4f} ± {val['val_ci95']:.4f}"
-                        print(f"step {step}/{s.iterations}  loss {stats['loss']:.4f}{shown}  "
-                              f"{row['steps_per_s']:.2f} steps/s", flush=True)
-                else:
-                    log.write(row)
-                if not math.isfinite(stats["loss"]):
-                    bar.close()
-                    kept = "no checkpoint was written yet" if self.best is None else \
-                        f"the checkpoints in {s.out_dir} are from before it"
-                    raise TrainingDiverged(f"meta-training diverged at step {step} (non-finite query loss); {kept}: "
-                                           "lower --inner-lr or --meta-lr")
-                bar.set_postfix(loss=f"{stats['loss']:.3f}", score=f"{stats.get('score', float('nan')):.3f}",
-                                val="" if self.best is None else f"{self.best['val_score']:.3f}", refresh=False)
-                bar.update(1)
-                if stop_requested:
-                    bar.close()
-                    self._save("last.pt", step)
-                    raise Interrupted(f"interrupted after step {step}; {s.out_dir / 'last.pt'} holds it: continue "
-                                      f"with --resume --out {s.out_dir}")
-                if finish:
-                    break
-            bar.close()
-        self.group.barrier()  # best.pt is on disk for every process
-        self.train_seconds, self.steps_done = train_time, done
-        self.last_train_loss = stats["loss"] if done else None
-        return self.best
 
 
 def build_engine(learner: Learner, sampler: TaskSampler, meta_batch: int, inner_lr: float, inner_steps: int,
-                 optimizer: torch.optim.Optimizer, settings: EngineSettings, *, scheduler=None,
+                 optimizer: torch.optim.Optimizer, *, device: str = "cpu", scheduler=None,
                  hypergrad: Optional[HypergradConfig] = None, inner_batch: Optional[int] = None,
-                 task_chunk: Optional[int] = None, pullback: bool = False,
-                 validate: Optional[Callable[[], Interval]] = None, run_info: Optional[dict[str, Any]] = None,
-                 callbacks: Sequence[Callback] = (), group: Group = Group()) -> MetaEngine:
+                 task_chunk: Optional[int] = None, pullback: bool = False, group: Group = Group()) -> MetaEngine:
     """The Env, the Upper and Lower problems and the Engine of one training loop, assembled
-    in one place for ``bilevel_anil.MetaLearner.fit`` (and so ``run.py``) and for single
-    steps (``step_engine``)."""
+    in one place for ``bilevel_anil.MetaLearner`` (its ``fit`` and single steps)."""
     env = EpisodicEnv(sampler, meta_batch, task_chunk, group, shuffle_support=bool(inner_batch))
     upper = build_upper(learner, optimizer, scheduler, chunks=env.chunk_count, group=group)
     lower = build_lower(learner, inner_lr, inner_steps, env.task_chunk, hypergrad, inner_batch, pullback=pullback)
-    return MetaEngine(upper, lower, env, settings, validate, run_info or {}, callbacks)
+    return MetaEngine(upper, lower, env, inner_steps, device)
 
 
 def step_engine(learner: Learner, sampler: TaskSampler, tasks: int, inner_steps: int, inner_lr: float,
@@ -329,23 +95,6 @@ def step_engine(learner: Learner, sampler: TaskSampler, tasks: int, inner_steps:
                 device: str = "cpu", inner_batch: Optional[int] = None, task_chunk: Optional[int] = None,
                 group: Group = Group(), pullback: bool = False) -> MetaEngine:
     """An engine for taking single outer steps with ``MetaEngine.train_step`` (tests, the
-    gradient comparison, benchmarks): no validation, and nothing is written unless ``run`` is called."""
-    settings = EngineSettings(iterations=1, inner_steps=inner_steps, val_every=1, out_dir=Path("."),
-                              device=device, progress=False)
-    return build_engine(learner, sampler, tasks, inner_lr, inner_steps, optimizer, settings, hypergrad=hypergrad,
-                        inner_batch=inner_batch, task_chunk=task_chunk, pullback=pullback,
-                        validate=lambda: Interval(0.0, 0.0, 1), group=group)
-
-
-def _numpy_state_to_plain(state: tuple) -> tuple:
-    """numpy's legacy random state with its key array as a tensor, so that the checkpoint holds
-    only tensors and plain values (read with ``weights_only=True``)."""
-    name, keys, pos, has_gauss, cached = state
-    return (name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached))
-
-
-def _numpy_state_from_plain(state: tuple) -> tuple:
-    """The inverse of ``_numpy_state_to_plain``; also takes the ndarray of older checkpoints."""
-    name, keys, pos, has_gauss, cached = state
-    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
-    return (name, keys.astype(np.uint32), pos, has_gauss, cached)
+    gradient comparison, benchmarks)."""
+    return build_engine(learner, sampler, tasks, inner_lr, inner_steps, optimizer, device=device, hypergrad=hypergrad,
+                        inner_batch=inner_batch, task_chunk=task_chunk, pullback=pullback, group=group)

@@ -7,8 +7,8 @@ import torch
 from betty.envs import Env
 from torch import Tensor
 
-from ..data.episodes import TaskBatch, TaskSampler, TaskSet
-from ..distributed import Group, check_task_split
+from ..core.tasks import TaskBatch, TaskSampler, TaskSet
+from ..core.distributed import Group, check_task_split
 
 
 def shuffle_examples(tasks: TaskSet) -> TaskSet:

@@ -14,7 +14,7 @@ from typing import Mapping
 from torch import Tensor, nn
 from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
 
-from ..network import split_task_params
+from ..core.network import split_task_params
 from . import functional as TF
 
 

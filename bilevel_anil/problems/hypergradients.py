@@ -25,9 +25,24 @@ from betty.hypergradient import jvp_fn_mapping
 from betty.utils import neg_with_none
 from torch import Tensor
 
-from ..solvers import BETTY_TYPES, HYPERGRADS, HypergradConfig, Vectors, cg_solve
+from ..core.solvers import HYPERGRADS, HypergradConfig, Vectors, cg_solve
 
-__all__ = ["BETTY_TYPES", "HYPERGRADS", "HypergradConfig", "cg_solve", "conjugate_gradient", "register_hypergradients"]
+# the package's method names -> the names of Betty's hypergradient registry
+BETTY_TYPES = {"cg": "cg_exact", "neumann": "neumann", "darts": "darts", "betty-cg": "cg"}
+
+__all__ = ["BETTY_TYPES", "HYPERGRADS", "HypergradConfig", "betty_config", "cg_solve", "conjugate_gradient",
+           "register_hypergradients"]
+
+
+def betty_config(hypergrad: HypergradConfig, **kwargs):
+    """The lower problem's Betty ``Config`` for ``hypergrad``'s method (``cg_alpha`` stays 1)."""
+    from betty.configs import Config
+
+    if hypergrad.method not in HYPERGRADS:
+        raise ValueError(f"unknown hypergradient {hypergrad.method!r}: choose one of {', '.join(HYPERGRADS)}")
+    return Config(type=BETTY_TYPES[hypergrad.method], cg_iterations=hypergrad.iterations, cg_alpha=1.0,
+                  neumann_iterations=hypergrad.iterations, neumann_alpha=hypergrad.alpha,
+                  darts_alpha=hypergrad.darts_alpha, **kwargs)
 
 def conjugate_gradient(vector: Vectors, curr, prev, sync: bool):
     """Betty hypergradient function (signature of ``betty.hypergradient.cg``) with textbook CG;

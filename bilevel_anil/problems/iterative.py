@@ -16,7 +16,7 @@ from betty.configs import Config
 from betty.problems import Problem
 from torch import Tensor, nn
 
-from ..fast_weights import inner_optimizer
+from ..core.fast_weights import inner_optimizer
 
 
 class IterativeProblem(Problem):

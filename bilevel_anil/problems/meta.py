@@ -25,10 +25,10 @@ from betty.patch.scheduler import patch_scheduler
 from betty.problems import ImplicitProblem
 from torch import Tensor, nn
 
-from ..data.episodes import TaskSet
-from ..distributed import Group
-from ..learner import Learner, Params, Predictor
-from .hypergradients import HypergradConfig, register_hypergradients
+from ..core.tasks import TaskSet
+from ..core.distributed import Group
+from ..core.learner import Learner, Params, Predictor
+from .hypergradients import HypergradConfig, betty_config, register_hypergradients
 from .iterative import IterativeProblem
 
 
@@ -168,7 +168,7 @@ class ImplicitAdapt(InnerObjective, ImplicitProblem):
             raise ValueError("the implicit meta-gradient needs a proximal term (lam > 0)")
         module = TaskParams(learner.model, learner.adapted_names, tasks)
         # retain_graph: ANIL's body features (computed once from θ) are reused by every step
-        config = hypergrad.betty_config(unroll_steps=steps, retain_graph=True)
+        config = betty_config(hypergrad, unroll_steps=steps, retain_graph=True)
         ImplicitProblem.__init__(self, name, config, module=module,
                                  optimizer=torch.optim.SGD(module.parameters(), lr=lr))
         self.learner = learner

@@ -1,0 +1,60 @@
+"""Argument parsing shared by ``run.py`` and its sub-commands: one-line errors, tidy defaults."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+from ..errors import Interrupted, PeerFailure, UsageError
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where the help does not already state the default and X
+    says something (not for None or on/off switches)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default in (None, argparse.SUPPRESS) or "default" in text or action.nargs == 0):
+            return text
+        return super()._get_help_string(action)
+
+
+def secondary_process() -> bool:
+    """A process of a torchrun run other than rank 0: its one-line errors are left to rank 0
+    (every process meets the same bad input; one line, not one per process run together)."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:  # not started by torchrun: every process speaks
+        return False
+    try:
+        return 0 < int(os.environ.get("RANK", "0")) < int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return False
+
+
+def say(line: str) -> None:
+    """One line on stderr, whole (flushed), from rank 0 only."""
+    if not secondary_process():
+        print(line, file=sys.stderr, flush=True)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        say(f"{self.prog}: error: {message} (see --help)")
+        self.exit(2)
+
+
+def report_errors(prog: str, command: Callable[[], object], on_interrupt: str) -> int:
+    """Run ``command``; bad input becomes one line on stderr and its exit code (2), a Ctrl-C
+    one line and 130 (``on_interrupt`` says what was kept). Returns the exit code."""
+    try:
+        command()
+    except UsageError as exc:
+        say(f"{prog}: error: {exc}")
+        return exc.exit_code
+    except (Interrupted, PeerFailure) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {on_interrupt}", file=sys.stderr, flush=True)
+        return 130
+    return 0
