@@ -13,6 +13,7 @@ from torch.utils.data import TensorDataset
 
 import bilevel_anil
 from bilevel_anil import MetaLearner, TaskBatch, dataset_tasks, function_tasks
+from bilevel_anil.training.schema import read_run
 from helpers import reference_meta_gradient, relative_error
 from implicit_reference import implicit_reference
 
@@ -278,9 +279,8 @@ def test_fit_callbacks_see_every_step_and_can_stop_it(tmp_path):
 
 
 def checkpoint_step(path) -> int:
-    from bilevel_anil.training import checkpoint
 
-    return int(checkpoint.load(path)["step"])
+    return read_run(path).step
 
 
 def test_load_and_the_learner_agree_and_running_statistics_stay_unchanged(tmp_path):
@@ -345,7 +345,7 @@ def test_a_checkpoint_naming_an_unknown_algorithm_is_one_line(tmp_path):
     learner = MetaLearner(net, "anil", head="classifier")
     learner.save(tmp_path / "a.pt")
     state = torch.load(tmp_path / "a.pt", weights_only=True)
-    torch.save({**state, "algorithm": "evil", "config": {**state["config"], "first_order": True}}, tmp_path / "b.pt")
+    torch.save({**state, "learner": {**state["learner"], "algorithm": "evil", "first_order": True}}, tmp_path / "b.pt")
     for load in (lambda: MetaLearner.load(tmp_path / "b.pt", model=TrunkClassifier()),
                  lambda: bilevel_anil.load(tmp_path / "b.pt", model=TrunkClassifier())):
         with pytest.raises(ValueError, match="names an unknown algorithm 'evil': it was not written by this package"):

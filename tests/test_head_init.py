@@ -129,7 +129,8 @@ def test_the_python_api_saves_and_loads_the_head_init(tmp_path):
     with pytest.raises(UsageError, match="head_init"):
         MetaLearner(Conv4(ways=4, hidden=8, image_size=16), "reptile", head_init="prototypes")
     from bilevel_anil.training import checkpoint
-    crafted = {**checkpoint.load_run(tmp_path / "proto.pt"), "head_init": "evil"}
+    crafted = checkpoint.read(tmp_path / "proto.pt")
+    crafted["learner"]["head_init"] = "evil"
     torch.save(crafted, tmp_path / "crafted.pt")
     with pytest.raises(UsageError, match="names an unknown head_init 'evil': it was not written by this package"):
         MetaLearner.load(tmp_path / "crafted.pt")

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import bilevel_anil
 from bilevel_anil.cli import main
+from bilevel_anil.training.schema import read_run
 
 from helpers import relative_error
 from parallel_case import SETTINGS, outer_steps
@@ -107,8 +107,8 @@ def test_torchrun_run_and_resume_equal_one_process(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert len(losses(parallel)) == 12
     assert torch.allclose(torch.tensor(losses(parallel)), torch.tensor(losses(single)), rtol=1e-6, atol=0)
-    a = bilevel_anil.training.checkpoint.load(single / "last.pt")["model"]
-    b = bilevel_anil.training.checkpoint.load(parallel / "last.pt")["model"]
+    a = read_run(single / "last.pt").model
+    b = read_run(parallel / "last.pt").model
     assert relative_error(list(b.values()), list(a.values())) <= 1e-6
 
 
@@ -127,7 +127,7 @@ def test_a_dead_process_stops_the_other_with_one_line(tmp_path):
     assert time.time() - started < 60
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "lost contact with the other processes of this run" in lines[0], err[-2000:]
-    assert bilevel_anil.training.checkpoint.load(out / "last.pt")["step"] % 5 == 0  # loadable, at a validation step
+    assert read_run(out / "last.pt").step % 5 == 0  # loadable, at a validation step
     procs[1].communicate()
 
 

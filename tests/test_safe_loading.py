@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import bilevel_anil
-from bilevel_anil.training import checkpoint
+from bilevel_anil.training import checkpoint, schema
 from bilevel_anil.cli import main
 from bilevel_anil.errors import UsageError
 
@@ -26,7 +26,7 @@ class _Payload:
 
 
 def crafted(path: Path, marker: Path, **extra) -> Path:
-    torch.save({"format": checkpoint.FORMAT, "model": {"w": torch.zeros(2)}, "payload": _Payload(marker), **extra},
+    torch.save({"format": schema.FORMAT, "model": {"w": torch.zeros(2)}, "payload": _Payload(marker), **extra},
                path)
     return path
 
@@ -78,13 +78,13 @@ def test_checkpoint_read_refuses_any_global_but_plain_arrays(tmp_path):
     marker = tmp_path / "ran"
     plain = tmp_path / "plain.pt"
     torch.save({"format": 1, "keys": np.arange(5, dtype=np.uint32)}, plain)
-    assert checkpoint.load(plain)["keys"].tolist() == [0, 1, 2, 3, 4]
+    assert checkpoint.read(plain)["keys"].tolist() == [0, 1, 2, 3, 4]
     objects = tmp_path / "objects.pt"
     array = np.empty(1, dtype=object)
     array[0] = _Payload(marker)
     torch.save({"format": 1, "keys": array}, objects)
     with pytest.raises(UsageError, match="was refused"):
-        checkpoint.load(objects)
+        checkpoint.read(objects)
     assert not marker.exists()
 
 
@@ -101,7 +101,7 @@ def test_a_runs_own_checkpoint_is_accepted_by_pretrained(tmp_path, capsys, omnig
     assert f"weights from {first / 'best.pt'}" in capsys.readouterr().out
     code = main([*common, "--iterations", "1", "--arch", "resnet18", "--pretrained", str(first / "best.pt"),
                  "--out", str(tmp_path / "third")])
-    assert "is a conv4 checkpoint, not resnet18" in _one_line(capsys, code)  # the true reason, not "cannot be read"
+    assert "holds a conv4 checkpoint, not resnet18" in _one_line(capsys, code)  # the true reason, not "cannot be read"
 
 
 def test_old_checkpoints_with_a_numpy_random_state_still_resume(tmp_path, capsys):
@@ -112,7 +112,7 @@ def test_old_checkpoints_with_a_numpy_random_state_still_resume(tmp_path, capsys
     assert main([*args, "--iterations", "2", "--out", str(new)]) == 0
     old = tmp_path / "old"
     old.mkdir()
-    state = checkpoint.load(new / "last.pt")
+    state = checkpoint.read(new / "last.pt")
     name, keys, pos, has_gauss, cached = state["rng"]["numpy"]
     assert isinstance(keys, torch.Tensor)  # new files: tensors and plain values only
     state["rng"]["numpy"] = (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
@@ -122,6 +122,6 @@ def test_old_checkpoints_with_a_numpy_random_state_still_resume(tmp_path, capsys
     for out in (new, old):
         assert main([*args, "--iterations", "4", "--out", str(out), "--resume"]) == 0
     capsys.readouterr()
-    a, b = checkpoint.load(new / "last.pt"), checkpoint.load(old / "last.pt")
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
+    a, b = schema.read_run(new / "last.pt"), schema.read_run(old / "last.pt")
+    for key, value in a.model.items():
+        assert torch.equal(value, b.model[key]), key

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ..training import checkpoint
+from ..training.schema import LearnerRecord, RunCheckpoint, read_run, write_run
 from ..core import distributed
 from ..core.algorithms import ALGORITHMS, evaluation_steps
 from ..core.options import check_options, resolve_algorithm
@@ -170,22 +170,14 @@ class Adapted:
         return out if self.batched else out[0]
 
 
+def _has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def _uses_batch_statistics(model: nn.Module) -> bool:
     """Whether some BatchNorm layer normalises with the statistics of the batch it is given."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats)
                for m in model.modules())
-
-
-def _saved_hypergrad(state: dict) -> HypergradConfig:
-    """The implicit gradient's settings of a checkpoint: ``hypergrad_config`` (this module's),
-    else the run configuration's flags (``run.py`` files written before it)."""
-    saved = state.get("hypergrad_config")
-    if isinstance(saved, dict):
-        return HypergradConfig(**saved)
-    config = state.get("config", {})
-    return HypergradConfig(config.get("hypergrad", "cg"), int(config.get("hypergrad_iterations", 5)),
-                           float(config.get("neumann_alpha", 0.1)), float(config.get("darts_alpha", 0.01)),
-                           float(config.get("cg_damping") or 0.0), float(config.get("cg_lam_damping") or 0.0))
 
 
 class MetaLearner:
@@ -577,34 +569,30 @@ class MetaLearner:
                     raise UsageError(existing)
             state = None
             if resume and (folder / "last.pt").exists():
-                state = checkpoint.load_run(folder / "last.pt", resume=True)
+                state = read_run(folder / "last.pt", resume=True)
                 self._check_resume(state, folder)
             result = self._train(tasks, steps, meta_batch, folder, validation=validation, val_every=val_every,
                                  time_budget=time_budget, resume_state=state, progress=progress, callbacks=callbacks,
                                  schedule=schedule, tensorboard=log == "tensorboard")
             return result if out is not None else dataclasses.replace(result, out=None)
 
-    # what a resumed fit must share with the fit it continues (keys of the checkpoint's run information)
-    _RESUME_KEYS = ("algorithm", "grad", "loss", "inner_lr", "inner_steps", "train_lam", "inner_optimizer",
-                    "inner_proximal", "head_names", "adapted_names", "head_init")
-
-    def _check_resume(self, state: dict, folder: Path) -> None:
-        now = self._run_info()
-        for key in self._RESUME_KEYS:
-            if key in state and key in now and state[key] != now[key]:
-                raise UsageError(f"resume: the run in {folder} was trained with {key} {state[key]!r}, not {now[key]!r}: "
-                                 "build the learner as it was, or start a new out")
+    def _check_resume(self, saved: RunCheckpoint, folder: Path) -> None:
+        now = self.record()
+        for key in LearnerRecord.RESUME:
+            if getattr(saved.learner, key) != getattr(now, key):
+                raise UsageError(f"resume: the run in {folder} was trained with {key} {getattr(saved.learner, key)!r}, "
+                                 f"not {getattr(now, key)!r}: build the learner as it was, or start a new out")
 
     def _train(self, tasks: TaskSampler, steps: int, meta_batch: int, folder: Path, *,
                validation: Optional[TaskBatch] = None, val_every: Optional[int] = None,
-               time_budget: Optional[float] = None, resume_state: Optional[dict] = None,
+               time_budget: Optional[float] = None, resume_state: Optional[RunCheckpoint] = None,
                progress: Optional[bool] = False, callbacks: Sequence[Callback] = (),
                schedule: Optional[Callable[[torch.optim.Optimizer], Any]] = None, tensorboard: bool = False,
-               extra_info: Optional[dict] = None, resume_flags: tuple[str, str] = ("resume", "out")) -> FitResult:
+               run: Optional[dict] = None, resume_flags: tuple[str, str] = ("resume", "out")) -> FitResult:
         """The training loop of ``fit`` and ``run.py`` (arguments checked, ``folder`` locked
         by the caller): builds the engine, continues from ``resume_state`` (a checked
-        ``last.pt``), runs, and leaves θ at the best validation step. ``extra_info`` is added
-        to the checkpoints' run information; ``resume_flags`` name resume and the output folder
+        ``last.pt``), runs, and leaves θ at the best validation step. ``run`` (a ``run.py``
+        run's settings) goes into the checkpoints; ``resume_flags`` name resume and the output folder
         in errors (``--resume``, ``--out`` for run.py)."""
         from ..engines import build_engine
         from ..training.loop import LoopSettings, TrainingLoop
@@ -625,7 +613,7 @@ class MetaLearner:
                               hypergrad=self.hypergrad, inner_batch=self.inner_batch, task_chunk=self.task_chunk,
                               pullback=self.inner_proximal == "pullback", group=group)
         loop = TrainingLoop(engine, settings, None if validation is None else validate,
-                            {**self._run_info(), **(extra_info or {})}, callbacks)
+                            self.record(), run, callbacks)
         engine.upper.optimizer.load_state_dict(self.optimizer.state_dict())  # the state of earlier meta_steps
         start = 0
         if resume_state is not None:
@@ -641,7 +629,7 @@ class MetaLearner:
         self._engines.clear()
         self.steps_taken = start + loop.steps_done
         if best is not None:
-            self.model.load_state_dict(checkpoint.load(folder / "best.pt")["model"])
+            self.model.load_state_dict(read_run(folder / "best.pt").model)
         return FitResult(best, loop.steps_done, loop.train_seconds, loop.last_train_loss, folder)
 
     # --- evaluation and use ------------------------------------------------------------
@@ -743,23 +731,35 @@ class MetaLearner:
         return Adapted(self.test_learner, theta, fast, sx, batched, bn)
 
     # --- files -------------------------------------------------------------------------
-    def _run_info(self) -> dict:
+    def record(self) -> LearnerRecord:
+        """What rebuilds this learner, as its checkpoints store it (``bilevel_anil.training.schema``).
+
+        Returns:
+            The ``LearnerRecord``.
+
+        Examples:
+            >>> from torch import nn
+            >>> from bilevel_anil import MetaLearner
+            >>> learner = MetaLearner(nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1)), "anil", loss="mse")
+            >>> record = learner.record()
+            >>> record.algorithm, record.head_module, record.arch["name"]
+            ('anil', '2', 'custom')
+        """
         arch = getattr(self.model, "arch", None)
         if not isinstance(arch, dict):
             arch = {"name": "custom", "class": f"{type(self.model).__module__}.{type(self.model).__qualname__}"}
-        head = self.learner.head
-        return {"algorithm": self.algorithm.name, "grad": self.algorithm.grad, "arch": arch,
-                "loss": self.learner.loss.name, "lam": self.test_learner.lam, "train_lam": self.learner.lam,
-                "inner_optimizer": self.algorithm.inner_optimizer, "inner_lr": self.inner_lr,
-                "inner_steps": self.inner_steps, "test_inner_steps": self.test_inner_steps,
-                "bn_mode": getattr(self.model, "bn_mode", "batch"), "head_module": head.module,
-                "head_names": list(head.names), "adapted_names": list(self.learner.adapted_names),
-                "frozen": [n for n, p in self.model.named_parameters() if not p.requires_grad],
-                "inner_proximal": self.inner_proximal, "hypergrad_config": dataclasses.asdict(self.hypergrad),
-                "head_init": self.learner.head_init,
-                "config": {"hypergrad": self.hypergrad.method, "hypergrad_iterations": self.hypergrad.iterations,
-                           "meta_lr": self.meta_lr, "inner_batch": self.inner_batch, "task_chunk": self.task_chunk,
-                           "first_order": self.algorithm.first_order, "api": "MetaLearner"}}
+        head, algo = self.learner.head, self.algorithm
+        return LearnerRecord(
+            algorithm=algo.name, grad=algo.grad, first_order=algo.first_order, loss=self.learner.loss.name,
+            arch=dict(arch), inner_lr=self.inner_lr, inner_steps=self.inner_steps,
+            test_inner_steps=self.test_inner_steps, lam=self.learner.lam, test_lam=self.test_learner.lam,
+            inner_optimizer=algo.inner_optimizer, inner_proximal=self.inner_proximal,
+            hypergrad=dataclasses.asdict(self.hypergrad), head_init=self.learner.head_init, head_module=head.module,
+            head_names=list(head.names), adapted_names=list(self.learner.adapted_names),
+            frozen=[n for n, p in self.model.named_parameters() if not p.requires_grad],
+            bn_mode=getattr(self.model, "bn_mode", None) or ("batch" if _has_batch_norm(self.model) else "none"),
+            meta_lr=self.meta_lr, inner_batch=self.inner_batch,
+            task_chunk=self.task_chunk)
 
     def save(self, path: Union[str, Path]) -> None:
         """Write θ and everything needed to go on using it, atomically.
@@ -792,8 +792,8 @@ class MetaLearner:
         """
         from ..errors import require_output
         require_output(str(path), kind="file", flag="path")
-        checkpoint.save(Path(path), {**self._run_info(), "step": self.steps_taken,
-                                     "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()})
+        write_run(path, RunCheckpoint(self.record(), self.steps_taken, self.model.state_dict(),
+                                      optimizer=self.optimizer.state_dict()))
 
     @classmethod
     def load(cls, path: Union[str, Path], model: Optional[nn.Module] = None, *, loss: Any = None,
@@ -833,15 +833,15 @@ class MetaLearner:
             >>> twin.algorithm.name, torch.equal(twin.model[0].weight, learner.model[0].weight)
             ('maml', True)
         """
-        return cls.from_state(checkpoint.load_run(path), model, loss=loss, device=device, source=str(path))
+        return cls.from_state(read_run(path), model, loss=loss, device=device, source=str(path))
 
     @classmethod
-    def from_state(cls, state: dict, model: Optional[nn.Module] = None, *, loss: Any = None, device: str = "cpu",
-                   source: str = "the checkpoint") -> "MetaLearner":
-        """``load`` of a checkpoint already read (``checkpoint.load_run``).
+    def from_state(cls, saved: RunCheckpoint, model: Optional[nn.Module] = None, *, loss: Any = None,
+                   device: str = "cpu", source: str = "the checkpoint") -> "MetaLearner":
+        """``load`` of a checkpoint already read (``bilevel_anil.training.schema.read_run``).
 
         Args:
-            state: The checkpoint's dictionary.
+            saved: The checkpoint.
             model: As in ``load``.
             loss: As in ``load``.
             device: As in ``load``.
@@ -854,87 +854,78 @@ class MetaLearner:
             ValueError: As ``load``.
 
         Examples:
-            >>> import torch
-            >>> from torch import nn
-            >>> from bilevel_anil import MetaLearner, function_tasks
-            >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
-            ...     x = torch.randn(10, 1, generator=g)
-            ...     y = torch.randn(1, generator=g) * x
-            ...     return x[:5], y[:5], x[5:], y[5:]
-            >>> tasks = function_tasks(line, seed=0)
-            >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
-            >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
-            >>> from bilevel_anil.training import checkpoint
             >>> import os, tempfile
+            >>> from torch import nn
+            >>> from bilevel_anil import MetaLearner
+            >>> from bilevel_anil.training.schema import read_run
+            >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
             >>> path = os.path.join(tempfile.mkdtemp(), "learner.pt")
-            >>> learner.save(path)
-            >>> twin = MetaLearner.from_state(checkpoint.load_run(path), net)
-            >>> twin.inner_lr
+            >>> MetaLearner(net, "maml", loss="mse", inner_lr=0.1).save(path)
+            >>> MetaLearner.from_state(read_run(path), net).inner_lr
             0.1
         """
-        from ..models import build_model
-
-        path = source
-        arch = state["arch"]
-        if model is None:
-            if arch.get("name") == "custom":
-                raise UsageError(f"{path} holds a network of the user's ({arch.get('class')}): pass model= an instance "
-                                 "of it to load the weights into")
-            try:
-                model = build_model(arch)
-            except ValueError as exc:  # e.g. a body registered in the process that trained it
-                raise UsageError(f"{path}: {first_line(exc)}") from None
-        frozen = set(state.get("frozen", ()))
+        record = saved.learner
+        model = _network_for(record, model, source)
         for parameter_name, p in model.named_parameters():
-            if parameter_name in frozen:
+            if parameter_name in set(record.frozen):
                 p.requires_grad_(False)
-        name = state["loss"]
-        if loss is None and name not in LOSSES:
-            raise UsageError(f"{path} was trained with the loss function {name!r}: pass loss= that function")
-        config = state["config"]
-        head_names = state.get("head_names")
-        head = state.get("head_module") or (None if not head_names else (lambda n, keep=frozenset(head_names): n in keep))
-        adapted = state.get("adapted_names")
-        algo = state["algorithm"]
-        if algo not in ALGORITHMS:
-            raise UsageError(f"{path} names an unknown algorithm {algo!r}: it was not written by this package")
-        family = ALGORITHMS[algo]
-        if state.get("head_init") not in (None, *HEAD_INITS):
-            raise UsageError(f"{path} names an unknown head_init {state['head_init']!r}: it was not written by this package")
-        # the settings of the saved algorithm only (the others are refused, not ignored)
-        saved_grad = state.get("grad") or config.get("grad")
-        proximal, implicit = family.proximal, family.proximal and saved_grad != "unrolled"
+        if loss is None and record.loss not in LOSSES:
+            raise UsageError(f"{source} was trained with the loss function {record.loss!r}: pass loss= that function")
         try:
-            learner = cls(model, algo, loss=loss or name, head=head,
-                          adapt=(lambda n, keep=frozenset(adapted): n in keep) if adapted is not None else None,
-                          grad=None if family.update == "interpolate" or family.pretrain else  # no choice to make
-                          ("first_order" if config.get("first_order") and not family.first_order
-                           else state.get("grad") or config.get("grad")),
-                          inner_lr=float(state["inner_lr"]),
-                          inner_steps=int(state.get("inner_steps", config.get("inner_steps") or 1)),
-                          test_inner_steps=int(state["test_inner_steps"]),
-                          lam=float(state.get("train_lam") or state.get("lam") or 1.0) if proximal else None,
-                          test_lam=float(state.get("lam", 0.0)) if proximal else None,
-                          hypergrad=_saved_hypergrad(state) if implicit else None,
-                          inner_proximal=(state.get("inner_proximal") or config.get("inner_proximal") or "every")
-                          if proximal else None,
-                          meta_lr=float(config.get("meta_lr") or 1e-3), inner_batch=config.get("inner_batch"),
-                          inner_optimizer=state.get("inner_optimizer"),
-                          head_init=state.get("head_init"), device=device)
+            learner = cls(model, record.algorithm, loss=loss or record.loss, device=device, **_arguments(record, source))
         except UsageError as exc:
-            raise UsageError(f"{path}: the network given does not match the saved learner ({exc}): pass an instance "
-                             "of the network that was saved") from None
+            raise UsageError(f"{source}: the network given does not match the saved learner ({exc}): pass an "
+                             "instance of the network that was saved") from None
         # after the learner is built: it switches a network's BatchNorm layers to batch statistics
         # (network.py) as it did when the weights were saved
         try:
-            model.load_state_dict(state["model"])
+            model.load_state_dict(saved.model)
         except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"{path}: its weights do not fit the {type(model).__name__} given ({load_failure(exc)})"
-                             ) from None
-        learner.steps_taken = int(state["step"])
-        if isinstance(state.get("optimizer"), dict):
+            raise UsageError(f"{source}: its weights do not fit the {type(model).__name__} given "
+                             f"({load_failure(exc)})") from None
+        learner.steps_taken = saved.step
+        if saved.optimizer is not None:
             try:
-                learner.optimizer.load_state_dict(state["optimizer"])
+                learner.optimizer.load_state_dict(saved.optimizer)
             except (ValueError, KeyError, RuntimeError):
                 pass  # a different optimiser (e.g. run.py's Reptile schedule): θ is what matters
         return learner
+
+
+def _network_for(record: LearnerRecord, model: Optional[nn.Module], source: str) -> nn.Module:
+    """The network to load a checkpoint's weights into: the user's, or the package's rebuilt."""
+    from ..models import build_model
+
+    if model is not None:
+        return model
+    if record.arch.get("name") == "custom":
+        raise UsageError(f"{source} holds a network of the user's ({record.arch.get('class')}): pass model= an "
+                         "instance of it to load the weights into")
+    try:
+        return build_model(record.arch)
+    except ValueError as exc:  # e.g. a body registered in the process that trained it
+        raise UsageError(f"{source}: {first_line(exc)}") from None
+
+
+def _arguments(record: LearnerRecord, source: str) -> dict[str, Any]:
+    """``MetaLearner``'s arguments that rebuild a saved learner: the settings of its algorithm
+    only (the others would be refused, not ignored)."""
+    if record.algorithm not in ALGORITHMS:
+        raise UsageError(f"{source} names an unknown algorithm {record.algorithm!r}: it was not written by this "
+                         "package")
+    if record.head_init not in HEAD_INITS:
+        raise UsageError(f"{source} names an unknown head_init {record.head_init!r}: it was not written by this "
+                         "package")
+    family = ALGORITHMS[record.algorithm]
+    grad = None if family.update == "interpolate" or family.pretrain else \
+        "first_order" if record.first_order and not family.first_order else record.grad  # no choice for the first
+    head_names, adapted = frozenset(record.head_names), record.adapted_names
+    proximal = family.proximal
+    return {
+        "head": record.head_module or ((lambda n: n in head_names) if head_names else None),
+        "adapt": None if adapted is None else (lambda n, keep=frozenset(adapted): n in keep), "grad": grad,
+        "inner_lr": record.inner_lr, "inner_steps": record.inner_steps, "test_inner_steps": record.test_inner_steps,
+        "lam": record.lam if proximal else None, "test_lam": record.test_lam if proximal else None,
+        "hypergrad": HypergradConfig(**record.hypergrad) if proximal else None,
+        "inner_proximal": record.inner_proximal if proximal else None, "meta_lr": record.meta_lr,
+        "inner_batch": record.inner_batch, "inner_optimizer": record.inner_optimizer, "head_init": record.head_init}

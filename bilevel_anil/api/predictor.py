@@ -7,7 +7,7 @@ from typing import Any, Optional
 from PIL import Image
 from torch import Tensor, nn
 
-from ..training import checkpoint
+from ..training.schema import RunCheckpoint, read_run
 from ..data.registry import DATASETS
 from ..errors import UsageError
 
@@ -19,7 +19,7 @@ class FewShotModel:
     plus the input transform of the data set it was trained on.
 
     Args:
-        state: The checkpoint's dictionary (``checkpoint.load_run``).
+        saved: The checkpoint (``bilevel_anil.training.schema.read_run``).
         device: Where to put θ.
         model: The user's network, for a network that is not one of the package's.
         loss: The user's loss function, if one was used.
@@ -49,23 +49,25 @@ class FewShotModel:
         ('anil', 5, 3, 0.4, 'batch')
     """
 
-    def __init__(self, state: dict, device: str = "cpu", model: Optional[nn.Module] = None, loss: Any = None,
+    def __init__(self, saved: RunCheckpoint, device: str = "cpu", model: Optional[nn.Module] = None, loss: Any = None,
                  source: str = "the checkpoint"):
         from .meta_learner import MetaLearner
 
-        self.meta = MetaLearner.from_state(state, model, loss=loss, device=device, source=source)
+        self.meta = MetaLearner.from_state(saved, model, loss=loss, device=device, source=source)
         self.model = self.meta.model
         self.model.eval()
         self.learner = self.meta.test_learner
-        self.ways = state["arch"].get("ways", self.meta.outputs)
+        record = saved.learner
+        self.ways = record.arch.get("ways", self.meta.outputs)
         self.inner_steps = self.meta.test_inner_steps
         self.inner_lr = self.meta.inner_lr
-        self.image_size = state["arch"].get("image_size")
-        self.bn_mode = state.get("bn_mode", "batch")
-        self.algorithm = state["algorithm"]
-        self.dataset = state.get("config", {}).get("dataset")
+        self.image_size = record.arch.get("image_size")
+        self.bn_mode = record.bn_mode
+        self.algorithm = record.algorithm
+        self.dataset = saved.run.get("config", {}).get("dataset")
         self.device = device
-        self.state = {k: v for k, v in state.items() if k not in ("model", "optimizer", "rng")}
+        # what a data set's input transform reads (its spec's to_input)
+        self.state = {"arch": record.arch, "normalization": saved.run.get("normalization")}
 
     def transform(self, image: Image.Image) -> Tensor:
         """A PIL image to the network's input ``[C, S, S]``, preprocessed as in training.
@@ -153,4 +155,4 @@ def load(path: str | os.PathLike, device: str = "cpu", *, model: Optional[nn.Mod
         >>> model.adapt_and_predict(support_x, support_y, torch.randn(7, 1, 28, 28)).shape
         torch.Size([7, 5])
     """
-    return FewShotModel(checkpoint.load_run(path), device, model=model, loss=loss, source=str(path))
+    return FewShotModel(read_run(path), device, model=model, loss=loss, source=str(path))

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..training import checkpoint
+from ..training.schema import RunCheckpoint, read_run
 from ..core import distributed
 from ..core.algorithms import Algorithm, get_algorithm
 from ..training.callbacks import Callback
@@ -51,24 +51,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resumable_state(path: Path, cfg: RunConfig) -> dict:
+def resumable_state(path: Path, cfg: RunConfig) -> RunCheckpoint:
     """The checkpoint at ``path``, if ``cfg`` continues the same run; otherwise one line naming
     the first flag that differs from the checkpoint's."""
-    state = checkpoint.load_run(path, resume=True)
-    saved = state["config"]
+    saved_run = read_run(path, resume=True)
+    saved = saved_run.run.get("config", {})
     for name in RESUME_FIELDS:
         if name in saved and saved[name] != getattr(cfg, name):
             flag = flag_of(RunConfig, name)
             raise UsageError(f"--resume: the run in {path.parent} was trained with {flag} {saved[name]}, not "
                              f"{getattr(cfg, name)}: drop {flag} (or give its old value), or start a new --out")
-    if state["step"] < cfg.iterations:
+    if saved_run.step < cfg.iterations:
         for name in VALIDATION_FIELDS:
             if name in saved and saved[name] != getattr(cfg, name):
                 flag = flag_of(RunConfig, name)
                 raise UsageError(f"--resume: the run in {path.parent} validated with {flag} {saved[name]}; with "
                                  f"{getattr(cfg, name)} best.pt would be chosen by comparing scores of different "
                                  f"validation sets: drop {flag} (a finished run may be re-tested with other values)")
-    return state
+    return saved_run
 
 
 def outer_optimizer(algo: Algorithm, cfg: RunConfig) -> tuple[Callable, Optional[Callable]]:
@@ -123,7 +123,7 @@ def _train_and_test(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict:
                        head_init=cfg.head_init, device=cfg.device)
     learner, test_learner = meta.learner, meta.test_learner  # test_learner adapts with --test-lam
     out = Path(cfg.out)
-    run_info = {"pretrained": pretrained, "train_body": cfg.train_body, "bn_mode": cfg.bn,
+    run_info = {"pretrained": pretrained, "train_body": cfg.train_body,
                 "normalization": suite.normalization, "config": asdict(cfg)}
     state = resumable_state(out / "last.pt", cfg) if cfg.resume else None
     if algo.grad == "implicit":
@@ -173,7 +173,7 @@ def _train_and_test(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict:
                                       val_every=cfg.val_every, time_budget=cfg.time_budget, resume_state=state,
                                       progress=cfg.progress, schedule=schedule, tensorboard=cfg.log == "tensorboard",
                                       callbacks=tuple(callbacks),
-                                      extra_info=run_info, resume_flags=("--resume", "--out")), cfg.device)
+                                      run=run_info, resume_flags=("--resume", "--out")), cfg.device)
     fitted = run.value
     best = fitted.best
     wall_time = time.perf_counter() - t0

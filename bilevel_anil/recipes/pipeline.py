@@ -259,6 +259,7 @@ def _run_pipeline(cfg: PipelineConfig, out: Path) -> dict:
     from .nearest_centroid import CentroidRule, centroid_accuracy
     from .pretrain_body import BodyPretrainConfig, pretrain_body
     from .suites import build_suite
+    from ..training.schema import read_body
 
     keep_freed_memory()
     start, started_at = time.perf_counter(), time.time()
@@ -295,9 +296,9 @@ def _run_pipeline(cfg: PipelineConfig, out: Path) -> dict:
         model = image_model(cfg.arch, cfg.ways, in_channels=suite.model.arch.get("in_channels", 1),
                             image_size=run_cfg.image_size).to(device)
         load_pretrained(model, str(body_path))
-        saved = _read_body_file(body_path)
-        rule = CentroidRule.parse(saved["rule"])
-        test = centroid_accuracy(model, test_tasks, rule, saved["centre"].to(device))
+        saved = read_body(body_path)
+        rule = CentroidRule.parse(saved.rule)
+        test = centroid_accuracy(model, test_tasks, rule, saved.centre.to(device))
         stages.append({"stage": "pretraining only", "how": f"nearest centroid ({rule.name}), best of "
                        f"{len(record['history'])} epoch(s) at epoch {record['epoch']}", "val": record["val_accuracy"],
                        "test": asdict(test), "trained_s": pretrained_at})
@@ -329,12 +330,6 @@ def _run_pipeline(cfg: PipelineConfig, out: Path) -> dict:
     (out / "report.md").write_text(format_report(report))
     print(format_report(report), flush=True)
     return report
-
-
-def _read_body_file(path: Path) -> dict:
-    from ..training.checkpoint import read
-
-    return read(path, "the pretrained body file")
 
 
 def format_report(report: dict) -> str:

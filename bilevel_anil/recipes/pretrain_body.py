@@ -23,13 +23,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..training import checkpoint
 from ..data.augment import crop_and_flip, rotate_classes
 from ..errors import (UsageError, require_device, require_output, require_positive_integers, require_positive_numbers,
                       require_seed)
 from ..core.evaluation import Interval
 from ..models import BODIES, image_model, smallest_image_size
-from ..training.pretrained import BODY_FILE_KIND
+from ..training.schema import BodyFile, write_body
 from .nearest_centroid import ALL_RULES, best_rule, centroid_scores, training_mean_feature
 from ..settings import setting, shared
 
@@ -187,11 +186,10 @@ def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None, *, bat
               f"[{others}]  ({history[-1]['seconds']} s){partial}", flush=True)
         if best is None or scores[rule].mean > best["val_accuracy"]:
             best = history[-1]
-            record = {"kind": BODY_FILE_KIND, "arch": {k: v for k, v in model.arch.items() if k != "ways"},
-                      "body": {k: v.detach().cpu() for k, v in model.body.state_dict().items()},
-                      "best_epoch": epoch, "history": history, "val_before": before[best_rule(before)].mean,
-                      "rule": rule.name, "centre": centre.detach().cpu(), "config": asdict(cfg)}
-            checkpoint.save(out, record)
+            write_body(out, BodyFile(arch={k: v for k, v in model.arch.items() if k != "ways"},
+                                     body={k: v.detach().cpu() for k, v in model.body.state_dict().items()},
+                                     best_epoch=epoch, history=history, val_before=before[best_rule(before)].mean,
+                                     rule=rule.name, centre=centre.detach().cpu(), config=asdict(cfg)))
         if out_of_time:
             break
     print(f"wrote {out} (epoch {best['epoch']}, validation {best['rule']} {100 * best['val_accuracy']:.2f}%); use it "

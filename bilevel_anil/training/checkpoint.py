@@ -1,4 +1,5 @@
-"""Checkpoint files: written atomically, read without running code.
+"""Checkpoint files: written atomically, read without running code. What a file holds is
+the schema's (``bilevel_anil.training.schema``); this module only moves dicts to and from disk.
 
 A checkpoint is a dict of tensors and plain Python values (str, int, float, bool, None, lists,
 tuples, dicts), written by ``save`` through a temporary file and an atomic rename, so a
@@ -19,9 +20,6 @@ import numpy as np
 import torch
 
 from ..errors import UsageError, first_line
-
-FORMAT = 1
-BODY_FILE_KIND = "bilevel_anil-body"  # the "kind" of what pretrain-body writes
 
 
 def _numpy_array_globals() -> list:
@@ -63,7 +61,7 @@ def save(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -98,33 +96,3 @@ def read(path: str | os.PathLike, what: str = "checkpoint") -> Any:
                              "tensors and plain values (a crafted or foreign file); nothing from it was run") from None
         raise UsageError(f"{what} {path} cannot be read ({type(exc).__name__}): it is damaged or not a "
                          "PyTorch file") from None
-
-
-def load(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by ``save``; a one-line ``UsageError`` if it is not one."""
-    state = read(path)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise UsageError(f"{path} is not a bilevel_anil checkpoint (format {FORMAT})")
-    return state
-
-
-# what a run's checkpoint holds (best.pt, last.pt), by key: for load() and for --resume
-_RUN_KEYS = {"model": dict, "arch": dict, "algorithm": str, "loss": str, "inner_lr": (int, float),
-             "test_inner_steps": int, "step": int, "config": dict}
-_RESUME_KEYS = {"optimizer": dict, "rng": dict}
-
-
-def load_run(path: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
-    """A run's checkpoint, with its structure checked: a one-line ``UsageError`` (a
-    ``ValueError``) for a pretrain-body file, a foreign dict or a checkpoint missing what a
-    run (``resume``: and its continuation) needs."""
-    state = load(path)
-    if state.get("kind") == BODY_FILE_KIND:
-        raise UsageError(f"{path} is a pretrain-body file (a body for --pretrained PATH), not a run's checkpoint")
-    for key, kind in {**_RUN_KEYS, **(_RESUME_KEYS if resume else {})}.items():
-        if not isinstance(state.get(key), kind):
-            raise UsageError(f"{path} is not a complete run checkpoint ({key!r} is missing or of the wrong type): "
-                             "pass the best.pt or last.pt of a run")
-    if not state["model"] or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
-        raise UsageError(f"{path}: its 'model' is not a state_dict (names to tensors)")
-    return state

@@ -25,6 +25,7 @@ from ..errors import Interrupted, TrainingDiverged, UsageError
 from . import checkpoint
 from .callbacks import Callback, StepInfo
 from .metrics_log import MetricsLog
+from .schema import LearnerRecord, RunCheckpoint, write_run
 
 # set to a step number, the process kills itself (SIGKILL) just after writing last.pt at that
 # step: how the tests reach the moment between a checkpoint and what follows it
@@ -73,16 +74,17 @@ class TrainingLoop:
     """Outer steps of ``engine`` from a start step to ``settings.iterations``.
 
     ``validate`` returns the validation ``Interval`` (None: no validation; ``last.pt`` is
-    still written every ``val_every`` steps); ``run_info`` is stored in every checkpoint (what
-    is needed to rebuild and evaluate the model); ``callbacks`` are called after each outer step
+    still written every ``val_every`` steps); ``record`` (how to rebuild the learner) and
+    ``run`` (a ``run.py`` run's settings) go into every checkpoint; ``callbacks`` are called after each outer step
     (``bilevel_anil.training.callbacks``) and may stop the run.
     """
 
     def __init__(self, engine: MetaEngine, settings: LoopSettings, validate: Optional[Callable[[], Interval]],
-                 run_info: dict[str, Any], callbacks: Sequence[Callback] = ()):
+                 record: LearnerRecord, run: Optional[dict] = None, callbacks: Sequence[Callback] = ()):
         self.engine, self.settings = engine, settings
         self.group = engine.group
-        self.validate_fn, self.run_info, self.callbacks = validate, run_info, tuple(callbacks)
+        self.validate_fn, self.record, self.run_settings = validate, record, run or {}
+        self.callbacks = tuple(callbacks)
         self.best: Optional[dict[str, Any]] = None
         self.last_train_loss: Optional[float] = None
         self.train_seconds, self.steps_done = 0.0, 0
@@ -125,39 +127,37 @@ class TrainingLoop:
         generator = getattr(self.engine.env.sampler, "generator", None)
         return generator if isinstance(generator, torch.Generator) else None
 
-    def _state(self, step: int) -> dict[str, Any]:
-        return {
-            **self.run_info,
-            "step": step,
-            "model": self.engine.upper.module.state_dict(),
-            "optimizer": self.engine.upper.optimizer.state_dict(),
-            "scheduler": None if self.engine.upper.outer_schedule is None else self.engine.upper.outer_schedule.state_dict(),
-            "best": self.best,
-            "rng": {"python": random.getstate(), "numpy": _numpy_state_to_plain(np.random.get_state()),
-                    "torch": torch.get_rng_state(),
-                    # a sampler seeded by its own torch.Generator (the Python API's) draws from it alone
-                    "sampler": None if self._sampler_generator is None else self._sampler_generator.get_state()},
-        }
+    def _checkpoint(self, step: int) -> RunCheckpoint:
+        upper = self.engine.upper
+        return RunCheckpoint(
+            learner=self.record, step=step, model=upper.module.state_dict(), optimizer=upper.optimizer.state_dict(),
+            scheduler=None if upper.outer_schedule is None else upper.outer_schedule.state_dict(), best=self.best,
+            rng={"python": random.getstate(), "numpy": _numpy_state_to_plain(np.random.get_state()),
+                 "torch": torch.get_rng_state(),
+                 # a sampler seeded by its own torch.Generator (the Python API's) draws from it alone
+                 "sampler": None if self._sampler_generator is None else self._sampler_generator.get_state()},
+            run=self.run_settings)
 
-    def restore(self, state: dict[str, Any]) -> int:
-        """Continue from a ``last.pt`` state; returns the step it was saved at."""
-        self.engine.upper.module.load_state_dict(state["model"])
-        self.engine.upper.optimizer.load_state_dict(state["optimizer"])
-        if self.engine.upper.outer_schedule is not None:
-            self.engine.upper.outer_schedule.load_state_dict(state["scheduler"])
-        self.best = state["best"]
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(_numpy_state_from_plain(state["rng"]["numpy"]))
-        torch.set_rng_state(state["rng"]["torch"])
-        if self._sampler_generator is not None and state["rng"].get("sampler") is not None:
-            self._sampler_generator.set_state(state["rng"]["sampler"])
-        self._saved_step = int(state["step"])
-        return int(state["step"])
+    def restore(self, saved: RunCheckpoint) -> int:
+        """Continue from a ``last.pt`` (read with ``resume=True``); returns the step it was saved at."""
+        upper = self.engine.upper
+        upper.module.load_state_dict(saved.model)
+        upper.optimizer.load_state_dict(saved.optimizer)
+        if upper.outer_schedule is not None:
+            upper.outer_schedule.load_state_dict(saved.scheduler)
+        self.best = saved.best
+        random.setstate(saved.rng["python"])
+        np.random.set_state(_numpy_state_from_plain(saved.rng["numpy"]))
+        torch.set_rng_state(saved.rng["torch"])
+        if self._sampler_generator is not None and saved.rng.get("sampler") is not None:
+            self._sampler_generator.set_state(saved.rng["sampler"])
+        self._saved_step = saved.step
+        return saved.step
 
     def _save(self, name: str, step: int) -> None:
         if self.group.is_main:
             try:
-                checkpoint.save(self.settings.out_dir / name, self._state(step))
+                write_run(self.settings.out_dir / name, self._checkpoint(step))
             except checkpoint.WriteFailed as exc:
                 if self._saved_step is None:
                     raise UsageError(f"{exc}; no checkpoint was written before it: free space and start again") from None

@@ -16,7 +16,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import BODY_FILE_KIND, read
+from .schema import BodyFile, RunCheckpoint, read_weights
 from ..errors import UsageError, first_line
 from ..models.torchvision_bodies import TORCHVISION_BODIES
 
@@ -41,12 +41,14 @@ def imagenet_state_dict(arch: str) -> dict[str, Tensor]:
 def file_state_dict(path: Path, arch: str) -> dict[str, Tensor]:
     """The body weights in a file: a ``pretrain-body`` output, a run checkpoint (``model``), a
     wrapped (``state_dict``) or a plain state_dict, with ``module.``/``body.`` prefixes removed."""
-    data = read(path, "--pretrained")  # the package's one safe loader: no code from the file runs
-    if isinstance(data, dict) and data.get("kind") == BODY_FILE_KIND:
-        if data["arch"]["name"] != arch:
-            raise UsageError(f"--pretrained {path} holds a {data['arch']['name']} body, not {arch}: "
-                             f"pass --arch {data['arch']['name']} or another file")
-        data = data["body"]
+    data = read_weights(path, "--pretrained")  # the package's one safe loader: no code from the file runs
+    if isinstance(data, (BodyFile, RunCheckpoint)):
+        saved_arch = data.arch if isinstance(data, BodyFile) else data.learner.arch
+        if saved_arch.get("name") not in (None, arch):
+            what = "body" if isinstance(data, BodyFile) else "checkpoint"
+            raise UsageError(f"--pretrained {path} holds a {saved_arch['name']} {what}, not {arch}: "
+                             f"pass --arch {saved_arch['name']} or another file")
+        data = data.body if isinstance(data, BodyFile) else data.model
     elif isinstance(data, dict):
         if isinstance(data.get("arch"), dict) and data["arch"].get("name") not in (None, arch):
             raise UsageError(f"--pretrained {path} is a {data['arch']['name']} checkpoint, not {arch}: "
