@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..training.schema import LearnerRecord, RunCheckpoint, read_run, write_run
 from ..core import distributed
 from ..core.algorithms import ALGORITHMS, evaluation_steps
-from ..core.options import check_options, resolve_algorithm
+from ..core.options import OptionError, check_options, resolve_algorithm
 from ..training.callbacks import Callback
 from ..core.tasks import TaskBatch, TaskSampler
 from ..errors import UsageError, first_line, load_failure, require_positive
@@ -472,7 +472,8 @@ class MetaLearner:
     def fit(self, tasks: TaskSampler, steps: int, *, meta_batch: int = 16, validation: Optional[TaskBatch] = None,
             val_every: Optional[int] = None, out: Union[None, str, Path] = None, time_budget: Optional[float] = None,
             resume: bool = False, progress: Optional[bool] = False, callbacks: Sequence[Callback] = (),
-            schedule: Optional[Callable[[torch.optim.Optimizer], Any]] = None, log: str = "csv") -> FitResult:
+            schedule: Optional[Callable[[torch.optim.Optimizer], Any]] = None, log: str = "csv",
+            metadata: Optional[dict] = None) -> FitResult:
         """Meta-train for ``steps`` outer steps of ``meta_batch`` tasks drawn from ``tasks``.
 
         It runs the same engine as ``run.py`` (which calls this learner's training loop): metrics
@@ -498,6 +499,9 @@ class MetaLearner:
             schedule: ``optimizer -> torch.optim.lr_scheduler`` for the outer optimiser, stepped
                 after each outer step (``run.py`` anneals Reptile's ε to 0 with one).
             log: ``"csv"``, or ``"tensorboard"`` for TensorBoard events in ``out/tensorboard`` too.
+            metadata: Plain values stored with the weights in every checkpoint (``run``
+                of ``bilevel_anil.training.schema.RunCheckpoint``): ``run.py`` keeps its run
+                settings there, a user whatever describes the run.
 
         Returns:
             A ``FitResult``.
@@ -549,31 +553,33 @@ class MetaLearner:
         if not callable(getattr(tasks, "sample", None)):
             raise UsageError(f"tasks must be a task sampler (an object with sample(tasks) -> TaskBatch), not "
                              f"{type(tasks).__name__}: see bilevel_anil.dataset_tasks and function_tasks")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise UsageError(f"metadata must be a dict of plain values, got {type(metadata).__name__}")
         if validation is not None:
             validation = self._check_batch(validation)
         group = distributed.init_from_environment(str(self.device))  # joins torchrun's processes, if any
         with contextlib.ExitStack() as stack:
             if out is None:
                 if resume:
-                    raise UsageError("resume=True needs the folder of the run to continue: pass out=")
+                    raise OptionError("⟨resume⟩ needs the folder of the run to continue: pass ⟨out⟩")
                 folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bilevel_anil-")))
             else:
                 from ..errors import require_output
                 require_output(str(out), flag="out")
                 folder = Path(out)
-                existing = None if resume else \
-                    f"{folder} already holds a run: continue it with resume=True, or choose another out"
+                existing = None if resume else OptionError(
+                    f"{folder} already holds a run: continue it with ⟨resume⟩, or choose another ⟨out⟩")
                 if group.is_main:
-                    stack.enter_context(RunFolderLock(folder, existing))
+                    stack.enter_context(RunFolderLock(folder, existing, shared=True))
                 elif existing and (folder / "last.pt").exists():  # the other processes stop as rank 0 does
-                    raise UsageError(existing)
+                    raise existing
             state = None
             if resume and (folder / "last.pt").exists():
                 state = read_run(folder / "last.pt", resume=True)
                 self._check_resume(state, folder)
             result = self._train(tasks, steps, meta_batch, folder, validation=validation, val_every=val_every,
                                  time_budget=time_budget, resume_state=state, progress=progress, callbacks=callbacks,
-                                 schedule=schedule, tensorboard=log == "tensorboard")
+                                 schedule=schedule, tensorboard=log == "tensorboard", run=metadata)
             return result if out is not None else dataclasses.replace(result, out=None)
 
     def _check_resume(self, saved: RunCheckpoint, folder: Path) -> None:
@@ -588,12 +594,10 @@ class MetaLearner:
                time_budget: Optional[float] = None, resume_state: Optional[RunCheckpoint] = None,
                progress: Optional[bool] = False, callbacks: Sequence[Callback] = (),
                schedule: Optional[Callable[[torch.optim.Optimizer], Any]] = None, tensorboard: bool = False,
-               run: Optional[dict] = None, resume_flags: tuple[str, str] = ("resume", "out")) -> FitResult:
-        """The training loop of ``fit`` and ``run.py`` (arguments checked, ``folder`` locked
-        by the caller): builds the engine, continues from ``resume_state`` (a checked
-        ``last.pt``), runs, and leaves θ at the best validation step. ``run`` (a ``run.py``
-        run's settings) goes into the checkpoints; ``resume_flags`` name resume and the output folder
-        in errors (``--resume``, ``--out`` for run.py)."""
+               run: Optional[dict] = None) -> FitResult:
+        """``fit``'s training (arguments checked, ``folder`` locked): builds the engine,
+        continues from ``resume_state`` (a checked ``last.pt``), runs the training loop, and
+        leaves θ at the best validation step. ``run`` goes into the checkpoints."""
         from ..engines import build_engine
         from ..training.loop import LoopSettings, TrainingLoop
 
@@ -620,9 +624,8 @@ class MetaLearner:
             try:
                 start = loop.restore(resume_state)
             except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-                resume, out = resume_flags
-                raise UsageError(f"{resume}: {folder / 'last.pt'} does not fit this learner's network or optimiser "
-                                 f"({load_failure(exc)}): start a new {out}") from None
+                raise OptionError(f"⟨resume⟩: {folder / 'last.pt'} does not fit this learner's network or optimiser "
+                                  f"({load_failure(exc)}): start a new ⟨out⟩") from None
         self.model.train()
         best = loop.run(start)
         self.optimizer = engine.upper.optimizer

@@ -16,7 +16,7 @@ from ..core import distributed
 from ..core.algorithms import Algorithm, get_algorithm
 from ..training.callbacks import Callback
 from ..training.allocator import keep_freed_memory
-from .run_config import RESUME_FIELDS, VALIDATION_FIELDS, RunConfig
+from .run_config import RESUME_FIELDS, VALIDATION_FIELDS, RunConfig, as_flags
 from ..errors import UsageError
 from ..settings import flag_of
 from ..core.evaluation import Interval, evaluate
@@ -125,7 +125,8 @@ def _train_and_test(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict:
     out = Path(cfg.out)
     run_info = {"pretrained": pretrained, "train_body": cfg.train_body,
                 "normalization": suite.normalization, "config": asdict(cfg)}
-    state = resumable_state(out / "last.pt", cfg) if cfg.resume else None
+    if cfg.resume:
+        resumable_state(out / "last.pt", cfg)  # the run's flags against the checkpoint's, before any work
     if algo.grad == "implicit":
         how = (f"implicit, {cfg.hypergrad}" + ("" if cfg.hypergrad == "darts" else
                                                f" with {cfg.hypergrad_iterations} iterations"))
@@ -169,11 +170,12 @@ def _train_and_test(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict:
     print(f"parameters: {counts['total']:,} total, {counts['meta_trained']:,} meta-trained, "
           f"{counts['batchnorm']:,} BatchNorm", flush=True)
     t0 = time.perf_counter()
-    run = measure(lambda: meta._train(suite.train, cfg.iterations, cfg.meta_batch, out, validation=suite.val_set,
-                                      val_every=cfg.val_every, time_budget=cfg.time_budget, resume_state=state,
-                                      progress=cfg.progress, schedule=schedule, tensorboard=cfg.log == "tensorboard",
-                                      callbacks=tuple(callbacks),
-                                      run=run_info, resume_flags=("--resume", "--out")), cfg.device)
+    # the public fit, as a user calls it; its messages name run.py's flags (as_flags)
+    with as_flags():
+        run = measure(lambda: meta.fit(suite.train, cfg.iterations, meta_batch=cfg.meta_batch, validation=suite.val_set,
+                                       val_every=cfg.val_every, out=out, time_budget=cfg.time_budget,
+                                       resume=cfg.resume, progress=cfg.progress, callbacks=list(callbacks),
+                                       schedule=schedule, log=cfg.log, metadata=run_info), cfg.device)
     fitted = run.value
     best = fitted.best
     wall_time = time.perf_counter() - t0
