@@ -7,7 +7,7 @@ PYTHON ?=
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test venv bench docs docs-serve clean
+.PHONY: run test lint venv bench docs docs-serve clean
 
 # make_venv.sh returns at once when the venv is up to date (same Python, same setup.cfg)
 venv:
@@ -18,6 +18,10 @@ run: venv
 
 test: venv
 	$(PY) -m pytest $(ARGS)
+
+# lint: ruff with the rules of pyproject.toml (pyflakes and pycodestyle's errors)
+lint: venv
+	$(VENV)/bin/ruff check .
 
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict $(ARGS)

@@ -43,7 +43,9 @@ CASES = [("mini-imagenet", "maml", None), ("mini-imagenet", "anil", "resnet12"),
 def synthetic_batch(dataset: str, tasks: int) -> TaskBatch:
     d, size = DATASET_DEFAULTS[dataset], NATURAL_DATASETS[dataset].image_size
     ways, shots, queries = d["ways"], d["shots"], d["queries"]
-    labels = lambda k: torch.arange(ways).repeat_interleave(k).repeat(tasks, 1)
+    def labels(k: int) -> torch.Tensor:
+        return torch.arange(ways).repeat_interleave(k).repeat(tasks, 1)
+
     return TaskBatch(TaskSet(torch.randn(tasks, ways * shots, 3, size, size), labels(shots)),
                         TaskSet(torch.randn(tasks, ways * queries, 3, size, size), labels(queries)))
 

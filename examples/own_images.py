@@ -18,8 +18,9 @@ ways, shots, size = 5, 1, args.image_size
 def tasks(split, queries):
     return image_folder_tasks(args.root, ways, shots, queries, split=split, image_size=size, seed=0)
 
-block = lambda c_in, c_out: nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-                                          nn.MaxPool2d(2))  # noqa: E731
+def block(c_in: int, c_out: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2))
+
 net = nn.Sequential()
 net.add_module("features", nn.Sequential(block(3, 32), block(32, 32), block(32, 32), nn.Flatten()))
 net.add_module("classifier", nn.Linear(32 * (size // 8) ** 2, ways))

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-from bilevel_anil.training.allocator import keep_freed_memory
+from bilevel_anil.training.allocator import keep_freed_memory  # noqa: E402  (after the path and threads)
 
 keep_freed_memory()  # as the command line does (docs/results/speed.md): the suite runs as users' runs do
 

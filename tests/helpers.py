@@ -16,7 +16,9 @@ from bilevel_anil.problems import HypergradConfig
 
 def random_episodes(tasks: int, ways: int, shots: int, queries: int, shape=(1, 28, 28), seed: int = 0) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
-    labels = lambda k: torch.arange(ways).repeat_interleave(k).repeat(tasks, 1)
+    def labels(k: int) -> torch.Tensor:
+        return torch.arange(ways).repeat_interleave(k).repeat(tasks, 1)
+
     return TaskBatch(TaskSet(torch.rand(tasks, ways * shots, *shape, generator=g), labels(shots)),
                         TaskSet(torch.rand(tasks, ways * queries, *shape, generator=g), labels(queries)))
 

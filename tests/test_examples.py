@@ -4,8 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
 
+from bilevel_anil.training.schema import read_run
 from test_folder import write_folders
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,8 +40,8 @@ def test_example_implicit_vs_unrolled():
 def test_example_own_dataset_trains_saves_loads_and_predicts(tmp_path):
     out = run_example("own_dataset.py", "--steps", "20", "--out", str(tmp_path / "run"))
     assert "one new task:" in out and (tmp_path / "run" / "best.pt").is_file()
-    state = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
-    assert state["head_module"] == "out" and state["algorithm"] == "anil"
+    record = read_run(tmp_path / "run" / "best.pt").learner
+    assert record.head_module == "out" and record.algorithm == "anil"
 
 
 def test_example_own_body_on_the_command_line(drawn_omniglot_root, tmp_path):

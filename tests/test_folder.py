@@ -11,6 +11,7 @@ from PIL import Image
 
 import bilevel_anil
 from bilevel_anil.cli import main
+from bilevel_anil.training.schema import read_run
 
 
 def write_folders(root: Path, classes: int = 4, per_class: int = 4, size: int = 20, seed: int = 0) -> Path:
@@ -57,7 +58,7 @@ def test_folder_trains_tests_and_loads(capsys, tmp_path, channels):
     image = Image.open(next((root / "test" / "class_1").glob("*.png")))
     x = model.transform(image)
     assert x.shape == (int(channels), 16, 16) and x.dtype == torch.float32
-    stats = torch.load(out / "best.pt", weights_only=True)["normalization"]
+    stats = read_run(out / "best.pt").run["normalization"]
     assert len(stats["mean"]) == int(channels)  # the training split's, stored
     support = torch.stack([model.transform(Image.open(next((root / "test" / f"class_{c}").iterdir())))
                            for c in range(3) if True])

@@ -59,7 +59,10 @@ def _blank_inputs(module: nn.Module) -> list[Tensor]:
     """Inputs of two examples that a network whose first layer is ``module`` can take (on its
     parameters' device, in their dtype)."""
     like = next(module.parameters())
-    zeros = lambda *shape: torch.zeros(*shape, device=like.device, dtype=like.dtype)
+
+    def zeros(*shape: int) -> Tensor:
+        return torch.zeros(*shape, device=like.device, dtype=like.dtype)
+
     if isinstance(module, nn.Linear):
         return [zeros(2, module.in_features)]
     if isinstance(module, nn.modules.conv._ConvNd):

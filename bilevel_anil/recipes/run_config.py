@@ -391,7 +391,10 @@ def task_tensor_bytes(cfg: RunConfig) -> dict[str, int]:
         pixels = spec.input_channels(cfg) * size * size
         ways, test_sets = cfg.ways, 1
         decoded = spec.decoded_images * size * size
-    per_task = lambda shots, queries: ways * (shots + queries) * pixels * 4
+
+    def per_task(shots: int, queries: int) -> int:
+        return ways * (shots + queries) * pixels * 4
+
     return {"--meta-batch": cfg.meta_batch * per_task(cfg.train_shots or cfg.shots, cfg.queries),
             "--val-tasks": cfg.val_tasks * per_task(cfg.shots, cfg.test_queries),
             "--test-tasks": test_sets * cfg.test_tasks * per_task(cfg.shots, cfg.test_queries),
@@ -407,7 +410,10 @@ def check_memory(cfg: RunConfig, available: Optional[int] = None) -> None:
     total = sum(need.values())
     if total > available:
         flag = max(need, key=need.get)
-        gib = lambda b: f"{b / 2 ** 30:,.1f} GiB"
+
+        def gib(b: float) -> str:
+            return f"{b / 2 ** 30:,.1f} GiB"
+
         parts = ", ".join(f"{gib(b)} for {f}" for f, b in sorted(need.items(), key=lambda kv: -kv[1])
                           if b >= 2 ** 26)
         pixels = " or --image-size" if dataset_spec(cfg.dataset).decoded_images and cfg.image_size > 28 else ""
