@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "MetaLearner": "api.meta_learner", "Adapted": "api.meta_learner", "FitResult": "api.meta_learner",
+    "MetaLearner": "api.meta_learner", "Adapted": "api.adapted", "FitResult": "api.meta_learner",
     "TaskBatch": "core.tasks", "TaskSet": "core.tasks", "TaskSampler": "core.tasks",
     "dataset_tasks": "data.episodes", "function_tasks": "data.episodes",
     "image_folder_tasks": "data.folder",
@@ -56,7 +56,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .recipes.nearest_centroid import CentroidRule, centroid_accuracy
     from .recipes.pipeline import PipelineConfig, run_pipeline
     from .recipes.pretrain_body import BodyPretrainConfig
-    from .api.meta_learner import Adapted, FitResult, MetaLearner
+    from .api.adapted import Adapted
+    from .api.meta_learner import FitResult, MetaLearner
     from .api.predictor import FewShotModel, load
 
 

@@ -18,15 +18,16 @@ import torch
 from torch import Tensor, nn
 
 from ..training.schema import LearnerRecord, RunCheckpoint, read_run, write_run
+from ._builders import learner_arguments, network_for, outer_optimizer
+from .adapted import Adapted, _has_batch_norm
 from ..core import distributed
-from ..core.algorithms import ALGORITHMS, evaluation_steps
+from ..core.algorithms import evaluation_steps
 from ..core.options import OptionError, check_options, resolve_algorithm
 from ..training.callbacks import Callback
 from ..core.tasks import TaskBatch, TaskSampler
 from ..errors import UsageError, first_line, load_failure, require_positive
 from ..core.evaluation import Interval, eval_mode, evaluate
 from ..core.learner import Learner
-from ..core.options import HEAD_INITS
 from ..core.losses import LOSSES, TaskLoss
 from ..core.network import HeadSpec
 from ..core.solvers import HypergradConfig
@@ -92,92 +93,6 @@ class FitResult:
     @property
     def steps_per_second(self) -> Optional[float]:
         return self.steps_done / self.train_seconds if self.train_seconds > 0 else None
-
-
-class Adapted:
-    """A network adapted to the support sets of B tasks: call it on query inputs.
-
-    Made by ``MetaLearner.adapt``. Calling it with query inputs ``[m, ...]`` (one task) or
-    ``[B, m, ...]`` (B tasks) returns the network's outputs at the adapted weights.
-
-    ``bn`` says how BatchNorm layers that normalise with batch statistics see the queries:
-    ``"transductive"`` (the default, as in the MAML reference and the package's results): the
-    queries of a task are normalised together, so a query's output depends on the other
-    queries of its call; ``"inductive"``: each query is normalised together with its task's
-    support set only (the Reptile paper's non-transductive protocol), so its output does not
-    depend on the other queries. Networks without such layers give the same outputs either way.
-
-    Args:
-        learner: The learner that adapted (internal; ``MetaLearner.adapt`` makes this object).
-        theta: The meta-parameters adapted from.
-        fast: The adapted parameters, ``[B, ...]`` per task.
-        support_x: The support inputs, which inductive BatchNorm normalises the queries with.
-        batched: Whether the support set was given as ``[B, n, ...]``.
-        bn: ``"transductive"`` or ``"inductive"``.
-
-    Raises:
-        ValueError: On a call whose query inputs do not match the support set's shape.
-
-    Examples:
-        >>> import torch
-        >>> from torch import nn
-        >>> from bilevel_anil import MetaLearner, function_tasks
-        >>> def line(g):  # a task: y = slope * x, 5 support and 5 query points
-        ...     x = torch.randn(10, 1, generator=g)
-        ...     y = torch.randn(1, generator=g) * x
-        ...     return x[:5], y[:5], x[5:], y[5:]
-        >>> tasks = function_tasks(line, seed=0)
-        >>> net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
-        >>> learner = MetaLearner(net, "maml", loss="mse", inner_lr=0.1)
-        >>> sx, sy, qx, qy = line(torch.Generator().manual_seed(1))
-        >>> adapted = learner.adapt(sx, sy, steps=3)
-        >>> adapted(qx).shape
-        torch.Size([5, 1])
-    """
-
-    def __init__(self, learner: Learner, theta: dict, fast: dict, support_x: Tensor, batched: bool, bn: str):
-        self.learner, self.theta, self.fast = learner, theta, fast
-        self.support_x, self.batched, self.bn = support_x, batched, bn
-
-    def __call__(self, query_x: Tensor) -> Tensor:
-        """The network's outputs for query inputs at the adapted weights.
-
-        Args:
-            query_x: Inputs ``[m, ...]`` (one task) or ``[B, m, ...]`` (B tasks, as adapted).
-
-        Returns:
-            Logits ``[m, ways]`` or ``[B, m, ways]`` (predictions ``[..., out]`` for regression).
-
-        Raises:
-            ValueError: When the inputs do not match the support set's shape.
-        """
-        qx = query_x if self.batched else query_x.unsqueeze(0)
-        if not isinstance(query_x, Tensor) or qx.dim() != self.support_x.dim() or qx.shape[2:] != self.support_x.shape[2:] \
-                or qx.shape[0] != self.support_x.shape[0]:
-            raise UsageError(f"query inputs of shape {tuple(getattr(query_x, 'shape', ()))} do not match the support "
-                             f"inputs {tuple(self.support_x.shape[0 if self.batched else 1:])} (one task: [m, ...]; "
-                             "B tasks: [B, m, ...])")
-        qx = qx.to(self.support_x.device)
-        with torch.no_grad(), eval_mode(self.learner.model):
-            if self.bn == "transductive" or not _uses_batch_statistics(self.learner.model):
-                out = self.learner.predictor(self.theta, qx)(self.fast)
-            else:
-                tasks, m = qx.shape[:2]
-                support = self.support_x.repeat_interleave(m, dim=0)  # [B*m, n, ...]
-                joined = torch.cat([support, qx.flatten(0, 1).unsqueeze(1)], dim=1)
-                fast = {k: v.repeat_interleave(m, dim=0) for k, v in self.fast.items()}
-                out = self.learner.predictor(self.theta, joined)(fast)[:, -1].unflatten(0, (tasks, m))
-        return out if self.batched else out[0]
-
-
-def _has_batch_norm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
-def _uses_batch_statistics(model: nn.Module) -> bool:
-    """Whether some BatchNorm layer normalises with the statistics of the batch it is given."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats)
-               for m in model.modules())
 
 
 class MetaLearner:
@@ -306,24 +221,7 @@ class MetaLearner:
         return type(self.optimizer)(self._trainable(), **self.optimizer.defaults)
 
     def _make_optimizer(self, spec: Any) -> torch.optim.Optimizer:
-        params = self._trainable()
-        if not params:
-            raise UsageError(f"{type(self.model).__name__} has no parameter that requires a gradient: nothing to "
-                             "meta-train")
-        if spec is None:
-            if self.algorithm.update == "interpolate":
-                return torch.optim.SGD(params, lr=self.meta_lr)
-            return torch.optim.Adam(params, lr=self.meta_lr)
-        if isinstance(spec, torch.optim.Optimizer):  # Betty rebuilds it: same class and settings
-            return type(spec)(params, **spec.defaults)
-        if isinstance(spec, type) and issubclass(spec, torch.optim.Optimizer):
-            return spec(params, lr=self.meta_lr)
-        if callable(spec):
-            made = spec(params)
-            if not isinstance(made, torch.optim.Optimizer):
-                raise UsageError(f"meta_optimizer(params) returned {type(made).__name__}, not a torch optimizer")
-            return made
-        raise UsageError("meta_optimizer must be a torch optimizer, its class, or a function params -> optimizer")
+        return outer_optimizer(spec, self._trainable(), self.model, self.algorithm, self.meta_lr)
 
     def _step_engine(self, tasks: int, gradient_only: bool = False):
         """A Betty engine for single outer steps on ``tasks`` tasks (kept per size); the outer
@@ -586,8 +484,9 @@ class MetaLearner:
         now = self.record()
         for key in LearnerRecord.RESUME:
             if getattr(saved.learner, key) != getattr(now, key):
-                raise UsageError(f"resume: the run in {folder} was trained with {key} {getattr(saved.learner, key)!r}, "
-                                 f"not {getattr(now, key)!r}: build the learner as it was, or start a new out")
+                raise OptionError(f"⟨resume⟩: the run in {folder} was trained with {key} "
+                                  f"{getattr(saved.learner, key)!r}, not {getattr(now, key)!r}: build the learner as it "
+                                  "was, or start a new ⟨out⟩")
 
     def _train(self, tasks: TaskSampler, steps: int, meta_batch: int, folder: Path, *,
                validation: Optional[TaskBatch] = None, val_every: Optional[int] = None,
@@ -868,14 +767,14 @@ class MetaLearner:
             0.1
         """
         record = saved.learner
-        model = _network_for(record, model, source)
+        model = network_for(record, model, source)
         for parameter_name, p in model.named_parameters():
             if parameter_name in set(record.frozen):
                 p.requires_grad_(False)
         if loss is None and record.loss not in LOSSES:
             raise UsageError(f"{source} was trained with the loss function {record.loss!r}: pass loss= that function")
         try:
-            learner = cls(model, record.algorithm, loss=loss or record.loss, device=device, **_arguments(record, source))
+            learner = cls(model, record.algorithm, loss=loss or record.loss, device=device, **learner_arguments(record, source))
         except UsageError as exc:
             raise UsageError(f"{source}: the network given does not match the saved learner ({exc}): pass an "
                              "instance of the network that was saved") from None
@@ -893,42 +792,3 @@ class MetaLearner:
             except (ValueError, KeyError, RuntimeError):
                 pass  # a different optimiser (e.g. run.py's Reptile schedule): θ is what matters
         return learner
-
-
-def _network_for(record: LearnerRecord, model: Optional[nn.Module], source: str) -> nn.Module:
-    """The network to load a checkpoint's weights into: the user's, or the package's rebuilt."""
-    from ..models import build_model
-
-    if model is not None:
-        return model
-    if record.arch.get("name") == "custom":
-        raise UsageError(f"{source} holds a network of the user's ({record.arch.get('class')}): pass model= an "
-                         "instance of it to load the weights into")
-    try:
-        return build_model(record.arch)
-    except ValueError as exc:  # e.g. a body registered in the process that trained it
-        raise UsageError(f"{source}: {first_line(exc)}") from None
-
-
-def _arguments(record: LearnerRecord, source: str) -> dict[str, Any]:
-    """``MetaLearner``'s arguments that rebuild a saved learner: the settings of its algorithm
-    only (the others would be refused, not ignored)."""
-    if record.algorithm not in ALGORITHMS:
-        raise UsageError(f"{source} names an unknown algorithm {record.algorithm!r}: it was not written by this "
-                         "package")
-    if record.head_init not in HEAD_INITS:
-        raise UsageError(f"{source} names an unknown head_init {record.head_init!r}: it was not written by this "
-                         "package")
-    family = ALGORITHMS[record.algorithm]
-    grad = None if family.update == "interpolate" or family.pretrain else \
-        "first_order" if record.first_order and not family.first_order else record.grad  # no choice for the first
-    head_names, adapted = frozenset(record.head_names), record.adapted_names
-    proximal = family.proximal
-    return {
-        "head": record.head_module or ((lambda n: n in head_names) if head_names else None),
-        "adapt": None if adapted is None else (lambda n, keep=frozenset(adapted): n in keep), "grad": grad,
-        "inner_lr": record.inner_lr, "inner_steps": record.inner_steps, "test_inner_steps": record.test_inner_steps,
-        "lam": record.lam if proximal else None, "test_lam": record.test_lam if proximal else None,
-        "hypergrad": HypergradConfig(**record.hypergrad) if proximal else None,
-        "inner_proximal": record.inner_proximal if proximal else None, "meta_lr": record.meta_lr,
-        "inner_batch": record.inner_batch, "inner_optimizer": record.inner_optimizer, "head_init": record.head_init}

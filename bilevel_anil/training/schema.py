@@ -191,7 +191,7 @@ def _upgrade_run(state: dict, path: Union[str, Path]) -> dict:
         "first_order": bool(config.get("first_order", False)), "loss": state["loss"], "arch": state["arch"],
         "inner_lr": float(state["inner_lr"]), "inner_steps": int(state.get("inner_steps", config.get("inner_steps") or 1)),
         "test_inner_steps": state["test_inner_steps"],
-        "lam": float(state.get("train_lam") or state.get("lam") or 1.0), "test_lam": float(state.get("lam", 0.0)),
+        "lam": float(_first(state.get("train_lam"), state.get("lam"), 1.0)), "test_lam": float(_first(state.get("lam"), 0.0)),
         "inner_optimizer": state.get("inner_optimizer") or "sgd",
         "inner_proximal": state.get("inner_proximal") or config.get("inner_proximal") or "every",
         "hypergrad": hypergrad, "head_init": state.get("head_init") or "learned",
@@ -206,6 +206,11 @@ def _upgrade_run(state: dict, path: Union[str, Path]) -> dict:
         run["config"] = config
     return {"format": FORMAT, "kind": RUN_KIND, "learner": learner, "step": state["step"], "model": state["model"],
             **{key: state.get(key) for key in ("optimizer", "scheduler", "best", "rng")}, "run": run}
+
+
+def _first(*values: Any) -> Any:
+    """The first value that is set (0.0 is a value: an anil's λ)."""
+    return next(v for v in values if v is not None)
 
 
 def _upgrade_body(state: dict) -> dict:
