@@ -2,15 +2,41 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Mapping, Optional
+import re
+from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 
-class UsageError(ValueError):
+_ARGUMENT = re.compile(r"⟨(\w+)⟩")
+# switches that the Python API spells as a value of an argument
+PYTHON_SPELLING = {"first_order": "grad='first_order'", "head_only": "adapt='head'", "resume": "resume=True"}
+
+
+class _NamesArguments:
+    """A message that marks each argument it names as ``⟨name⟩``: ``str()`` shows the Python
+    spelling, ``render(name_of)`` another (the command line's flags, ``--inner-lr``), so that
+    the library states each rule once and the command line maps the names."""
+
+    def __init__(self, message: object = ""):
+        self.template = str(message)
+        super().__init__(self.render(lambda name: PYTHON_SPELLING.get(name, name)))
+
+    def render(self, name_of: Callable[[str], str]) -> str:
+        """The message with each marked argument spelled by ``name_of(python_name)``."""
+        return _ARGUMENT.sub(lambda m: name_of(m.group(1)), self.template)
+
+
+class UsageError(_NamesArguments, ValueError):
     """Bad input from the user: the message says what is wrong and what to do (a ``ValueError``
-    for Python callers, one line and exit code 2 on the command line)."""
+    for Python callers, one line and exit code 2 on the command line).
+
+    Examples:
+        >>> error = UsageError("⟨inner_lr⟩ must be positive")
+        >>> str(error), error.render(lambda name: "--" + name.replace("_", "-"))
+        ('inner_lr must be positive', '--inner-lr must be positive')
+    """
 
     exit_code = 2
 
@@ -23,13 +49,13 @@ class TrainingDiverged(UsageError):
     """Meta-training produced a non-finite loss; the checkpoints written before are kept."""
 
 
-class PeerFailure(Exception):
+class PeerFailure(_NamesArguments, Exception):
     """Another process of a torchrun run stopped or stopped answering; this one stops too."""
 
     exit_code = 1
 
 
-class Interrupted(Exception):
+class Interrupted(_NamesArguments, Exception):
     """Meta-training stopped on Ctrl-C after a completed outer step, with ``last.pt`` written."""
 
     exit_code = 130

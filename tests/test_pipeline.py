@@ -302,7 +302,7 @@ def test_the_deadline_reserves_the_time_of_a_validation(monkeypatch):
     deadline = pipeline.Deadline(start=0.0, deadline=15.0)
     stops = [deadline(StepInfo(step=s, steps=99, train_loss=1.0, val_score=0.5 if s == 4 else None))
              for s in range(1, 11)]
-    assert deadline.curve == [(8.0, 0.5)] and deadline.reserve == pytest.approx(5.0)
+    assert deadline.curve == [(8.0, 0.5)] and deadline.budget.reserve == pytest.approx(5.0)
     assert stops.index(True) == 5  # at 10 s: 10 + 5 >= 15
 
 

@@ -776,7 +776,7 @@ class MetaLearner:
         try:
             learner = cls(model, record.algorithm, loss=loss or record.loss, device=device, **learner_arguments(record, source))
         except UsageError as exc:
-            raise UsageError(f"{source}: the network given does not match the saved learner ({exc}): pass an "
+            raise UsageError(f"{source}: the network given does not match the saved learner ({exc.template}): pass an "
                              "instance of the network that was saved") from None
         # after the learner is built: it switches a network's BatchNorm layers to batch statistics
         # (network.py) as it did when the weights were saved

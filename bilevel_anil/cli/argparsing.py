@@ -43,16 +43,27 @@ class Parser(argparse.ArgumentParser):
         self.exit(2)
 
 
+# Python arguments named in the library's lines that the command line spells otherwise; any
+# other argument is its flag: inner_lr -> --inner-lr
+FLAG_ALIASES = {"algorithm": "--problem", "adapt": "--head-only", "rotate": "--no-rotate"}
+
+
+def flag(argument: str) -> str:
+    """The command line's flag for a Python argument named in a library line."""
+    return FLAG_ALIASES.get(argument, "--" + argument.replace("_", "-"))
+
+
 def report_errors(prog: str, command: Callable[[], object], on_interrupt: str) -> int:
     """Run ``command``; bad input becomes one line on stderr and its exit code (2), a Ctrl-C
-    one line and 130 (``on_interrupt`` says what was kept). Returns the exit code."""
+    one line and 130 (``on_interrupt`` says what was kept). Returns the exit code. The
+    library's lines name its Python arguments; here they are shown as flags (``flag``)."""
     try:
         command()
     except UsageError as exc:
-        say(f"{prog}: error: {exc}")
+        say(f"{prog}: error: {exc.render(flag)}")
         return exc.exit_code
     except (Interrupted, PeerFailure) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr, flush=True)
+        print(f"{prog}: {exc.render(flag)}", file=sys.stderr, flush=True)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; {on_interrupt}", file=sys.stderr, flush=True)

@@ -113,19 +113,19 @@ def _collective(call: Callable[[], Any]) -> None:
         reason = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc))  # without gloo's source location
         reason = reason.split(". ")[0][:160] or type(exc).__name__
         raise PeerFailure(f"lost contact with the other processes of this run ({reason}); this process stops "
-                          "too: the last checkpoint is intact, restart all processes with --resume") from None
+                          "too: the last checkpoint is intact, restart all processes with ⟨resume⟩") from None
 
 
 def check_task_split(meta_batch: int, task_chunk: Optional[int], processes: int) -> None:
     """The meta-batch must split evenly over the processes, and each process's share into chunks."""
     if meta_batch % processes:
-        raise UsageError(f"--meta-batch {meta_batch} does not split evenly over {processes} processes: "
+        raise UsageError(f"⟨meta_batch⟩ {meta_batch} does not split evenly over {processes} processes: "
                          f"use a multiple of {processes} (or another --nproc-per-node)")
     share = meta_batch // processes
     if task_chunk is not None and share % task_chunk:
         divisors = ", ".join(str(d) for d in range(1, share + 1) if share % d == 0)
-        where = f"--meta-batch {meta_batch}" + (f" over {processes} processes" if processes > 1 else "")
-        raise UsageError(f"--task-chunk {task_chunk} does not divide the {share} tasks of each process "
+        where = f"⟨meta_batch⟩ {meta_batch}" + (f" over {processes} processes" if processes > 1 else "")
+        raise UsageError(f"⟨task_chunk⟩ {task_chunk} does not divide the {share} tasks of each process "
                          f"({where}): choose one of {divisors}")
 
 

@@ -9,7 +9,6 @@ same message with its flags (``--inner-optimizer``) through ``OptionError.render
 """
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any, Callable, Collection, Mapping, Optional, Union
 
@@ -18,7 +17,6 @@ from .algorithms import ALGORITHMS, GRADS, Algorithm, partner
 from .fast_weights import INNER_OPTIMIZERS
 from .solvers import HYPERGRADS, HypergradConfig
 
-_ARGUMENT = re.compile(r"⟨(\w+)⟩")
 GRAD_CHOICES = (*GRADS, "first_order")
 ADAPT_CHOICES = ("all", "head")
 # where the proximal term enters iMAML's inner loop: every step, or one pull-back step after
@@ -29,27 +27,14 @@ INNER_PROXIMAL = ("every", "pullback")
 HEAD_INITS = ("learned", "zero", "prototypes")
 
 
-# switches that the Python API spells as a value of another argument
-PYTHON_SPELLING = {"first_order": "grad='first_order'", "head_only": "adapt='head'"}
-
-
 class OptionError(UsageError):
-    """A broken option rule. The message template marks each argument as ``⟨name⟩``; ``str()``
-    shows the Python names, ``render(name_of)`` any other spelling (the command line's flags).
+    """A broken option rule (its message names the arguments as ``⟨name⟩``: see ``UsageError``).
 
     Examples:
         >>> error = OptionError("⟨inner_lr⟩ must be positive")
         >>> str(error), error.render(lambda name: "--" + name.replace("_", "-"))
         ('inner_lr must be positive', '--inner-lr must be positive')
     """
-
-    def __init__(self, template: str):
-        self.template = template
-        super().__init__(self.render(lambda name: PYTHON_SPELLING.get(name, name)))
-
-    def render(self, name_of: Callable[[str], str]) -> str:
-        """The message with each argument spelled by ``name_of(python_name)``."""
-        return _ARGUMENT.sub(lambda m: name_of(m.group(1)), self.template)
 
 
 # Arguments that apply to some algorithms only: given to another, they are refused instead of
@@ -189,7 +174,7 @@ def check_options(algo: Algorithm, options: Mapping[str, Any], given: Collection
             try:
                 require_positive(f"⟨{name}⟩", value, integer=integer, zero=zero or (name == "inner_lr" and algo.pretrain))
             except UsageError as exc:
-                raise OptionError(str(exc)) from None
+                raise OptionError(exc.template) from None
     _check_choices(algo, options)
     if algo.pretrain and options.get("inner_steps") not in (None, 1):
         raise OptionError(f"⟨inner_steps⟩: {algo.name} does not adapt during meta-training; set the fine-tuning "
@@ -210,7 +195,7 @@ def _check_choices(algo: Algorithm, options: Mapping[str, Any]) -> None:
                 require_positive(f"⟨hypergrad⟩.{name}", getattr(hypergrad, name), integer=name == "iterations",
                                  zero=zero)
             except UsageError as exc:
-                raise OptionError(str(exc)) from None
+                raise OptionError(exc.template) from None
     elif hypergrad is not None and hypergrad not in HYPERGRADS:
         raise OptionError(f"unknown ⟨hypergrad⟩ {hypergrad!r}: choose one of {', '.join(HYPERGRADS)}")
     proximal_where = options.get("inner_proximal")

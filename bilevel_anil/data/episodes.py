@@ -128,12 +128,12 @@ class ClassificationTasks:
             name = min(by_label, key=lambda k: len(by_label[k])) if by_label else None
             n_classes, per_class = len(by_label), len(by_label[name]) if by_label else 0
         if ways > n_classes:
-            raise DataError(f"--ways {ways} is larger than the {n_classes} classes of the "
-                            f"{split_name} split: lower --ways")
+            raise DataError(f"⟨ways⟩ {ways} is larger than the {n_classes} classes of the "
+                            f"{split_name} split: lower ⟨ways⟩")
         if shots + queries > per_class:
-            raise DataError(f"--shots {shots} plus {queries} queries need {shots + queries} images per class, "
+            raise DataError(f"⟨shots⟩ {shots} plus {queries} queries need {shots + queries} images per class, "
                             f"but class {name} of the {split_name} split has {per_class}: lower "
-                            "--shots or the queries, or remove that class")
+                            "⟨shots⟩ or the queries, or remove that class")
         self.ways, self.shots, self.queries = ways, shots, queries
         meta = l2l.data.MetaDataset(dataset, labels_to_indices=by_label)
         transforms = [

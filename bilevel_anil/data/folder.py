@@ -161,7 +161,7 @@ def image_folder_tasks(root: str | os.PathLike, ways: int, shots: int, queries: 
 def folder_splits(cfg) -> dict[str, ClassImages]:
     """The train/val/test class folders under ``cfg.data_root`` (required)."""
     if cfg.data_root is None:
-        raise UsageError("--dataset folder needs --data-root DIR holding train/, val/ and test/ (one folder per class)")
+        raise UsageError("⟨dataset⟩ folder needs ⟨data_root⟩ DIR holding train/, val/ and test/ (one folder per class)")
     return load_image_folder(Path(cfg.data_root), cfg.channels, cfg.image_size)
 
 

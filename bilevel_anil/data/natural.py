@@ -133,7 +133,7 @@ def load_split(spec: NaturalDataset, root: Path, split: str, download: bool) -> 
         reason = first_line(exc, 120)
         if missing or any(not f.exists() for f in files):
             raise DataError(f"{spec.title} is not under {root} (expected {', '.join(str(f) for f in files)}) and "
-                            f"downloading it failed ({reason}): put learn2learn's files there or pass --data-root DIR"
+                            f"downloading it failed ({reason}): put learn2learn's files there or pass ⟨data_root⟩ DIR"
                             ) from None
         raise DataError(f"cannot read {spec.title}'s {split} split from {', '.join(str(f) for f in files)} "
                         f"({type(exc).__name__}: {reason}): the files are damaged or not in learn2learn's format; "
@@ -161,9 +161,9 @@ def load_natural(name: str, root: Path, download: bool = True) -> dict[str, Clas
     """The three meta-splits of ``name`` (a key of ``NATURAL_DATASETS``) under ``root``."""
     spec = NATURAL_DATASETS[name]
     if root.exists() and not root.is_dir():
-        raise DataError(f"data root {root} is a file, not a folder: pass --data-root DIR")
+        raise DataError(f"data root {root} is a file, not a folder: pass ⟨data_root⟩ DIR")
     if not root.is_dir():
-        raise DataError(f"data root {root} does not exist: create it or pass --data-root DIR holding "
+        raise DataError(f"data root {root} does not exist: create it or pass ⟨data_root⟩ DIR holding "
                         f"{', '.join(spec.files)}")
     return {split: load_split(spec, root, split, download) for split in MODES}
 

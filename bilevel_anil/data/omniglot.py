@@ -29,12 +29,12 @@ def locate(root: Path, download: bool) -> Path:
     """Return ``root/omniglot-py``, downloading it with torchvision when it is missing."""
     base = root / FOLDER
     if root.exists() and not root.is_dir():
-        raise DataError(f"data root {root} is a file, not a folder: pass --data-root DIR holding {FOLDER}/")
+        raise DataError(f"data root {root} is a file, not a folder: pass ⟨data_root⟩ DIR holding {FOLDER}/")
     if not root.is_dir():
-        raise DataError(f"data root {root} does not exist: create it or pass --data-root DIR "
+        raise DataError(f"data root {root} does not exist: create it or pass ⟨data_root⟩ DIR "
                         f"holding {FOLDER}/{SPLIT_DIRS['background']} and {FOLDER}/{SPLIT_DIRS['evaluation']}")
     if not os.access(root, os.R_OK | os.X_OK):
-        raise DataError(f"data root {root} is not readable: fix its permissions or pass another --data-root")
+        raise DataError(f"data root {root} is not readable: fix its permissions or pass another ⟨data_root⟩")
     missing = [d for d in SPLIT_DIRS.values() if not (base / d).is_dir()]
     if missing and download:
         try:
@@ -46,7 +46,7 @@ def locate(root: Path, download: bool) -> Path:
             reason = first_line(exc)
             raise DataError(
                 f"Omniglot is not under {base} and downloading it failed ({reason}); put the "
-                f"torchvision layout there ({', '.join(SPLIT_DIRS.values())}) or pass --data-root DIR"
+                f"torchvision layout there ({', '.join(SPLIT_DIRS.values())}) or pass ⟨data_root⟩ DIR"
             ) from None
         missing = [d for d in SPLIT_DIRS.values() if not (base / d).is_dir()]
     if missing:
@@ -101,7 +101,7 @@ def load_split(base: Path, split: str, image_size: int = 28) -> ClassImages:
     files_by_char = [sorted(c.glob("*.png")) for c in chars]
     files = [f for fs in files_by_char for f in fs]
     if not files:
-        raise DataError(f"no PNG images under {split_dir}: re-download Omniglot or fix --data-root")
+        raise DataError(f"no PNG images under {split_dir}: re-download Omniglot or fix ⟨data_root⟩")
     labels = np.repeat(np.arange(len(chars)), [len(fs) for fs in files_by_char])
     names = [f"{c.parent.name}/{c.name}" for c in chars]
     cache = _cache_file(split_dir, files, image_size)

@@ -59,7 +59,7 @@ class MetaEngine(Engine):
             raise RuntimeError("the upper problem did not step once per chunk: check unroll_steps")
         if check_finite and not math.isfinite(totals.get("loss", 0.0)):
             raise TrainingDiverged(f"meta-training diverged at outer step {self.upper.count // chunks} (non-finite "
-                                   "query loss): lower the inner or meta learning rate")
+                                   "query loss): lower ⟨inner_lr⟩ or ⟨meta_lr⟩")
         return totals
 
     def configure_systems(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from ..core import distributed
 from ..core.algorithms import Algorithm, get_algorithm
 from ..training.callbacks import Callback
 from ..training.allocator import keep_freed_memory
-from .run_config import RESUME_FIELDS, VALIDATION_FIELDS, RunConfig, as_flags
+from .run_config import RESUME_FIELDS, VALIDATION_FIELDS, RunConfig
 from ..errors import UsageError
 from ..settings import flag_of
 from ..core.evaluation import Interval, evaluate
@@ -121,12 +121,66 @@ def _train_and_test(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict:
                        meta_lr=cfg.meta_lr, meta_optimizer=optimizer, inner_batch=cfg.inner_batch,
                        task_chunk=cfg.task_chunk, inner_proximal=cfg.inner_proximal if proximal else None,
                        head_init=cfg.head_init, device=cfg.device)
-    learner, test_learner = meta.learner, meta.test_learner  # test_learner adapts with --test-lam
     out = Path(cfg.out)
     run_info = {"pretrained": pretrained, "train_body": cfg.train_body,
                 "normalization": suite.normalization, "config": asdict(cfg)}
     if cfg.resume:
         resumable_state(out / "last.pt", cfg)  # the run's flags against the checkpoint's, before any work
+    describe_run(cfg, algo, model, pretrained, group.world_size, group.active)
+    print(f"parameters: {counts['total']:,} total, {counts['meta_trained']:,} meta-trained, "
+          f"{counts['batchnorm']:,} BatchNorm", flush=True)
+    t0 = time.perf_counter()
+    # the public fit, as a user calls it (its lines name Python arguments; run.py shows its flags)
+    run = measure(lambda: meta.fit(suite.train, cfg.iterations, meta_batch=cfg.meta_batch, validation=suite.val_set,
+                                   val_every=cfg.val_every, out=out, time_budget=cfg.time_budget, resume=cfg.resume,
+                                   progress=cfg.progress, callbacks=list(callbacks), schedule=schedule, log=cfg.log,
+                                   metadata=run_info), cfg.device)
+    fitted = run.value
+    best = fitted.best
+    wall_time = time.perf_counter() - t0
+    train_time, steps_done = fitted.train_seconds, fitted.steps_done
+    t1 = time.perf_counter()
+    results, plot = _test(cfg, algo.name, suite, meta, f"{steps_done} outer steps this session, best step {best['step']}")
+    test_time = time.perf_counter() - t1
+    report = {
+        "algorithm": algo.name, "grad": algo.grad, "dataset": cfg.dataset, "metric": suite.metric, "bn_mode": cfg.bn,
+        "test_tasks": cfg.test_tasks, "test_queries": cfg.test_queries, "test_inner_steps": cfg.test_inner_steps,
+        "inner_lr": cfg.inner_lr,
+        "test": {label: {str(k): asdict(v) for k, v in r.items()} for label, r in results.items()},
+        "best_step": best["step"], "best_val": best["val_score"], "wall_seconds": round(wall_time, 1),
+        "train_seconds": round(train_time, 1),
+        "steps_per_second": round(steps_done / train_time, 3) if train_time > 0 else None,
+        "steps_done": steps_done, "processes": group.world_size,
+        "test_seconds": round(test_time, 1),
+        "arch": model.arch["name"], "pretrained": pretrained, "train_body": cfg.train_body, "parameters": counts,
+        "peak_train_mib": None if run.peak_mib is None else round(run.peak_mib, 1),
+        "last_train_loss": fitted.last_loss, "plot": str(plot) if plot else None, "config": asdict(cfg),
+    }
+    if group.is_main:
+        (out / "results.json").write_text(json.dumps(report, indent=2))
+    print(format_report(report, suite, out))
+    return report
+
+
+def _test(cfg: RunConfig, name: str, suite: TaskSuite, meta: MetaLearner, trained: str) -> tuple[dict, Optional[Path]]:
+    """The meta-test of the best checkpoint's θ on every test set, and the sine tasks' plot."""
+    theta = meta.learner.meta_params()
+    results = {label: evaluate(meta.test_learner, theta, tasks, suite.test_steps, cfg.inner_lr)
+               for label, tasks in suite.test_sets.items()}
+    plot = None
+    if suite.plot_samplers and distributed.current().is_main:
+        from .plots import plot_sine_tasks
+        plot = plot_sine_tasks(meta.learner, theta, suite.plot_samplers, cfg.inner_lr, [0, 1, 10],
+                               Path(cfg.out) / "sine_tasks.png", f"{name}, trained with K={cfg.shots} ({trained})",
+                               seed=cfg.seed + 10)
+    return results, plot
+
+
+def describe_run(cfg: RunConfig, algo: Algorithm, model, pretrained: Optional[str], processes: int,
+                 parallel: bool) -> None:
+    """Print what a run will do: the task shape, the inner and outer loops, the meta-gradient,
+    the preset's source and the network, before the first step."""
+    out = Path(cfg.out)
     if algo.grad == "implicit":
         how = (f"implicit, {cfg.hypergrad}" + ("" if cfg.hypergrad == "darts" else
                                                f" with {cfg.hypergrad_iterations} iterations"))
@@ -154,9 +208,9 @@ def _train_and_test(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict:
     shape = f"{cfg.ways}-way {cfg.shots}-shot{train_shots}, {cfg.queries} query/class" if cfg.ways else \
         f"K={cfg.shots}{train_shots} support and {cfg.queries} query points"
     length = f"{cfg.iterations} outer steps" + (f" or {cfg.time_budget:g} s" if cfg.time_budget else "")
-    local_tasks = cfg.meta_batch // group.world_size
+    local_tasks = cfg.meta_batch // processes
     split = (f" in chunks of {cfg.task_chunk}" if cfg.task_chunk not in (None, local_tasks) else "") + \
-        (f" over {group.world_size} processes" if group.active else "")
+        (f" over {processes} processes" if parallel else "")
     print(f"{algo.name} on {cfg.dataset}: {shape}, meta-batch {cfg.meta_batch}{split}, {inner}, {outer}, {length} "
           f"on {cfg.device}, BatchNorm: {cfg.bn}; output {out}", flush=True)
     if cfg.preset:
@@ -167,49 +221,6 @@ def _train_and_test(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> dict:
         print(f"network: {model.arch['name']} ({path}), "
               f"{cfg.image_size}x{cfg.image_size} inputs; body: {pretrained or 'random initialisation'}; "
               f"outer loop trains: {TRAIN_BODY_NOTES[cfg.train_body]}", flush=True)
-    print(f"parameters: {counts['total']:,} total, {counts['meta_trained']:,} meta-trained, "
-          f"{counts['batchnorm']:,} BatchNorm", flush=True)
-    t0 = time.perf_counter()
-    # the public fit, as a user calls it; its messages name run.py's flags (as_flags)
-    with as_flags():
-        run = measure(lambda: meta.fit(suite.train, cfg.iterations, meta_batch=cfg.meta_batch, validation=suite.val_set,
-                                       val_every=cfg.val_every, out=out, time_budget=cfg.time_budget,
-                                       resume=cfg.resume, progress=cfg.progress, callbacks=list(callbacks),
-                                       schedule=schedule, log=cfg.log, metadata=run_info), cfg.device)
-    fitted = run.value
-    best = fitted.best
-    wall_time = time.perf_counter() - t0
-    train_time, steps_done = fitted.train_seconds, fitted.steps_done
-    theta = learner.meta_params()  # the best checkpoint's
-    t1 = time.perf_counter()
-    results = {label: evaluate(test_learner, theta, tasks, suite.test_steps, cfg.inner_lr)
-               for label, tasks in suite.test_sets.items()}
-    plot = None
-    if suite.plot_samplers and group.is_main:
-        from .plots import plot_sine_tasks
-        plot = plot_sine_tasks(learner, theta, suite.plot_samplers, cfg.inner_lr, [0, 1, 10],
-                               out / "sine_tasks.png", f"{algo.name}, trained with K={cfg.shots} "
-                               f"({steps_done} outer steps this session, best step {best['step']})",
-                               seed=cfg.seed + 10)
-    test_time = time.perf_counter() - t1
-    report = {
-        "algorithm": algo.name, "grad": algo.grad, "dataset": cfg.dataset, "metric": suite.metric, "bn_mode": cfg.bn,
-        "test_tasks": cfg.test_tasks, "test_queries": cfg.test_queries, "test_inner_steps": cfg.test_inner_steps,
-        "inner_lr": cfg.inner_lr,
-        "test": {label: {str(k): asdict(v) for k, v in r.items()} for label, r in results.items()},
-        "best_step": best["step"], "best_val": best["val_score"], "wall_seconds": round(wall_time, 1),
-        "train_seconds": round(train_time, 1),
-        "steps_per_second": round(steps_done / train_time, 3) if train_time > 0 else None,
-        "steps_done": steps_done, "processes": group.world_size,
-        "test_seconds": round(test_time, 1),
-        "arch": model.arch["name"], "pretrained": pretrained, "train_body": cfg.train_body, "parameters": counts,
-        "peak_train_mib": None if run.peak_mib is None else round(run.peak_mib, 1),
-        "last_train_loss": fitted.last_loss, "plot": str(plot) if plot else None, "config": asdict(cfg),
-    }
-    if group.is_main:
-        (out / "results.json").write_text(json.dumps(report, indent=2))
-    print(format_report(report, suite, out))
-    return report
 
 
 def _short(x: float) -> str:

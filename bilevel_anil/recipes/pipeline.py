@@ -39,6 +39,7 @@ import torch
 
 from ..errors import UsageError
 from ..settings import setting, shared
+from ..training.budget import Budget
 
 
 @dataclass(frozen=True)
@@ -178,25 +179,26 @@ def meta_config(cfg: PipelineConfig, pretrained: Optional[str], budget: float, o
 
 class Deadline:
     """A ``MetaLearner.fit`` callback that stops the fit in time for its last validation to
-    end by a wall-clock deadline (it reserves as long as the latest validation took), and
-    records each validation as ``(seconds since the pipeline's start, score)``."""
+    end by a wall-clock deadline (its ``Budget`` reserves as long as the latest validation
+    took), and records each validation as ``(seconds since the pipeline's start, score)``."""
 
     def __init__(self, start: float, deadline: float):
-        self.start, self.deadline, self.curve = start, deadline, []
+        self.budget = Budget(deadline - start, start)
+        self.curve: list[tuple[float, float]] = []
         self.last: Optional[float] = None
-        self.step_seconds, self.reserve = 0.0, 0.0
+        self.step_seconds = 0.0
 
     def __call__(self, info) -> bool:
         now = time.perf_counter()
         spent = None if self.last is None else now - self.last
         self.last = now
         if info.val_score is not None:
-            self.curve.append((round(now - self.start, 1), info.val_score))
+            self.curve.append((round(now - self.budget.start, 1), info.val_score))
             if spent is not None:  # this step's time with its validation, less an ordinary step's
-                self.reserve = max(0.0, spent - self.step_seconds)
+                self.budget.reserve = max(0.0, spent - self.step_seconds)
         elif spent is not None:
             self.step_seconds = spent if not self.step_seconds else 0.8 * self.step_seconds + 0.2 * spent
-        return now + self.reserve >= self.deadline
+        return self.budget.over(spent=now - self.budget.start)
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
@@ -250,20 +252,18 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
 
 def _run_pipeline(cfg: PipelineConfig, out: Path) -> dict:
-    from ..training.allocator import keep_freed_memory
     from ..core.evaluation import Interval
+    from ..training.allocator import keep_freed_memory
     from .experiment import train_and_test
-    from ..api.meta_learner import MetaLearner
-    from ..models import image_model
-    from ..training.pretrained import load_pretrained
-    from .nearest_centroid import CentroidRule, centroid_accuracy
     from .pretrain_body import BodyPretrainConfig, pretrain_body
     from .suites import build_suite
-    from ..training.schema import read_body
 
     keep_freed_memory()
     start, started_at = time.perf_counter(), time.time()
-    clock = lambda: round(time.perf_counter() - start, 1)  # noqa: E731
+
+    def clock() -> float:
+        return round(time.perf_counter() - start, 1)
+
     out.mkdir(parents=True, exist_ok=True)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     print(f"pipeline: {cfg.dataset} {cfg.ways}-way {cfg.shots}-shot, {cfg.arch}, {cfg.time_budget:g} s of training "
@@ -293,16 +293,7 @@ def _run_pipeline(cfg: PipelineConfig, out: Path) -> dict:
     suite = build_suite(run_cfg)  # the validation and test tasks every stage is scored on
     (test_label, test_tasks), = suite.test_sets.items()
     if record is not None:
-        model = image_model(cfg.arch, cfg.ways, in_channels=suite.model.arch.get("in_channels", 1),
-                            image_size=run_cfg.image_size).to(device)
-        load_pretrained(model, str(body_path))
-        saved = read_body(body_path)
-        rule = CentroidRule.parse(saved.rule)
-        test = centroid_accuracy(model, test_tasks, rule, saved.centre.to(device))
-        stages.append({"stage": "pretraining only", "how": f"nearest centroid ({rule.name}), best of "
-                       f"{len(record['history'])} epoch(s) at epoch {record['epoch']}", "val": record["val_accuracy"],
-                       "test": asdict(test), "trained_s": pretrained_at})
-        print(f"pipeline: pretraining only: meta-test {test.percent()} (nearest centroid, {rule.name})", flush=True)
+        stages.append(_pretraining_stage(cfg, suite, run_cfg.image_size, body_path, record, device, pretrained_at))
     curves[f"+ meta-training ({run_cfg.problem})"] = deadline.curve
     meta_test = Interval(**report_run["test"][test_label][str(run_cfg.test_inner_steps)])
     stages.append({"stage": "+ meta-training", "how": f"{run_cfg.problem}, head init {cfg.head_init}, "
@@ -310,18 +301,7 @@ def _run_pipeline(cfg: PipelineConfig, out: Path) -> dict:
                    f"{run_cfg.inner_lr}", "val": report_run["best_val"], "test": asdict(meta_test),
                    "trained_s": trained_at})
     if cfg.fine_tune == "choose":
-        from .fine_tune import choose_fine_tune, score_fine_tunes
-
-        meta = MetaLearner.load(out / "meta" / "best.pt", device=device)
-        choosing = suite.val_set.select(slice(0, cfg.fine_tune_tasks))
-        chosen, scores = choose_fine_tune(meta, choosing, seed=cfg.seed)  # its default grid, from the run's inner loop
-        print(f"pipeline: fine-tuning on {choosing.tasks} validation tasks: "
-              + "; ".join(f"{o.name} {100 * v.mean:.2f}%" for o, v in scores.items()), flush=True)
-        test = score_fine_tunes(meta.test_learner, meta.learner.meta_params(), test_tasks, [chosen],
-                                seed=cfg.seed)[chosen]
-        stages.append({"stage": "+ fine-tuning", "how": f"{chosen.name} (chosen on {choosing.tasks} validation tasks)",
-                       "val": scores[chosen].mean, "test": asdict(test),
-                       "trained_s": trained_at, "options": {o.name: v.mean for o, v in scores.items()}})
+        stages.append(_fine_tuning_stage(cfg, suite, out / "meta" / "best.pt", device, trained_at))
     report = {"config": asdict(cfg), "stages": stages, "curves": {k: [list(p) for p in v] for k, v in curves.items()},
               "test_tasks": f"{cfg.test_tasks} tasks, {test_label}", "trained_seconds": trained_at,
               "wall_seconds": clock(), "run": str(out / "meta")}
@@ -330,6 +310,44 @@ def _run_pipeline(cfg: PipelineConfig, out: Path) -> dict:
     (out / "report.md").write_text(format_report(report))
     print(format_report(report), flush=True)
     return report
+
+
+def _pretraining_stage(cfg: PipelineConfig, suite, image_size: int, body_path: Path, record: dict, device: str,
+                       trained_s: float) -> dict:
+    """The pretrained body alone, as the nearest-centroid classifier chosen on validation."""
+    from ..models import image_model
+    from ..training.pretrained import load_pretrained
+    from ..training.schema import read_body
+    from .nearest_centroid import CentroidRule, centroid_accuracy
+
+    (test_tasks,) = suite.test_sets.values()
+    model = image_model(cfg.arch, cfg.ways, in_channels=suite.model.arch.get("in_channels", 1),
+                        image_size=image_size).to(device)
+    load_pretrained(model, str(body_path))
+    saved = read_body(body_path)
+    rule = CentroidRule.parse(saved.rule)
+    test = centroid_accuracy(model, test_tasks, rule, saved.centre.to(device))
+    print(f"pipeline: pretraining only: meta-test {test.percent()} (nearest centroid, {rule.name})", flush=True)
+    return {"stage": "pretraining only", "how": f"nearest centroid ({rule.name}), best of "
+            f"{len(record['history'])} epoch(s) at epoch {record['epoch']}", "val": record["val_accuracy"],
+            "test": asdict(test), "trained_s": trained_s}
+
+
+def _fine_tuning_stage(cfg: PipelineConfig, suite, checkpoint: Path, device: str, trained_s: float) -> dict:
+    """Test-time fine-tuning of the meta-trained learner, its option chosen on validation tasks."""
+    from ..api.meta_learner import MetaLearner
+    from .fine_tune import choose_fine_tune, score_fine_tunes
+
+    (test_tasks,) = suite.test_sets.values()
+    meta = MetaLearner.load(checkpoint, device=device)
+    choosing = suite.val_set.select(slice(0, cfg.fine_tune_tasks))
+    chosen, scores = choose_fine_tune(meta, choosing, seed=cfg.seed)  # its default grid, from the run's inner loop
+    print(f"pipeline: fine-tuning on {choosing.tasks} validation tasks: "
+          + "; ".join(f"{o.name} {100 * v.mean:.2f}%" for o, v in scores.items()), flush=True)
+    test = score_fine_tunes(meta.test_learner, meta.learner.meta_params(), test_tasks, [chosen], seed=cfg.seed)[chosen]
+    return {"stage": "+ fine-tuning", "how": f"{chosen.name} (chosen on {choosing.tasks} validation tasks)",
+            "val": scores[chosen].mean, "test": asdict(test), "trained_s": trained_s,
+            "options": {o.name: v.mean for o, v in scores.items()}}
 
 
 def format_report(report: dict) -> str:

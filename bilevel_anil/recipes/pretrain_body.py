@@ -28,6 +28,7 @@ from ..errors import (UsageError, require_device, require_output, require_positi
                       require_seed)
 from ..core.evaluation import Interval
 from ..models import BODIES, image_model, smallest_image_size
+from ..training.budget import Budget
 from ..training.schema import BodyFile, write_body
 from .nearest_centroid import ALL_RULES, best_rule, centroid_scores, training_mean_feature
 from ..settings import setting, shared
@@ -85,116 +86,134 @@ def pretrain_body(cfg: BodyPretrainConfig, splits: Optional[dict] = None, *, bat
     record (``epoch``, ``val_accuracy`` under its ``rule``, ``seconds``, ...) with the file's
     ``path``. ``splits`` (``train``/``val`` ``ClassImages``) replaces the data set's
     splits read from ``cfg.data_root``; ``batch_flag`` names the batch size in errors."""
-    from ..data import ClassificationTasks, fixed_tasks
-    from ..data.registry import dataset_spec
     from .experiment import seed_everything
 
-    started = time.perf_counter()
+    budget = Budget(cfg.time_budget)  # wall time: loading, epochs and validations
     seed_everything(cfg.seed)
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    spec = dataset_spec(cfg.dataset)
-    size = spec.image_size or cfg.image_size or spec.default_image_size
-    channels = spec.input_channels(cfg)
-    if splits is None:
-        splits = spec.load_splits(replace(cfg, image_size=size))
-    train = splits["train"]
-    rotations = spec.rotations if cfg.rotations is None else cfg.rotations
-    augment = channels == 3 if cfg.augment is None else cfg.augment
-    classes = len(train.classes) * (4 if rotations else 1)
-    model = image_model(cfg.arch, cfg.ways, in_channels=channels, image_size=size).to(device)
-    classifier = nn.Linear(model.head.in_features, classes).to(device)
-    params = list(model.body.parameters()) + list(classifier.parameters())
-    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train.images, train.labels),
-                                         batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                         generator=torch.Generator().manual_seed(cfg.seed))
-    if len(loader) == 0:
-        raise UsageError(f"{batch_flag} {cfg.batch_size} is larger than the {len(train.labels)} training images "
-                         f"(incomplete batches are dropped): lower {batch_flag}")
-    epochs = cfg.epochs or (10 ** 6 if cfg.time_budget else 5)
-    total_steps = epochs * len(loader)
-    augmenter = torch.Generator().manual_seed(cfg.seed + 3)
-    val_tasks = fixed_tasks(ClassificationTasks(splits["val"], cfg.ways, cfg.shots, cfg.test_queries, False,
-                                                "meta-validation"), cfg.val_tasks, seed=cfg.seed + 1)
-    out = Path(cfg.out) if cfg.out else Path("runs") / f"pretrain-body-{cfg.arch}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    label = f"{cfg.ways}-way {cfg.shots}-shot"
-    length = (f"{cfg.time_budget:g} s" + (f" or {cfg.epochs} epoch(s)" if cfg.epochs else "")) if cfg.time_budget \
-        else f"{epochs} epoch(s)"
-    extras = ", ".join(x for x in ("rotations as classes" if rotations else "", "crops and flips" if augment else "")
-                       if x) or "no augmentation"
-    print(f"pretrain-body: {cfg.arch} as a {classes}-class classifier on the {cfg.dataset} meta-training classes "
-          f"({len(train.labels)} images, {size}x{size}; {extras}), {length} of batch {cfg.batch_size}, Adam lr "
-          f"{cfg.lr} ({cfg.schedule}); validated by nearest-centroid {label} accuracy on {cfg.val_tasks} "
-          f"meta-validation tasks; output {out}", flush=True)
-
-    def validate() -> tuple[dict, Optional[Tensor], float]:
-        """Every rule's validation accuracy, the centre it used, and the seconds it took."""
-        began = time.perf_counter()
-        centre = training_mean_feature(model, train.images, train.to_input, seed=cfg.seed)
-        scores = {r: Interval.of(s) for r, s in centroid_scores(model, val_tasks, ALL_RULES, centre).items()}
-        return scores, centre, time.perf_counter() - began
-
-    def progress_now(step: int) -> float:
-        done = step / total_steps
-        if cfg.time_budget:
-            done = max(done, (time.perf_counter() - started) / cfg.time_budget)
-        return min(done, 1.0)
-
-    before, _, validation_seconds = validate()  # the latest validation's time is reserved at the budget's end
+    run = _Pretraining(cfg, splits, batch_flag)
+    before, _, budget.reserve = run.validate()  # the latest validation's time is reserved at the budget's end
     rule = best_rule(before)
     print(f"epoch 0: validation {rule.name} {before[rule].percent()}", flush=True)
-    history, best, step = [], None, 0
-    out_of_time = False
-    for epoch in range(1, epochs + 1):
-        model.train()
-        total, seen = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}" + (f"/{cfg.epochs}" if cfg.epochs else ""), unit="batch",
-                   dynamic_ncols=True, disable=(not cfg.progress) if cfg.progress is not None else None)
-        for x, y in bar:
-            if cfg.schedule == "cosine":
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * progress_now(step)))
-            x = train.to_input(x)
-            if rotations:
-                x, y = rotate_classes(x, y, augmenter)
-            if augment:
-                x = crop_and_flip(x, augmenter)
-            x, y = x.to(device), y.to(device)
-            loss = F.cross_entropy(classifier(model.body(x)), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            step += 1
-            total, seen = total + loss.item() * len(y), seen + len(y)
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-            if cfg.time_budget and time.perf_counter() - started + validation_seconds >= cfg.time_budget:
-                out_of_time = True
-                break
-        bar.close()
+    history: list[dict] = []
+    best = None
+    for epoch in range(1, run.epochs + 1):
+        total, seen, out_of_time = run.epoch(epoch, budget)
         if not math.isfinite(total):
             raise UsageError(f"pretrain-body diverged in epoch {epoch} (non-finite loss): lower --lr")
-        scores, centre, validation_seconds = validate()
+        scores, centre, budget.reserve = run.validate()
         rule = best_rule(scores)
         history.append({"epoch": epoch, "train_loss": total / seen, "val_accuracy": scores[rule].mean,
                         "val_ci95": scores[rule].ci95, "rule": rule.name,
                         "rules": {r.name: scores[r].mean for r in scores}, "images": seen,
-                        "seconds": round(time.perf_counter() - started, 1)})
+                        "seconds": round(budget.spent(), 1)})
         others = "  ".join(f"{r.name} {100 * scores[r].mean:.2f}" for r in scores)
         partial = f" (stopped by --time-budget after {seen} images)" if out_of_time else ""
         print(f"epoch {epoch}: train loss {total / seen:.4f}  validation {rule.name} {scores[rule].percent()}  "
               f"[{others}]  ({history[-1]['seconds']} s){partial}", flush=True)
         if best is None or scores[rule].mean > best["val_accuracy"]:
             best = history[-1]
-            write_body(out, BodyFile(arch={k: v for k, v in model.arch.items() if k != "ways"},
-                                     body={k: v.detach().cpu() for k, v in model.body.state_dict().items()},
-                                     best_epoch=epoch, history=history, val_before=before[best_rule(before)].mean,
-                                     rule=rule.name, centre=centre.detach().cpu(), config=asdict(cfg)))
+            model = run.model
+            write_body(run.out, BodyFile(arch={k: v for k, v in model.arch.items() if k != "ways"},
+                                         body={k: v.detach().cpu() for k, v in model.body.state_dict().items()},
+                                         best_epoch=epoch, history=history, val_before=before[best_rule(before)].mean,
+                                         rule=rule.name, centre=centre.detach().cpu(), config=asdict(cfg)))
         if out_of_time:
             break
-    print(f"wrote {out} (epoch {best['epoch']}, validation {best['rule']} {100 * best['val_accuracy']:.2f}%); use it "
-          f"with --arch {cfg.arch} --pretrained {out}", flush=True)
-    return {"path": str(out), **best, "history": history}
+    print(f"wrote {run.out} (epoch {best['epoch']}, validation {best['rule']} {100 * best['val_accuracy']:.2f}%); use "
+          f"it with --arch {cfg.arch} --pretrained {run.out}", flush=True)
+    return {"path": str(run.out), **best, "history": history}
+
+
+class _Pretraining:
+    """What one body pretraining works with: the data, the network with its classifier over
+    the training classes, the optimiser and the validation tasks; an epoch, a validation."""
+
+    def __init__(self, cfg: BodyPretrainConfig, splits: Optional[dict], batch_flag: str):
+        from ..data import ClassificationTasks, fixed_tasks
+        from ..data.registry import dataset_spec
+
+        self.cfg = cfg
+        self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        spec = dataset_spec(cfg.dataset)
+        size = spec.image_size or cfg.image_size or spec.default_image_size
+        channels = spec.input_channels(cfg)
+        if splits is None:
+            splits = spec.load_splits(replace(cfg, image_size=size))
+        self.train = train = splits["train"]
+        self.rotations = spec.rotations if cfg.rotations is None else cfg.rotations
+        self.augment = channels == 3 if cfg.augment is None else cfg.augment
+        classes = len(train.classes) * (4 if self.rotations else 1)
+        self.model = image_model(cfg.arch, cfg.ways, in_channels=channels, image_size=size).to(self.device)
+        self.classifier = nn.Linear(self.model.head.in_features, classes).to(self.device)
+        params = list(self.model.body.parameters()) + list(self.classifier.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train.images, train.labels),
+                                                  batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                                  generator=torch.Generator().manual_seed(cfg.seed))
+        if len(self.loader) == 0:
+            raise UsageError(f"{batch_flag} {cfg.batch_size} is larger than the {len(train.labels)} training images "
+                             f"(incomplete batches are dropped): lower {batch_flag}")
+        self.epochs = cfg.epochs or (10 ** 6 if cfg.time_budget else 5)
+        self.steps, self.total_steps = 0, self.epochs * len(self.loader)
+        self.augmenter = torch.Generator().manual_seed(cfg.seed + 3)
+        self.val_tasks = fixed_tasks(ClassificationTasks(splits["val"], cfg.ways, cfg.shots, cfg.test_queries, False,
+                                                         "meta-validation"), cfg.val_tasks, seed=cfg.seed + 1)
+        self.out = Path(cfg.out) if cfg.out else \
+            Path("runs") / f"pretrain-body-{cfg.arch}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._announce(classes, size)
+
+    def _announce(self, classes: int, size: int) -> None:
+        cfg = self.cfg
+        length = (f"{cfg.time_budget:g} s" + (f" or {cfg.epochs} epoch(s)" if cfg.epochs else "")) \
+            if cfg.time_budget else f"{self.epochs} epoch(s)"
+        extras = ", ".join(x for x in ("rotations as classes" if self.rotations else "",
+                                       "crops and flips" if self.augment else "") if x) or "no augmentation"
+        print(f"pretrain-body: {cfg.arch} as a {classes}-class classifier on the {cfg.dataset} meta-training classes "
+              f"({len(self.train.labels)} images, {size}x{size}; {extras}), {length} of batch {cfg.batch_size}, Adam "
+              f"lr {cfg.lr} ({cfg.schedule}); validated by nearest-centroid {cfg.ways}-way {cfg.shots}-shot accuracy "
+              f"on {cfg.val_tasks} meta-validation tasks; output {self.out}", flush=True)
+
+    def validate(self) -> tuple[dict, Optional[Tensor], float]:
+        """Every rule's validation accuracy, the centre it used, and the seconds it took."""
+        began = time.perf_counter()
+        centre = training_mean_feature(self.model, self.train.images, self.train.to_input, seed=self.cfg.seed)
+        scores = {r: Interval.of(s) for r, s in centroid_scores(self.model, self.val_tasks, ALL_RULES, centre).items()}
+        return scores, centre, time.perf_counter() - began
+
+    def epoch(self, epoch: int, budget: Budget) -> tuple[float, int, bool]:
+        """One pass over the training images (cut short when the budget, with the latest
+        validation's time in reserve, is spent): the summed loss, the images seen, and
+        whether the budget ended it."""
+        cfg, model = self.cfg, self.model
+        model.train()
+        total, seen = 0.0, 0
+        bar = tqdm(self.loader, desc=f"epoch {epoch}" + (f"/{cfg.epochs}" if cfg.epochs else ""), unit="batch",
+                   dynamic_ncols=True, disable=(not cfg.progress) if cfg.progress is not None else None)
+        for x, y in bar:
+            if cfg.schedule == "cosine":  # over the steps or the budget, whichever is further along
+                done = max(self.steps / self.total_steps, budget.fraction())
+                for group in self.optimizer.param_groups:
+                    group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+            x = self.train.to_input(x)
+            if self.rotations:
+                x, y = rotate_classes(x, y, self.augmenter)
+            if self.augment:
+                x = crop_and_flip(x, self.augmenter)
+            x, y = x.to(self.device), y.to(self.device)
+            loss = F.cross_entropy(self.classifier(model.body(x)), y)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            self.steps += 1
+            total, seen = total + loss.item() * len(y), seen + len(y)
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if budget.over():
+                bar.close()
+                return total, seen, True
+        bar.close()
+        return total, seen, False
+
 
 def validate_config(cfg: BodyPretrainConfig) -> None:
     """One line for the first setting that cannot run."""

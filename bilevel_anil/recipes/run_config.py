@@ -2,7 +2,6 @@
 resolution (dataset and algorithm defaults, device, output folder)."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -14,7 +13,7 @@ import torch
 
 from ..core import distributed
 from ..core.algorithms import GRADS, evaluation_steps, get_algorithm
-from ..core.options import SCOPES, OptionError, check_options
+from ..core.options import SCOPES, check_options
 from ..data.registry import DATASETS, dataset_spec
 from ..errors import (UsageError, require_device, require_output, require_positive_integers,
                       require_seed)
@@ -186,37 +185,12 @@ def flag_scopes_help() -> str:
         f"{', '.join(flags)}: {scope}" for scope, flags in by_scope.items()) + "."
 
 
-# Python arguments of the option rules that run.py spells with another flag
-_FLAG_ALIASES = {"algorithm": "--problem", "adapt": "--head-only"}
-
-
-def flag_name(argument: str) -> str:
-    """The ``run.py`` flag of a Python argument named in an option rule's message."""
-    if argument in _FLAG_ALIASES:
-        return _FLAG_ALIASES[argument]
-    try:
-        return flag_of(RunConfig, argument)
-    except (KeyError, AttributeError):
-        return argument
-
-
-@contextlib.contextmanager
-def as_flags():
-    """Option rules broken inside, reported with ``run.py``'s flags instead of Python names."""
-    try:
-        yield
-    except OptionError as exc:
-        raise UsageError(exc.render(flag_name)) from None
-
-
 def run_algorithm(cfg: RunConfig):
     """The algorithm of a run's settings (``--problem`` with ``--first-order``, ``--head-only``,
     ``--grad`` and ``--inner-optimizer``), under the option rules of ``core.options``."""
     if cfg.grad is not None and cfg.grad not in GRADS:
         raise UsageError(f"unknown --grad {cfg.grad!r}: choose one of {', '.join(GRADS)}")
-    with as_flags():
-        return get_algorithm(cfg.problem, cfg.first_order, cfg.head_only, cfg.grad, cfg.inner_optimizer,
-                             strict=True)
+    return get_algorithm(cfg.problem, cfg.first_order, cfg.head_only, cfg.grad, cfg.inner_optimizer, strict=True)
 
 
 def _options(cfg: RunConfig) -> dict[str, object]:
@@ -230,10 +204,10 @@ def _options(cfg: RunConfig) -> dict[str, object]:
 def validate_config(cfg: RunConfig, explicit: Collection[str] = ()) -> None:
     """Reject bad input with one actionable sentence (before dataset defaults are filled in):
     the option rules of ``core.options`` (which also refuse a flag in ``explicit`` that the
-    algorithm does not use), then the data set's, the network's and the files'."""
+    algorithm does not use; their lines name the Python arguments, which the command line
+    shows as its flags), then the data set's, the network's and the files'."""
     algo = run_algorithm(cfg)
-    with as_flags():
-        check_options(algo, _options(cfg), given=explicit)
+    check_options(algo, _options(cfg), given=explicit)
     spec = dataset_spec(cfg.dataset)
     validate_body(cfg, algo)
     if not spec.images:

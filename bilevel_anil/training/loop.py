@@ -23,6 +23,7 @@ from ..core.evaluation import Interval
 from ..engines import MetaEngine
 from ..errors import Interrupted, TrainingDiverged, UsageError
 from . import checkpoint
+from .budget import Budget
 from .callbacks import Callback, StepInfo
 from .metrics_log import MetricsLog
 from .schema import LearnerRecord, RunCheckpoint, write_run
@@ -162,11 +163,41 @@ class TrainingLoop:
                 if self._saved_step is None:
                     raise UsageError(f"{exc}; no checkpoint was written before it: free space and start again") from None
                 raise UsageError(f"{exc}; the last checkpoint (last.pt, step {self._saved_step}) is intact: free space "
-                                 "and continue with --resume") from None
+                                 "and continue with ⟨resume⟩") from None
             if name == "last.pt":
                 self._saved_step = step
             if name == "last.pt" and os.environ.get(KILL_AFTER_CHECKPOINT) == str(step):
                 os.kill(os.getpid(), signal.SIGKILL)  # the tests' kill point: just after last.pt is in place
+
+    def _after_step(self, step: int, stats: dict[str, float], row: dict[str, Any], out_of_time: bool,
+                    train_time: float, log: MetricsLog, bar: tqdm) -> bool:
+        """Validation, callbacks, the metrics row and the checkpoints of one outer step; True
+        when the run ends here (out of time, or a callback asked to stop)."""
+        s = self.settings
+        checkpoint_now = step % s.val_every == 0 or step == s.iterations or out_of_time
+        val = self._validate() if checkpoint_now else None
+        finish = out_of_time
+        if self._callbacks_stop(step, stats, val, train_time):  # then validate and checkpoint here
+            finish = True
+            if not checkpoint_now:
+                checkpoint_now, val = True, self._validate()
+        if not checkpoint_now:
+            log.write(row)
+            return finish
+        if val is not None:
+            row.update(val)
+        # the row is on disk before the checkpoint that covers it: a kill between the two leaves
+        # a row after the previous last.pt, which a resumed run drops and redoes
+        log.write(row, durable=True)
+        if val is not None and self._better(val["val_score"]):
+            self.best = {"step": step, **val}
+            self._save("best.pt", step)
+        self._save("last.pt", step)
+        if bar.disable and self.group.is_main:
+            shown = "" if val is None else f"  val {val['val_score']:.4f} ± {val['val_ci95']:.4f}"
+            print(f"step {step}/{s.iterations}  loss {stats['loss']:.4f}{shown}  {row['steps_per_s']:.2f} steps/s",
+                  flush=True)
+        return finish
 
     def _agree(self, stats: dict[str, float], *flags: bool) -> tuple:
         """``stats`` averaged over the processes, then each flag, true if it is true in any of them."""
@@ -193,6 +224,7 @@ class TrainingLoop:
             bar = tqdm(total=s.iterations, initial=start_step, disable=None if show is None else not show,
                        unit="step", dynamic_ncols=True)
             started, train_time, done = time.perf_counter(), 0.0, 0
+            budget = Budget(s.time_budget)  # over the seconds of outer steps (validation excluded)
             self.engine.train()
             for step in range(start_step + 1, s.iterations + 1):
                 t0 = time.perf_counter()
@@ -202,39 +234,17 @@ class TrainingLoop:
                 # one all-reduce: the loss and score over all B tasks, and whether any process is
                 # out of time or asked to stop (so that all of them stop together)
                 stats, out_of_time, stop_requested = self._agree(
-                    stats, s.time_budget is not None and train_time >= s.time_budget, stop.requested)
+                    stats, budget.over(spent=train_time), stop.requested)
                 row = {"step": step, "train_loss": stats["loss"], "train_score": stats.get("score", ""),
                        "val_score": "", "val_ci95": "", "elapsed_s": round(time.perf_counter() - started, 3),
                        "train_s": round(train_time, 3), "steps_per_s": round(done / train_time, 3)}
-                checkpoint_now = step % s.val_every == 0 or step == s.iterations or out_of_time
-                val = self._validate() if checkpoint_now else None
-                finish = out_of_time
-                if self._callbacks_stop(step, stats, val, train_time):  # then validate and checkpoint here
-                    finish = True
-                    if not checkpoint_now:
-                        checkpoint_now, val = True, self._validate()
-                if checkpoint_now:
-                    if val is not None:
-                        row.update(val)
-                    # the row is on disk before the checkpoint that covers it: a kill between the two
-                    # leaves a row after the previous last.pt, which --resume drops and redoes
-                    log.write(row, durable=True)
-                    if val is not None and self._better(val["val_score"]):
-                        self.best = {"step": step, **val}
-                        self._save("best.pt", step)
-                    self._save("last.pt", step)
-                    if bar.disable and main:
-                        shown = "" if val is None else f"  val {val['val_score']:.4f} ± {val['val_ci95']:.4f}"
-                        print(f"step {step}/{s.iterations}  loss {stats['loss']:.4f}{shown}  "
-                              f"{row['steps_per_s']:.2f} steps/s", flush=True)
-                else:
-                    log.write(row)
+                finish = self._after_step(step, stats, row, out_of_time, train_time, log, bar)
                 if not math.isfinite(stats["loss"]):
                     bar.close()
                     kept = "no checkpoint was written yet" if self.best is None else \
                         f"the checkpoints in {s.out_dir} are from before it"
                     raise TrainingDiverged(f"meta-training diverged at step {step} (non-finite query loss); {kept}: "
-                                           "lower --inner-lr or --meta-lr")
+                                           "lower ⟨inner_lr⟩ or ⟨meta_lr⟩")
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", score=f"{stats.get('score', float('nan')):.3f}",
                                 val="" if self.best is None else f"{self.best['val_score']:.3f}", refresh=False)
                 bar.update(1)
@@ -242,7 +252,7 @@ class TrainingLoop:
                     bar.close()
                     self._save("last.pt", step)
                     raise Interrupted(f"interrupted after step {step}; {s.out_dir / 'last.pt'} holds it: continue "
-                                      f"with --resume --out {s.out_dir}")
+                                      f"with ⟨resume⟩ ⟨out⟩={s.out_dir}")
                 if finish:
                     break
             bar.close()

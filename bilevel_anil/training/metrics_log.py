@@ -23,8 +23,8 @@ def summary_writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise UsageError("--log tensorboard needs the tensorboard package: pip install tensorboard "
-                         "(or pip install -e '.[tensorboard]'), or drop --log") from None
+        raise UsageError("⟨log⟩ tensorboard needs the tensorboard package: pip install tensorboard "
+                         "(or pip install -e '.[tensorboard]'), or drop ⟨log⟩") from None
     return SummaryWriter
 
 
@@ -35,8 +35,8 @@ def keep_rows_up_to(path: Path, step: int) -> None:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise UsageError(f"--resume: {path} is not the CSV this package writes ({type(exc).__name__}); move it away "
-                         "and --resume again (the rows up to the checkpoint are then lost)") from None
+        raise UsageError(f"⟨resume⟩: {path} is not the CSV this package writes ({type(exc).__name__}); move it away "
+                         "and ⟨resume⟩ again (the rows up to the checkpoint are then lost)") from None
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=METRICS)
@@ -83,7 +83,7 @@ class MetricsLog:
                 os.fsync(self._fh.fileno())
         except OSError as exc:  # a full disk: the checkpoint of this step is not written either
             raise UsageError(f"cannot write {self.path} ({exc.strerror or type(exc).__name__}); the last checkpoint "
-                             "is intact: free space and continue with --resume") from None
+                             "is intact: free space and continue with ⟨resume⟩") from None
         if self._writer is not None:
             for key in METRICS[1:]:
                 if row.get(key, "") != "":

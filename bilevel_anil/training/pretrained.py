@@ -26,39 +26,39 @@ _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 def imagenet_state_dict(arch: str) -> dict[str, Tensor]:
     """torchvision's ImageNet weights for ``arch`` (downloaded once into torch's hub cache)."""
     if arch not in TORCHVISION_BODIES:
-        raise UsageError(f"--pretrained imagenet: {arch} has no ImageNet weights; choose one of "
-                         f"{', '.join(TORCHVISION_BODIES)} or pass --pretrained PATH")
+        raise UsageError(f"⟨pretrained⟩ imagenet: {arch} has no ImageNet weights; choose one of "
+                         f"{', '.join(TORCHVISION_BODIES)} or pass ⟨pretrained⟩ PATH")
     weights = TORCHVISION_BODIES[arch].imagenet_weights()
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
     except Exception as exc:  # offline, proxy, checksum, read-only cache
         file = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
         reason = first_line(exc)
-        raise UsageError(f"--pretrained imagenet: {file} is missing and downloading {weights.url} failed "
-                         f"({reason}): put that file there, or pass --pretrained PATH") from None
+        raise UsageError(f"⟨pretrained⟩ imagenet: {file} is missing and downloading {weights.url} failed "
+                         f"({reason}): put that file there, or pass ⟨pretrained⟩ PATH") from None
 
 
 def file_state_dict(path: Path, arch: str) -> dict[str, Tensor]:
     """The body weights in a file: a ``pretrain-body`` output, a run checkpoint (``model``), a
     wrapped (``state_dict``) or a plain state_dict, with ``module.``/``body.`` prefixes removed."""
-    data = read_weights(path, "--pretrained")  # the package's one safe loader: no code from the file runs
+    data = read_weights(path, "⟨pretrained⟩")  # the package's one safe loader: no code from the file runs
     if isinstance(data, (BodyFile, RunCheckpoint)):
         saved_arch = data.arch if isinstance(data, BodyFile) else data.learner.arch
         if saved_arch.get("name") not in (None, arch):
             what = "body" if isinstance(data, BodyFile) else "checkpoint"
-            raise UsageError(f"--pretrained {path} holds a {saved_arch['name']} {what}, not {arch}: "
-                             f"pass --arch {saved_arch['name']} or another file")
+            raise UsageError(f"⟨pretrained⟩ {path} holds a {saved_arch['name']} {what}, not {arch}: "
+                             f"pass ⟨arch⟩ {saved_arch['name']} or another file")
         data = data.body if isinstance(data, BodyFile) else data.model
     elif isinstance(data, dict):
         if isinstance(data.get("arch"), dict) and data["arch"].get("name") not in (None, arch):
-            raise UsageError(f"--pretrained {path} is a {data['arch']['name']} checkpoint, not {arch}: "
-                             f"pass --arch {data['arch']['name']} or another file")
+            raise UsageError(f"⟨pretrained⟩ {path} is a {data['arch']['name']} checkpoint, not {arch}: "
+                             f"pass ⟨arch⟩ {data['arch']['name']} or another file")
         for key in ("state_dict", "model"):
             if isinstance(data.get(key), dict):
                 data = data[key]
                 break
     if not isinstance(data, dict) or not data or not all(isinstance(v, Tensor) for v in data.values()):
-        raise UsageError(f"--pretrained {path} holds no state_dict (a mapping of names to tensors)")
+        raise UsageError(f"⟨pretrained⟩ {path} holds no state_dict (a mapping of names to tensors)")
     state = {}
     for name, value in data.items():
         name = name.removeprefix("module.")
@@ -113,5 +113,5 @@ def load_pretrained(model: nn.Module, source: str) -> str:
         state = file_state_dict(Path(source), arch)
         origin = f"weights from {source}"
     classifier = TORCHVISION_BODIES[arch].classifier if arch in TORCHVISION_BODIES else "fc"
-    notes = load_body(model.body, state, f"--pretrained {source}", classifier)
+    notes = load_body(model.body, state, f"⟨pretrained⟩ {source}", classifier)
     return origin + ("; " + "; ".join(notes) if notes else "")

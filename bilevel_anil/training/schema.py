@@ -133,7 +133,7 @@ def parse_run(state: Any, path: Union[str, Path]) -> RunCheckpoint:
     if not isinstance(state, dict) or state.get("format") not in (1, FORMAT):
         raise UsageError(f"{path} is not a bilevel_anil checkpoint (format 1 or {FORMAT})")
     if state.get("kind") == BODY_KIND:
-        raise UsageError(f"{path} is a pretrain-body file (a body for --pretrained PATH), not a run's checkpoint")
+        raise UsageError(f"{path} is a pretrain-body file (a body for ⟨pretrained⟩ PATH), not a run's checkpoint")
     if state["format"] == 1:
         state = _upgrade_run(state, path)
     elif state.get("kind") != RUN_KIND:
