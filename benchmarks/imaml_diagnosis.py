@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bilevel_anil.core.algorithms import get_algorithm
+from bilevel_anil.core.options import get_algorithm
 from bilevel_anil.data import ClassificationTasks, load_omniglot, seeded
 from bilevel_anil.core.tasks import RepeatBatch
 from bilevel_anil.engines import step_engine

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bilevel_anil.core.algorithms import get_algorithm
+from bilevel_anil.core.options import get_algorithm
 from bilevel_anil.recipes.run_config import DATASET_DEFAULTS
 from bilevel_anil.core.tasks import RepeatBatch, TaskBatch, TaskSet
 from bilevel_anil.data.natural import NATURAL_DATASETS

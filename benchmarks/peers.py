@@ -50,7 +50,7 @@ from bilevel_anil.recipes.compare import relative_error
 from bilevel_anil.core.tasks import RepeatBatch, TaskBatch
 from bilevel_anil.engines import step_engine
 from bilevel_anil.core.learner import Learner
-from bilevel_anil.core.algorithms import get_algorithm
+from bilevel_anil.core.options import get_algorithm
 from bilevel_anil.core.solvers import HypergradConfig
 
 import reference  # noqa: E402  (learn2learn)

@@ -253,7 +253,7 @@ def test_a_parameter_outside_body_and_head_is_adapted_by_maml_through_the_generi
     names, and a network its hand-written forward does not cover runs the generic path."""
     from torch import nn
 
-    from bilevel_anil.core.algorithms import get_algorithm
+    from bilevel_anil.core.options import get_algorithm
     from bilevel_anil.core.learner import Learner
     from bilevel_anil.models import image_model
 

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from bilevel_anil.core.algorithms import get_algorithm
+from bilevel_anil.core.options import get_algorithm
 from bilevel_anil.cli import main
 from bilevel_anil.recipes.compare import _compare, engine_gradient, exact_implicit_gradient
 from bilevel_anil.data.sine import SineTasks

@@ -9,7 +9,8 @@ import copy
 import pytest
 import torch
 
-from bilevel_anil.core.algorithms import ALGORITHMS, get_algorithm
+from bilevel_anil.core.algorithms import ALGORITHMS
+from bilevel_anil.core.options import get_algorithm
 from bilevel_anil.data.sine import SineTasks
 from bilevel_anil.core.learner import Learner
 from bilevel_anil.models import MLP, Conv4

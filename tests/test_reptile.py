@@ -9,7 +9,8 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from bilevel_anil.core.algorithms import ALGORITHMS, get_algorithm
+from bilevel_anil.core.algorithms import ALGORITHMS
+from bilevel_anil.core.options import get_algorithm
 from bilevel_anil.engines import step_engine
 from bilevel_anil.core.tasks import RepeatBatch
 from bilevel_anil.core.learner import Learner

@@ -131,7 +131,7 @@ def test_train_step_outside_run_raises_on_divergence():
     """An implicit run went NaN silently when stepped by hand; now train_step says so."""
     import torch
 
-    from bilevel_anil.core.algorithms import get_algorithm
+    from bilevel_anil.core.options import get_algorithm
     from bilevel_anil.engines import step_engine
     from bilevel_anil.core.tasks import RepeatBatch
     from bilevel_anil.errors import TrainingDiverged

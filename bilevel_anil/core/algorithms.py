@@ -12,7 +12,6 @@ else (Env, Problems, Engine, evaluation) is shared.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
 
 
 GRADS = ("unrolled", "implicit")
@@ -86,26 +85,3 @@ def evaluation_steps(algo: Algorithm, head_init: str, inner_steps: int) -> int:
     algorithm that does not adapt in meta-training and starts from prototypes (protonet),
     which is evaluated as it trains: 0 steps, the nearest-centroid classifier."""
     return 0 if algo.pretrain and head_init == "prototypes" else inner_steps
-
-
-def get_algorithm(name: str, first_order: bool = False, head_only: bool = False,
-                  grad: Optional[str] = None, inner_optimizer: Optional[str] = None, *,
-                  strict: bool = False) -> Algorithm:
-    """Look up ``name`` and apply the general switches, under the rules of
-    ``bilevel_anil.core.options.resolve_algorithm``.
-
-    ``first_order`` turns any unrolled member into its first-order variant (a member that is
-    first-order already stays as it is, unless ``strict``: then asking for it is an error, as
-    when a user asks for it); ``head_only`` restricts the inner loop to the head (``maml``
-    becomes ``anil``, ``imaml`` becomes ``ianil``); ``grad`` swaps the unrolled and the implicit
-    meta-gradient; ``inner_optimizer`` replaces the member's inner optimiser.
-    """
-    from .options import OptionError, resolve_algorithm  # the rules' home; it builds on this module
-
-    if first_order and grad == "implicit":
-        raise OptionError("⟨first_order⟩ applies to the unrolled meta-gradient: use ⟨grad⟩ 'unrolled', or the "
-                          "implicit gradient without it")
-    if first_order and not strict and name in ALGORITHMS and ALGORITHMS[name].first_order:
-        first_order = False  # a resolved configuration of a first-order member (pretrain, reptile, fomaml)
-    return resolve_algorithm(name, adapt="head" if head_only else None, grad="first_order" if first_order else grad,
-                             inner_optimizer=inner_optimizer)

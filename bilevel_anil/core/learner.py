@@ -99,7 +99,7 @@ class Learner:
 
         >>> import torch
         >>> from torch import nn
-        >>> from bilevel_anil.core.algorithms import get_algorithm
+        >>> from bilevel_anil.core.options import get_algorithm
         >>> net = nn.Sequential(nn.Linear(1, 16), nn.ReLU(), nn.Linear(16, 1))
         >>> learner = Learner(net, get_algorithm("anil"), "mse")
         >>> learner.adapted_names

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..core.algorithms import Algorithm, get_algorithm
+from ..core.algorithms import Algorithm
+from ..core.options import get_algorithm
 from ..core.tasks import RepeatBatch, TaskBatch, seeded
 from ..errors import (TrainingDiverged, UsageError)
 from ..core.learner import Learner

@@ -13,7 +13,8 @@ import torch
 
 from ..training.schema import RunCheckpoint, read_run
 from ..core import distributed
-from ..core.algorithms import Algorithm, get_algorithm
+from ..core.algorithms import Algorithm
+from ..core.options import get_algorithm
 from ..training.callbacks import Callback
 from ..training.allocator import keep_freed_memory
 from .run_config import RESUME_FIELDS, VALIDATION_FIELDS, RunConfig

@@ -12,7 +12,8 @@ from typing import Collection, Optional
 import torch
 
 from ..core import distributed
-from ..core.algorithms import GRADS, evaluation_steps, get_algorithm
+from ..core.algorithms import GRADS, evaluation_steps
+from ..core.options import get_algorithm
 from ..core.options import SCOPES, check_options
 from ..data.registry import DATASETS, dataset_spec
 from ..errors import (UsageError, require_device, require_output, require_positive_integers,
