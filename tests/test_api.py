@@ -330,7 +330,7 @@ def test_fit_schedule_and_a_resume_that_does_not_match(tmp_path):
     assert learner.optimizer.param_groups[0]["lr"] == 0.0  # annealed to 0 after 4 steps (Reptile's schedule)
     other = MetaLearner(nn.Sequential(nn.Linear(1, 8), nn.ReLU(), nn.Linear(8, 1)), "reptile", loss="mse",
                         inner_lr=0.02, meta_lr=0.5)
-    with pytest.raises(ValueError, match=r"resume: the run in .* was trained with inner_lr 0.01, not 0.02: build the "
+    with pytest.raises(ValueError, match=r"resume=True: the run in .* was trained with inner_lr 0.01, not 0.02: build the "
                                          "learner as it was"):
         other.fit(function_tasks(sine_task, seed=0), steps=6, meta_batch=2, out=tmp_path / "run", resume=True)
     with pytest.raises(ValueError, match="log must be 'csv' or 'tensorboard', not 'wandb'"):
