@@ -95,6 +95,16 @@ class FitResult:
         return self.steps_done / self.train_seconds if self.train_seconds > 0 else None
 
 
+def _scheduler(schedule: Callable[[torch.optim.Optimizer], Any], optimizer: torch.optim.Optimizer) -> Any:
+    """``fit``'s ``schedule(optimizer)``, which must be a learning-rate scheduler (it is stepped
+    after each outer step and saved with the checkpoints)."""
+    made = schedule(optimizer)
+    if not (callable(getattr(made, "step", None)) and callable(getattr(made, "state_dict", None))):
+        raise UsageError(f"schedule(optimizer) returned {type(made).__name__}, not a learning-rate scheduler: return "
+                         "one, e.g. torch.optim.lr_scheduler.LambdaLR(optimizer, ...)")
+    return made
+
+
 class MetaLearner:
     """Meta-learn an initialisation of ``model`` with one of the package's algorithms.
 
@@ -389,11 +399,11 @@ class MetaLearner:
             val_every: Steps between validations (default: 10 validations per fit).
             out: A folder for ``metrics.csv``, ``last.pt`` and ``best.pt``; None writes nothing.
             time_budget: Stop after this many seconds of outer steps.
-            resume: Continue from ``out/last.pt``.
+            resume: Continue from ``out/last.pt`` (one line when there is none).
             progress: Show a progress bar.
             callbacks: Called after each outer step with its
                 ``StepInfo``; one that returns True stops the fit there
-                (validated and checkpointed), e.g. ``EarlyStopping``.
+                (validated and checkpointed), e.g. ``EarlyStopping``; None or False goes on.
             schedule: ``optimizer -> torch.optim.lr_scheduler`` for the outer optimiser, stepped
                 after each outer step (``run.py`` anneals Reptile's ε to 0 with one).
             log: ``"csv"``, or ``"tensorboard"`` for TensorBoard events in ``out/tensorboard`` too.
@@ -408,6 +418,7 @@ class MetaLearner:
             ValueError: One line on a bad setting, a folder another run holds, or a resumed fit
                 built differently from the one it continues (naming the setting).
             TrainingDiverged: On a non-finite loss; ``last.pt`` in ``out`` stays intact.
+            TypeError: When a callback returns anything but True, False or None.
 
         Examples:
             >>> import torch
@@ -472,7 +483,10 @@ class MetaLearner:
                 elif existing and (folder / "last.pt").exists():  # the other processes stop as rank 0 does
                     raise existing
             state = None
-            if resume and (folder / "last.pt").exists():
+            if resume and not (folder / "last.pt").exists():
+                raise OptionError(f"⟨resume⟩: {folder} holds no last.pt to continue: drop ⟨resume⟩ to start a new "
+                                  "run there")
+            if resume:
                 state = read_run(folder / "last.pt", resume=True)
                 self._check_resume(state, folder)
             result = self._train(tasks, steps, meta_batch, folder, validation=validation, val_every=val_every,
@@ -512,7 +526,7 @@ class MetaLearner:
                             self.inner_lr)[self.test_inner_steps]
 
         engine = build_engine(self.learner, tasks, meta_batch, self.inner_lr, self.inner_steps, optimizer,
-                              device=self.device, scheduler=None if schedule is None else schedule(optimizer),
+                              device=self.device, scheduler=None if schedule is None else _scheduler(schedule, optimizer),
                               hypergrad=self.hypergrad, inner_batch=self.inner_batch, task_chunk=self.task_chunk,
                               pullback=self.inner_proximal == "pullback", group=group)
         loop = TrainingLoop(engine, settings, None if validation is None else validate,
@@ -567,10 +581,12 @@ class MetaLearner:
             ([0, 5], 50)
         """
         tasks = self._check_batch(tasks)
-        steps = sorted({0, self.test_inner_steps} if steps is None else set(steps))
-        for k in steps:
-            if not isinstance(k, int) or k < 0:
+        if steps is not None and (not isinstance(steps, (list, tuple, range)) or not steps):
+            raise UsageError(f"steps must be a non-empty list of inner-step counts (e.g. [0, 5]), got {steps!r}")
+        for k in steps or ():
+            if not isinstance(k, int) or isinstance(k, bool) or k < 0:
                 raise UsageError(f"steps must be non-negative integers, got {k!r}")
+        steps = sorted({0, self.test_inner_steps} if steps is None else set(steps))
         return evaluate(self.test_learner, self.learner.meta_params(), tasks, steps, self.inner_lr)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: Optional[int] = None,

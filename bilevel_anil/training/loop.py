@@ -117,7 +117,13 @@ class TrainingLoop:
                         higher_is_better=self.settings.higher_is_better, train_seconds=train_time)
         stop = False
         for callback in self.callbacks:
-            stop = bool(callback(info)) or stop
+            answer = callback(info)
+            # True stops, None or False goes on; anything else (a logger's dict, "no") is a mistake,
+            # not a request to stop
+            if answer is not None and not isinstance(answer, bool):
+                raise TypeError(f"a callback returned {type(answer).__name__} {answer!r:.40}: return True to stop the "
+                                "fit, or None (or False) to go on")
+            stop = answer is True or stop
         if self.group.world_size > 1:
             _, stop = self._agree({}, stop)
         return stop
