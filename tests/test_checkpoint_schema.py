@@ -124,3 +124,11 @@ def test_one_writer_and_one_reader():
                     node.value.id == "checkpoint" and node.attr in ("save", "read"):
                 callers.setdefault(node.attr, set()).add(path.relative_to(PACKAGE).as_posix())
     assert callers == {"save": {"training/schema.py"}, "read": {"training/schema.py"}}, callers
+
+
+def test_a_damaged_body_file_is_named_as_one(tmp_path):
+    state = checkpoint.read(FIXTURES / "body-format1.pt")
+    state["rule"] = 3
+    torch.save(state, tmp_path / "body.pt")
+    with pytest.raises(ValueError, match=r"is not a complete pretrain-body file \('rule'.*run.py pretrain-body"):
+        schema.read_body(tmp_path / "body.pt")

@@ -56,3 +56,14 @@ def test_evaluate_checks_its_steps(steps, fragment):
     with pytest.raises(ValueError, match=fragment):
         learner().evaluate(function_tasks(line, seed=2).sample(4), steps=steps)
     assert sorted(learner().evaluate(function_tasks(line, seed=2).sample(4), steps=range(2))) == [0, 1]
+
+
+@pytest.mark.parametrize("metadata, fragment", [({"note": print}, "got builtin_function_or_method"),
+                                                ({1: "x"}, "must have string keys"),
+                                                ({"nested": [{"ok": 1}, object()]}, "got object")])
+def test_metadata_must_be_readable_back(tmp_path, metadata, fragment):
+    """fit's metadata goes into every checkpoint, which the safe reader would refuse to read
+    if it held anything but tensors and plain values: it is refused before any step."""
+    with pytest.raises(ValueError, match=fragment):
+        learner().fit(function_tasks(line, seed=0), steps=2, meta_batch=2, out=tmp_path / "run", metadata=metadata)
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -17,12 +17,12 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ..training.schema import LearnerRecord, RunCheckpoint, read_run, write_run
+from ..training.schema import LearnerRecord, RunCheckpoint, read_run, require_plain, write_run
 from ._builders import learner_arguments, network_for, outer_optimizer
 from .adapted import Adapted, _has_batch_norm
 from ..core import distributed
 from ..core.algorithms import evaluation_steps
-from ..core.options import OptionError, check_options, resolve_algorithm
+from ..core.options import check_options, resolve_algorithm
 from ..training.callbacks import Callback
 from ..core.tasks import TaskBatch, TaskSampler
 from ..errors import UsageError, first_line, load_failure, require_positive
@@ -212,8 +212,8 @@ class MetaLearner:
         self.inner_lr, self.inner_steps = float(inner_lr), int(inner_steps)
         self.test_inner_steps = int(evaluation_steps(self.algorithm, self.learner.head_init, inner_steps)
                                     if test_inner_steps is None else test_inner_steps)
-        self.hypergrad = hypergrad if isinstance(hypergrad, HypergradConfig) else \
-            HypergradConfig(hypergrad or "cg", hypergrad_iterations or 5)
+        self.hypergrad = hypergrad if isinstance(hypergrad, HypergradConfig) else HypergradConfig(
+            **{k: v for k, v in (("method", hypergrad), ("iterations", hypergrad_iterations)) if v is not None})
         self.inner_proximal = inner_proximal or "every"
         self.meta_lr, self.inner_batch, self.task_chunk = float(meta_lr), inner_batch, task_chunk
         self.optimizer = self._make_optimizer(meta_optimizer)
@@ -464,28 +464,29 @@ class MetaLearner:
                              f"{type(tasks).__name__}: see bilevel_anil.dataset_tasks and function_tasks")
         if metadata is not None and not isinstance(metadata, dict):
             raise UsageError(f"metadata must be a dict of plain values, got {type(metadata).__name__}")
+        require_plain(metadata, "metadata")
         if validation is not None:
             validation = self._check_batch(validation)
         group = distributed.init_from_environment(str(self.device))  # joins torchrun's processes, if any
         with contextlib.ExitStack() as stack:
             if out is None:
                 if resume:
-                    raise OptionError("⟨resume⟩ needs the folder of the run to continue: pass ⟨out⟩")
+                    raise UsageError("⟨resume⟩ needs the folder of the run to continue: pass ⟨out⟩")
                 folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bilevel_anil-")))
             else:
                 from ..errors import require_output
                 require_output(str(out), flag="out")
                 folder = Path(out)
-                existing = None if resume else OptionError(
-                    f"{folder} already holds a run: continue it with ⟨resume⟩, or choose another ⟨out⟩")
+                existing = None if resume else \
+                    f"{folder} already holds a run: continue it with ⟨resume⟩, or choose another ⟨out⟩"
                 if group.is_main:
                     stack.enter_context(RunFolderLock(folder, existing, shared=True))
                 elif existing and (folder / "last.pt").exists():  # the other processes stop as rank 0 does
-                    raise existing
+                    raise UsageError(existing)
             state = None
             if resume and not (folder / "last.pt").exists():
-                raise OptionError(f"⟨resume⟩: {folder} holds no last.pt to continue: drop ⟨resume⟩ to start a new "
-                                  "run there")
+                raise UsageError(f"⟨resume⟩: {folder} holds no last.pt to continue: drop ⟨resume⟩ to start a new "
+                                 "run there")
             if resume:
                 state = read_run(folder / "last.pt", resume=True)
                 self._check_resume(state, folder)
@@ -498,9 +499,9 @@ class MetaLearner:
         now = self.record()
         for key in LearnerRecord.RESUME:
             if getattr(saved.learner, key) != getattr(now, key):
-                raise OptionError(f"⟨resume⟩: the run in {folder} was trained with {key} "
-                                  f"{getattr(saved.learner, key)!r}, not {getattr(now, key)!r}: build the learner as it "
-                                  "was, or start a new ⟨out⟩")
+                raise UsageError(f"⟨resume⟩: the run in {folder} was trained with {key} "
+                                 f"{getattr(saved.learner, key)!r}, not {getattr(now, key)!r}: build the learner as it "
+                                 "was, or start a new ⟨out⟩")
 
     def _train(self, tasks: TaskSampler, steps: int, meta_batch: int, folder: Path, *,
                validation: Optional[TaskBatch] = None, val_every: Optional[int] = None,
@@ -537,8 +538,8 @@ class MetaLearner:
             try:
                 start = loop.restore(resume_state)
             except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-                raise OptionError(f"⟨resume⟩: {folder / 'last.pt'} does not fit this learner's network or optimiser "
-                                  f"({load_failure(exc)}): start a new ⟨out⟩") from None
+                raise UsageError(f"⟨resume⟩: {folder / 'last.pt'} does not fit this learner's network or optimiser "
+                                 f"({load_failure(exc)}): start a new ⟨out⟩") from None
         self.model.train()
         best = loop.run(start)
         self.optimizer = engine.upper.optimizer

@@ -22,7 +22,6 @@ Params = Mapping[str, Tensor]
 Predictor = Callable[[Params], Tensor]
 
 
-
 def prototype_head(features: Tensor, labels: Tensor, ways: int) -> tuple[Tensor, Tensor]:
     """Proto-MAML's linear head for each task (Triantafillou et al. 2020): with μ_c the mean
     support feature of class c, ``w_c = 2·μ_c`` and ``b_c = −‖μ_c‖²``, so that the logits
@@ -75,8 +74,9 @@ class Learner:
 
     head: which part of ``model`` is its head (see ``bilevel_anil.core.network.resolve_head``:
     a submodule's name, the module, or a predicate on parameter names; default the submodule
-    whose output is the network's, ``bilevel_anil.core.network.output_module``). ANIL-type algorithms adapt the head; MAML-type algorithms adapt every
-    parameter (the head then only lets the body's features be reused).
+    whose output is the network's, ``bilevel_anil.core.network.output_module``). ANIL-type
+    algorithms adapt the head; MAML-type algorithms adapt every parameter (the head then only
+    lets the body's features be reused).
     adapt: a predicate on parameter names that replaces the algorithm's choice of adapted
     parameters (e.g. the head and the last block).
     loss: ``"cross_entropy"`` (classification, labels ``[B, n]``), ``"mse"`` (regression,

@@ -13,8 +13,7 @@ import torch
 
 from ..core import distributed
 from ..core.algorithms import GRADS, evaluation_steps
-from ..core.options import get_algorithm
-from ..core.options import SCOPES, check_options
+from ..core.options import SCOPES, check_options, get_algorithm
 from ..data.registry import DATASETS, dataset_spec
 from ..errors import (UsageError, require_device, require_output, require_positive_integers,
                       require_seed)

@@ -91,17 +91,14 @@ class TrainingLoop:
         self.train_seconds, self.steps_done = 0.0, 0
         self._saved_step: Optional[int] = None  # of the last last.pt on disk (for a failed write's line)
 
-    def validation(self) -> dict[str, float]:
-        interval = self.validate_fn()
-        return {"val_score": interval.mean, "val_ci95": interval.ci95}
-
     def _validate(self) -> Optional[dict[str, float]]:
         """The validation record (None without validation), in evaluation mode."""
         if self.validate_fn is None:
             return None
         self.engine.eval()
         try:
-            return self.validation()
+            interval = self.validate_fn()
+            return {"val_score": interval.mean, "val_ci95": interval.ci95}
         finally:
             self.engine.train()
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
-from ..core.options import OptionError
 from ..errors import UsageError, first_line
 
 try:
@@ -39,7 +38,7 @@ class RunFolderLock:
 
     _held: dict[Path, int] = {}  # folders this process holds -> how many times
 
-    def __init__(self, folder: Path, existing_run: Union[None, str, UsageError] = None, *, shared: bool = False):
+    def __init__(self, folder: Path, existing_run: Optional[str] = None, *, shared: bool = False):
         self.folder = Path(folder)
         self.existing_run, self.shared = existing_run, shared
         self._fd: Optional[int] = None
@@ -53,7 +52,7 @@ class RunFolderLock:
             RunFolderLock._held[key] = RunFolderLock._held.get(key, 0) + 1
         if self.existing_run is not None and (self.folder / "last.pt").exists():
             self.__exit__()
-            raise self.existing_run if isinstance(self.existing_run, UsageError) else UsageError(self.existing_run)
+            raise UsageError(self.existing_run)
         return self
 
     def _acquire(self) -> None:
@@ -64,15 +63,15 @@ class RunFolderLock:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise OptionError(f"⟨out⟩ {self.folder}: cannot write there ({first_line(exc)}): choose a writable "
-                              "folder") from None
+            raise UsageError(f"⟨out⟩ {self.folder}: cannot write there ({first_line(exc)}): choose a writable "
+                             "folder") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
-            raise OptionError(f"{self.folder} is in use by another run (process {holder}, lock {path}): wait for it "
-                              "to finish, or choose another ⟨out⟩") from None
+            raise UsageError(f"{self.folder} is in use by another run (process {holder}, lock {path}): wait for it "
+                             "to finish, or choose another ⟨out⟩") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd

@@ -222,19 +222,44 @@ def _names(cls: type) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
+# each record's kind of file in errors, and which file to pass instead
+_WHAT = {"RunCheckpoint": ("run checkpoint", "best.pt, last.pt, save()"),
+         "LearnerRecord": ("run checkpoint", "best.pt, last.pt, save()"),
+         "BodyFile": ("pretrain-body file", "run.py pretrain-body")}
+_PLAIN = (str, int, float, bool, type(None), Tensor)
+
+
+def require_plain(value: Any, name: str) -> None:
+    """One line unless ``value`` holds only what a checkpoint may (tensors and plain values in
+    lists, tuples and dicts with string keys): anything else would be written, then refused by
+    the safe reader, so the file could never be read again."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UsageError(f"⟨{name}⟩ must have string keys, got {key!r}")
+            require_plain(item, name)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            require_plain(item, name)
+    elif not isinstance(value, _PLAIN):
+        raise UsageError(f"⟨{name}⟩ must hold tensors and plain values (str, numbers, None, lists, dicts) only, got "
+                         f"{type(value).__name__}: a checkpoint holding it could not be read back")
+
+
 def _typed(cls: type, values: Any, path: Union[str, Path], where: str) -> Any:
     """``cls(**values)`` with each field's type checked: one line naming the first field that
     is missing or of the wrong type (a damaged or crafted file)."""
+    what, instead = _WHAT[cls.__name__]
     if not isinstance(values, dict):
-        raise UsageError(f"{path} is not a complete checkpoint ({where or cls.__name__} is missing)")
+        raise UsageError(f"{path} is not a complete {what} ({where or cls.__name__} is missing)")
     hints = typing.get_type_hints(cls)
     chosen = {}
     for f in fields(cls):
         value = values.get(f.name, _default(f))
         if not _fits(value, hints[f.name]):
             name = f"{where}.{f.name}" if where else f.name
-            raise UsageError(f"{path} is not a complete run checkpoint ({name!r} is missing or of the wrong type): "
-                             "pass a file written by this package (best.pt, last.pt, save())")
+            raise UsageError(f"{path} is not a complete {what} ({name!r} is missing or of the wrong type): "
+                             f"pass a file written by this package ({instead})")
         chosen[f.name] = value
     return cls(**chosen)
 
